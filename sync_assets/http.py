@@ -1,0 +1,220 @@
+"""The HTTP client every stream reads through: auth, timeouts, retries, the shared rate limit.
+
+Each request goes through the same steps: wait for the API's shared budget, send it with
+timeouts, classify the answer. Classification decides everything that follows:
+
+| answer                               | kind                 | what happens                        |
+| ------------------------------------ | -------------------- | ----------------------------------- |
+| 2xx with JSON                        | ok                   | returned                            |
+| 401 / 403                            | ``ConfigurationError`` | raised at once: check credentials |
+| other 4xx (400, 404, 405, 422, ...)  | ``ConfigurationError`` | raised at once: check path/params |
+| 429                                  | ``TransientError``   | every worker pauses for Retry-After |
+| 408, 5xx, timeout, connection reset  | ``TransientError``   | retried with exponential backoff    |
+| 2xx that is not JSON                 | ``SyncSystemError``  | raised at once                      |
+
+Retries use tenacity: exponential backoff with jitter, ``max_attempts`` for errors, while 429s
+(which tell us exactly how long to wait) are bounded only by ``max_elapsed_seconds``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
+
+from sync_assets.auth import ResolvedAuth
+from sync_assets.errors import ConfigurationError, SyncSystemError, TransientError
+from sync_assets.rate_limit import SharedRateLimiter
+from sync_assets.redaction import get_logger, mask, mask_url, strip_query_params
+
+log = get_logger(__name__)
+
+USER_AGENT = "sync-assets/0.1 (+https://github.com/sync-assets)"
+
+
+class RetryPolicy(BaseModel):
+    """How hard to try before a transient failure fails the read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_attempts: int = Field(8, ge=1, description="Attempts per request for 5xx, timeouts, resets.")
+    max_elapsed_seconds: float = Field(600, gt=0, description="Give up on a request after this long.")
+    backoff_seconds: float = Field(0.5, ge=0, description="First backoff; doubles with each attempt.")
+    max_backoff_seconds: float = Field(60, ge=0)
+    connect_timeout_seconds: float = Field(10, gt=0)
+    read_timeout_seconds: float = Field(60, gt=0)
+
+
+@dataclass
+class RequestStats:
+    """Counters of one read (a window, a refresh); safe to share between its threads."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    seconds_waited: float = 0.0
+    bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **deltas: float) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """A decoded 2xx response, with what paginators and error messages need from it."""
+
+    url: str
+    body: Any
+    headers: Mapping[str, str]
+    links: Mapping[str, Mapping[str, str]]
+    auth_params: frozenset[str]
+
+    @property
+    def where(self) -> str:
+        return f"GET {mask_url(self.url)}"
+
+    def strip_auth(self, url: str) -> str:
+        """``url`` without our credentials, fit to be stored as a page token."""
+        return strip_query_params(url, set(self.auth_params)) if self.auth_params else url
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class HttpClient:
+    """One per source per process; thread-safe, so a run's worker threads share its connections."""
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: ResolvedAuth,
+        limiter: SharedRateLimiter,
+        retry: RetryPolicy,
+        headers: Mapping[str, str] | None = None,
+        verify_tls: bool = True,
+        max_connections: int = 10,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._auth = auth
+        self._auth_params = frozenset(auth.query_params)
+        self._limiter = limiter
+        self._retry = retry
+        self._session = requests.Session()
+        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self._session.headers.update(headers or {})
+        self._session.headers.update(auth.headers)
+        self._session.verify = verify_tls
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, max_connections))
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._timeout = (retry.connect_timeout_seconds, retry.read_timeout_seconds)
+
+    def url_for(self, path: str) -> str:
+        return path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
+
+    def get(self, url: str, params: Mapping[str, Any], stats: RequestStats) -> ApiResponse:
+        """GET with the retry policy; raises a classified ``SyncError`` when it cannot succeed."""
+        errors = 0
+
+        def stop(state: RetryCallState) -> bool:
+            nonlocal errors
+            exc = state.outcome.exception() if state.outcome else None
+            if (state.seconds_since_start or 0.0) >= self._retry.max_elapsed_seconds:
+                return True
+            if isinstance(exc, TransientError) and exc.status == 429:
+                return False
+            errors += 1
+            return errors >= self._retry.max_attempts
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, TransientError) and exc.retry_after is not None:
+                return exc.retry_after + random.uniform(0, 0.1 * exc.retry_after + 0.05)
+            ceiling = min(self._retry.max_backoff_seconds, self._retry.backoff_seconds * 2.0 ** max(errors - 1, 0))
+            return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+        def before_sleep(state: RetryCallState) -> None:
+            stats.add(retries=1)
+            exc = state.outcome.exception() if state.outcome else None
+            sleep = state.next_action.sleep if state.next_action else 0.0
+            stats.add(seconds_waited=sleep)
+            log.warning("%s; retrying in %.2fs (attempt %d)", exc, sleep, state.attempt_number + 1)
+
+        retrying = Retrying(
+            stop=stop, wait=wait, retry=retry_if_exception_type(TransientError), before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(self._send, url, params, stats)
+
+    def _send(self, url: str, params: Mapping[str, Any], stats: RequestStats) -> ApiResponse:
+        stats.add(seconds_waited=self._limiter.acquire(), requests=1)
+        query = {**params, **self._auth.query_params} if self._auth_params else params
+        where = f"GET {mask_url(url)}"
+        try:
+            response = self._session.get(url, params=query, timeout=self._timeout)
+        except requests.exceptions.InvalidURL as exc:  # before ConnectionError: it subclasses it
+            raise ConfigurationError(f"invalid URL for {where}: {mask(str(exc))}; check base_url and path") from None
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise TransientError(f"{type(exc).__name__} on {where}: the API did not answer in time") from None
+        stats.add(bytes=len(response.content))
+        status = response.status_code
+        if status < 300:
+            try:
+                body = json.loads(response.content)
+            except ValueError:
+                excerpt = mask(response.text[:120])
+                raise SyncSystemError(
+                    f"malformed JSON in the response of GET {mask_url(response.url)} "
+                    f"(status {status}, begins {excerpt!r}); the API sent something we cannot parse"
+                ) from None
+            return ApiResponse(response.url, body, response.headers, response.links, self._auth_params)
+        where = f"GET {mask_url(response.url)}"
+        if status == 429:
+            retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+            stats.add(rate_limited=1)
+            if retry_after:
+                self._limiter.pause(retry_after)
+            raise TransientError(
+                f"429 Too Many Requests on {where} (Retry-After: {retry_after}); "
+                "lower the source's rate_limits to stay under the API's budget",
+                retry_after=retry_after,
+                status=status,
+            )
+        if status in (401, 403):
+            raise ConfigurationError(
+                f"{status} {response.reason} on {where}: the API refused our credentials; "
+                "check the source's auth settings and the environment variables they read"
+            )
+        if status == 408 or status >= 500:
+            raise TransientError(f"{status} {response.reason} on {where}", status=status)
+        raise ConfigurationError(
+            f"{status} {response.reason} on {where}: {mask(response.text[:200])}; "
+            "check the stream's path and params"
+        )
+
+    def close(self) -> None:
+        self._session.close()
+        self._limiter.close()

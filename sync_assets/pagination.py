@@ -1,0 +1,185 @@
+"""Pagination styles, one small class each, with the page token as an explicit value.
+
+A paginator never hides its position in mutable attributes. It answers two questions:
+
+- ``apply(url, params, token)``: the request for the page that ``token`` names (``None`` = the first);
+- ``next_token(response, records, token)``: the token of the next page, or ``None`` when done.
+
+Tokens are plain JSON values (a page number, an offset, an opaque cursor, a URL), so the token
+*is* the checkpoint of a resumable read: storing it after a page is all the state a resumed
+read needs, and stream authors write no state code at all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urljoin, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sync_assets.errors import SyncSystemError
+from sync_assets.records import dig
+
+if TYPE_CHECKING:
+    from sync_assets.http import ApiResponse
+
+Token = int | str
+"""A page position: page number or offset (int), opaque cursor or next URL (str)."""
+
+Params = dict[str, Any]
+
+
+class _Paginator(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
+        raise NotImplementedError
+
+    def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
+        raise NotImplementedError
+
+
+class NoPagination(_Paginator):
+    """The whole result comes in one response."""
+
+    type: Literal["none"] = "none"
+
+    def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
+        return url, params
+
+    def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
+        return None
+
+
+def _total_reached(response: ApiResponse, total_path: str | None, seen: int) -> bool | None:
+    """Whether ``seen`` records cover the total the API reports; ``None`` when it reports none."""
+    if total_path is None:
+        return None
+    total = dig(response.body, total_path)
+    if not isinstance(total, int):
+        raise SyncSystemError(
+            f"expected an integer total at total_path {total_path!r} in the response of "
+            f"{response.where}, found {total!r}; fix total_path or remove it"
+        )
+    return seen >= total
+
+
+class PageNumber(_Paginator):
+    """``?page=2&per_page=100``; e.g. ``{"data": [...], "page": 2, "total": 250}``.
+
+    Stops at an empty page, a short page, or (with ``total_path``) once ``total`` records are read.
+    """
+
+    type: Literal["page_number"] = "page_number"
+    page_param: str = "page"
+    start_page: int = 1
+    size_param: str | None = "per_page"
+    size: int | None = Field(100, gt=0)
+    total_path: str | None = Field(None, description="Path to the total number of records.")
+
+    def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
+        params = {**params, self.page_param: self.start_page if token is None else token}
+        if self.size_param and self.size:
+            params[self.size_param] = self.size
+        return url, params
+
+    def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
+        page = self.start_page if token is None else int(token)
+        if not records:
+            return None
+        pages_read = page - self.start_page + 1
+        reached = _total_reached(response, self.total_path, pages_read * (self.size or len(records)))
+        if reached or (reached is None and self.size and len(records) < self.size):
+            return None
+        return page + 1
+
+
+class Offset(_Paginator):
+    """``?offset=200&limit=100``; e.g. ``{"items": [...], "total": 250}``.
+
+    Stops at an empty page, a short page, or (with ``total_path``) at the reported total.
+    """
+
+    type: Literal["offset"] = "offset"
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    limit: int = Field(100, gt=0)
+    total_path: str | None = Field(None, description="Path to the total number of records.")
+
+    def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
+        return url, {**params, self.offset_param: 0 if token is None else token, self.limit_param: self.limit}
+
+    def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
+        offset = 0 if token is None else int(token)
+        if not records:
+            return None
+        reached = _total_reached(response, self.total_path, offset + len(records))
+        if reached or (reached is None and len(records) < self.limit):
+            return None
+        return offset + len(records)
+
+
+class CursorToken(_Paginator):
+    """An opaque token from the body sent back as a parameter; ``{"data": [...], "next_cursor": "abc"}``."""
+
+    type: Literal["cursor"] = "cursor"
+    token_path: str = "next_cursor"
+    param: str = "cursor"
+    size_param: str | None = None
+    size: int | None = Field(None, gt=0)
+
+    def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
+        params = dict(params)
+        if self.size_param and self.size:
+            params[self.size_param] = self.size
+        if token is not None:
+            params[self.param] = token
+        return url, params
+
+    def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
+        value = dig(response.body, self.token_path)
+        return str(value) if value not in (None, "") else None
+
+
+class _NextUrl(_Paginator):
+    """Shared by the styles whose token is the next page's full URL."""
+
+    def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
+        # The next URL already carries the query of the first request; auth is added by the client.
+        return (url, params) if token is None else (str(token), {})
+
+    def _token_from(self, response: ApiResponse, link: Any) -> Token | None:
+        if not link:
+            return None
+        absolute = urljoin(response.url, str(link))
+        if urlsplit(absolute).netloc != urlsplit(response.url).netloc:
+            raise SyncSystemError(
+                f"the next-page link of {response.where} points to another host "
+                f"({urlsplit(absolute).netloc}); credentials are only sent to the source's host"
+            )
+        return response.strip_auth(absolute)
+
+
+class NextUrl(_NextUrl):
+    """The body names the next page's URL: ``{"data": [...], "next": "https://api/x?page_token=..."}``."""
+
+    type: Literal["next_url"] = "next_url"
+    url_path: str = "next"
+
+    def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
+        return self._token_from(response, dig(response.body, self.url_path))
+
+
+class LinkHeader(_NextUrl):
+    """RFC 8288 ``Link: <https://api/x?after=123>; rel="next"`` (GitHub style)."""
+
+    type: Literal["link_header"] = "link_header"
+    rel: str = "next"
+
+    def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
+        return self._token_from(response, response.links.get(self.rel, {}).get("url"))
+
+
+Paginator = Annotated[
+    NoPagination | PageNumber | Offset | CursorToken | NextUrl | LinkHeader, Field(discriminator="type")
+]

@@ -1,0 +1,213 @@
+"""One request budget per API, shared by every thread and every process that calls it.
+
+Dagster runs each step in its own process and backfills as concurrent runs, so a limiter held in
+memory would give each process the whole budget. The budget therefore lives in a store:
+
+- ``sqlite`` (default): a file under the state directory, guarded by a file lock; shared by all
+  processes of one machine.
+- ``postgres`` / ``redis``: shared by every machine that reaches the server.
+
+Budgets are moving windows (pyrate-limiter's sliding log), several at once (``10/s`` and
+``1000/h``). A 429's ``Retry-After`` is published to the same store as a *pause*, so every worker
+of that API waits, not just the one that was told.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pyrate_limiter import Limiter
+from pyrate_limiter import Rate as PyrateRate
+
+from sync_assets.errors import ConfigurationError
+from sync_assets.redaction import get_logger
+from sync_assets.secrets import Secret, resolve_secret
+
+log = get_logger(__name__)
+
+# How long a process trusts its last look at the shared pause before looking again. A 429 pause is
+# at least a second, so this delays nobody much and keeps the store off the hot path.
+_PAUSE_POLL_SECONDS = 0.2
+
+
+class Rate(BaseModel):
+    """At most ``requests`` requests in any window of ``per`` (seconds, or an ISO 8601 duration)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    requests: int = Field(gt=0)
+    per: timedelta
+
+    def __init__(self, requests: int | None = None, /, **data: Any) -> None:
+        if requests is not None:
+            data["requests"] = requests
+        super().__init__(**data)
+
+    @field_validator("per")
+    @classmethod
+    def _positive(cls, per: timedelta) -> timedelta:
+        if per.total_seconds() < 0.001:
+            raise ValueError("per must be a positive duration, e.g. 60 (seconds) or PT1M")
+        return per
+
+
+class RateLimitStore(BaseModel):
+    """Where budgets and pauses are kept; ``url`` is a Postgres DSN or a Redis URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["sqlite", "postgres", "redis"] = "sqlite"
+    url: Secret | None = Field(None, description="postgresql://... or redis://...; unused for sqlite.")
+
+
+class _PauseBoard(Protocol):
+    def get(self) -> float: ...
+    def set(self, until: float) -> None: ...
+
+
+class _SqlitePauseBoard:
+    def __init__(self, path: Path, key: str) -> None:
+        self._key = key
+        self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._conn.execute("CREATE TABLE IF NOT EXISTS pauses (key TEXT PRIMARY KEY, until REAL NOT NULL)")
+
+    def get(self) -> float:
+        with self._lock:
+            row = self._conn.execute("SELECT until FROM pauses WHERE key = ?", (self._key,)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def set(self, until: float) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO pauses (key, until) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET until = max(until, excluded.until)",
+                (self._key, until),
+            )
+
+
+class _PostgresPauseBoard:
+    def __init__(self, pool: Any, key: str) -> None:
+        self._pool, self._key = pool, key
+        with pool.connection() as conn, conn.transaction():
+            # Concurrent CREATE TABLE IF NOT EXISTS races in Postgres; an advisory lock serialises it.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('sync_assets_pauses'))")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS sync_assets_pauses (key TEXT PRIMARY KEY, until DOUBLE PRECISION)"
+            )
+
+    def get(self) -> float:
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT until FROM sync_assets_pauses WHERE key = %s", (self._key,)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    def set(self, until: float) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO sync_assets_pauses (key, until) VALUES (%s, %s) ON CONFLICT (key) "
+                "DO UPDATE SET until = GREATEST(sync_assets_pauses.until, EXCLUDED.until)",
+                (self._key, until),
+            )
+
+
+class _RedisPauseBoard:
+    def __init__(self, client: Any, key: str) -> None:
+        self._client, self._key = client, f"sync_assets:pause:{key}"
+
+    def get(self) -> float:
+        value = self._client.get(self._key)
+        return float(value) if value else 0.0
+
+    def set(self, until: float) -> None:
+        if until > self.get():
+            self._client.set(self._key, until, px=max(1, int((until - time.time()) * 1000)))
+
+
+class SharedRateLimiter:
+    """Blocks each request until every budget of the API has room and no pause is in force."""
+
+    def __init__(
+        self, key: str, rates: list[Rate], store: RateLimitStore, state_dir: Path, margin_seconds: float = 0.1
+    ) -> None:
+        """``margin_seconds`` widens every window: a request counted here at t reaches the API a little
+        later, by a delay that varies (connection set-up, scheduling), so requests spaced exactly one
+        window apart here can land inside one window there."""
+        self.key = key
+        pyrate_rates = sorted(
+            (PyrateRate(r.requests, int((r.per.total_seconds() + margin_seconds) * 1000)) for r in rates),
+            key=lambda r: r.interval,
+        )
+        self._limiter: Limiter | None = None
+        self._closers: list[Any] = []
+        bucket = self._open(store, pyrate_rates, state_dir)
+        if bucket is not None:
+            self._limiter = Limiter(bucket)
+        self._pause_seen_at = 0.0
+        self._pause_until = 0.0
+
+    def _open(self, store: RateLimitStore, rates: list[PyrateRate], state_dir: Path) -> Any:
+        table = f"rate_{self.key}"
+        if store.kind == "sqlite":
+            from pyrate_limiter import SQLiteBucket
+
+            state_dir.mkdir(parents=True, exist_ok=True)
+            path = state_dir / "rate_limits.sqlite"
+            self._board: _PauseBoard = _SqlitePauseBoard(path, self.key)
+            if not rates:
+                return None
+            bucket = SQLiteBucket.init_from_file(rates, table=table, db_path=str(path), use_file_lock=True)
+            self._closers.append(bucket)
+            return bucket
+        if store.url is None:
+            raise ConfigurationError(f"rate_limit_store.url is required for kind {store.kind!r}")
+        url = resolve_secret(store.url, "rate_limit_store.url")
+        if store.kind == "postgres":
+            from psycopg_pool import ConnectionPool
+            from pyrate_limiter import PostgresBucket
+
+            # Not autocommit: pyrate-limiter takes its table locks per transaction.
+            pool = ConnectionPool(url, min_size=1, max_size=4, open=True)
+            self._closers.append(pool)
+            self._board = _PostgresPauseBoard(pool, self.key)
+            return PostgresBucket(pool, table, rates) if rates else None
+        import redis
+        from pyrate_limiter import RedisBucket
+
+        client = redis.Redis.from_url(url)
+        self._closers.append(client)
+        self._board = _RedisPauseBoard(client, self.key)
+        return RedisBucket.init(rates, client, f"sync_assets:rate:{self.key}") if rates else None
+
+    def acquire(self) -> float:
+        """Wait for a slot; returns the seconds spent waiting (pauses included)."""
+        started = time.monotonic()
+        self._wait_out_pause()
+        if self._limiter is not None:
+            self._limiter.try_acquire(self.key, blocking=True)
+        return time.monotonic() - started
+
+    def pause(self, seconds: float) -> None:
+        """Tell every worker of this API to hold off for ``seconds`` (a 429's Retry-After)."""
+        until = time.time() + seconds
+        self._board.set(until)
+        self._pause_until = max(self._pause_until, until)
+
+    def _wait_out_pause(self) -> None:
+        now = time.monotonic()
+        if now - self._pause_seen_at >= _PAUSE_POLL_SECONDS:
+            self._pause_until = max(self._pause_until, self._board.get())
+            self._pause_seen_at = now
+        remaining = self._pause_until - time.time()
+        if remaining > 0:
+            log.info("API %s paused by a 429: waiting %.1fs", self.key, remaining)
+            time.sleep(remaining)
+
+    def close(self) -> None:
+        if self._limiter is not None:
+            self._limiter.close()
+        for closer in self._closers:
+            closer.close()

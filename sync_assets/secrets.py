@@ -1,0 +1,59 @@
+"""Values that come from the environment at run time, so that no secret is written into config.
+
+A config holds ``Env(env="NAME")`` (YAML: ``{env: NAME}``) and the value is read only when a client
+is built, which is why listing or validating a source never needs its credentials. A Dagster
+``EnvVar("NAME")`` passed from Python is recognised and turned into ``Env`` (without importing
+Dagster): ``EnvVar`` is a ``str`` subclass, and taking it for a literal would send the *name* of
+the variable as the token.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+from sync_assets.errors import ConfigurationError
+from sync_assets.redaction import register_secret
+
+
+class Env(BaseModel):
+    """A value read from the environment variable ``env`` when the client is built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of the environment variable.")
+    default: str | None = Field(None, description="Used when the variable is unset; never for secrets.")
+
+    def resolve(self, used_for: str) -> str:
+        value = os.environ.get(self.env, self.default)
+        if value is None or value == "":
+            raise ConfigurationError(
+                f"environment variable {self.env} is not set (it provides {used_for}); "
+                f"export it, or put {self.env}=... in a .env file next to where you run the command"
+            )
+        return value
+
+
+def _from_dagster_env_var(value: Any) -> Any:
+    name = getattr(value, "env_var_name", None)
+    return Env(env=name) if isinstance(name, str) else value
+
+
+Text = Annotated[Env | str, BeforeValidator(_from_dagster_env_var)]
+"""A plain setting that may come from the environment (base URLs, user names)."""
+
+Secret = Annotated[Env | SecretStr, BeforeValidator(_from_dagster_env_var)]
+"""A credential: from the environment (recommended) or a literal that ``repr`` keeps hidden."""
+
+
+def resolve_text(value: Env | str, used_for: str) -> str:
+    return value.resolve(used_for) if isinstance(value, Env) else value
+
+
+def resolve_secret(value: Env | SecretStr, used_for: str) -> str:
+    """The secret's value, registered for masking before anything can log it."""
+    secret = value.resolve(used_for) if isinstance(value, Env) else value.get_secret_value()
+    register_secret(secret)
+    return secret

@@ -1,0 +1,14 @@
+"""Sources bundled with the package: the demo source, declared in YAML like most users' sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sync_assets.spec import ApiSource, load_source
+
+DEMO_SOURCE_PATH = Path(__file__).with_name("demo.yaml")
+
+
+def demo_source() -> ApiSource:
+    """The demo API's source; reads SYNC_ASSETS_DEMO_URL / SYNC_ASSETS_DEMO_TOKEN when a client is built."""
+    return load_source(DEMO_SOURCE_PATH)

@@ -1,0 +1,189 @@
+"""What a user declares: a source (an API) and its streams, in Python or in YAML.
+
+Both routes go through these pydantic models, so they accept the same things and reject the same
+mistakes. Every model forbids unknown fields (a typo is an error, not a silently ignored
+setting), and a failed load lists each bad field by its path (``streams[1] (surveys).paginator.size``)
+with its YAML line and what to do about it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sync_assets.auth import Auth
+from sync_assets.errors import ConfigurationError
+from sync_assets.http import RetryPolicy
+from sync_assets.pagination import NoPagination, Paginator
+from sync_assets.rate_limit import Rate, RateLimitStore
+from sync_assets.secrets import Text
+from sync_assets.windows import Incremental
+
+# Names become asset keys, file names and table names, so they are kept to a safe alphabet.
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class Stream(BaseModel):
+    """One endpoint read as one table (and, in Dagster, one asset)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    name: str = Field(pattern=NAME_PATTERN, description="Lowercase letters, digits and _.")
+    path: str = Field(description="Path under the source's base_url, e.g. /v3/surveys.")
+    records_path: str | None = Field(None, description="Dotted path to the list of records; empty = the root.")
+    primary_key: str | list[str] | None = None
+    paginator: Paginator = Field(default_factory=NoPagination)
+    incremental: Incremental | None = Field(None, description="Omit for a resumable full refresh.")
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    description: str | None = None
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+
+    @property
+    def primary_keys(self) -> list[str]:
+        if self.primary_key is None:
+            return []
+        return [self.primary_key] if isinstance(self.primary_key, str) else list(self.primary_key)
+
+
+class ApiSource(BaseModel):
+    """An API: where it lives, how to authenticate, how fast it may be called, and its streams."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=NAME_PATTERN, description="Lowercase letters, digits and _.")
+    base_url: Text
+    auth: Auth | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    rate_limits: list[Rate] = Field(default_factory=list, description="Budgets shared by all workers.")
+    rate_limit_key: str | None = Field(
+        None, pattern=NAME_PATTERN, description="Sources with the same key share one budget (default: name)."
+    )
+    rate_limit_store: RateLimitStore = Field(default_factory=RateLimitStore)
+    rate_limit_margin_seconds: float = Field(
+        0.1, ge=0, description="Added to every rate window: network jitter bunches requests up at the API."
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    concurrency: int = Field(10, ge=1, le=256, description="Worker threads per run (windows, children).")
+    verify_tls: bool = True
+    streams: list[Stream] = Field(min_length=1)
+
+    @field_validator("streams")
+    @classmethod
+    def _unique_names(cls, streams: list[Stream]) -> list[Stream]:
+        names = [s.name for s in streams]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"stream names must be unique; repeated: {', '.join(duplicates)}")
+        return streams
+
+    def stream(self, name: str) -> Stream:
+        for stream in self.streams:
+            if stream.name == name:
+                return stream
+        raise ConfigurationError(
+            f"source {self.name!r} has no stream {name!r}; its streams are: "
+            + ", ".join(s.name for s in self.streams)
+        )
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def load_source(ref: str | Path) -> ApiSource:
+    """A source from a YAML file (``demo.yaml``) or a Python object (``package.module:attr``)."""
+    text = str(ref)
+    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigurationError(f"source file {path} does not exist")
+        return parse_source_yaml(path.read_text(), origin=str(path))
+    module_name, _, attr = text.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot load source {text!r}: {exc}; give a .yaml file or a module:attribute path"
+        ) from None
+    candidate = getattr(module, attr or "source", None)
+    if not isinstance(candidate, ApiSource):
+        raise ConfigurationError(
+            f"{module_name}:{attr or 'source'} is {type(candidate).__name__}, not an ApiSource; "
+            "name the attribute that holds the source, e.g. my_module:source"
+        )
+    return candidate
+
+
+def parse_source_yaml(text: str, origin: str = "<yaml>") -> ApiSource:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{origin} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{origin} must hold a mapping with name, base_url and streams")
+    try:
+        return ApiSource.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_errors(exc, data, origin, yaml.compose(text))) from None
+
+
+def source_from_dict(data: dict[str, Any], origin: str = "<dict>") -> ApiSource:
+    try:
+        return ApiSource.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_errors(exc, data, origin, None)) from None
+
+
+def describe_errors(exc: ValidationError, data: Any, origin: str, root: yaml.Node | None) -> str:
+    """One line per error: the field's path as the user wrote it, its YAML line, and the fix."""
+    lines = [f"invalid source config in {origin}:"]
+    for error in exc.errors():
+        path, node = _user_path(error["loc"], data, root)
+        where = f" (line {node.start_mark.line + 1})" if node is not None else ""
+        lines.append(f"  {path or '(top level)'}{where}: {_advice(error)}")
+    return "\n".join(lines)
+
+
+def _user_path(loc: tuple[Any, ...], data: Any, node: yaml.Node | None) -> tuple[str, yaml.Node | None]:
+    """Turn pydantic's loc into ``streams[1] (surveys).paginator.size``, skipping union tags."""
+    parts: list[str] = []
+    for step in loc:
+        if isinstance(step, int) and isinstance(data, list) and step < len(data):
+            data = data[step]
+            name = data.get("name") if isinstance(data, dict) else None
+            parts.append(f"[{step}]" + (f" ({name})" if name else ""))
+            node = node.value[step] if isinstance(node, yaml.SequenceNode) else None
+        elif isinstance(data, dict) and step in data:
+            data = data[step]
+            parts.append(("." if parts else "") + str(step))
+            node = _mapping_value(node, str(step))
+        elif not (isinstance(data, dict) and data.get("type") == step):  # a discriminated union's tag
+            parts.append(("." if parts else "") + str(step))
+    return "".join(parts), node
+
+
+def _mapping_value(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.value == key:
+                return value_node  # type: ignore[no-any-return]
+    return None
+
+
+def _advice(error: Any) -> str:
+    kind, message = str(error["type"]), str(error["msg"])
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown field; check its spelling against the docs, or remove it"
+    if kind == "missing":
+        return "required field is missing; add it"
+    if kind == "union_tag_invalid":
+        return f"type {ctx.get('tag')!r} is not known; use one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return f"missing 'type'; add type: one of the kinds listed in the docs ({ctx.get('discriminator')})"
+    if kind == "string_pattern_mismatch":
+        return f"{message}; use lowercase letters, digits and underscores, starting with a letter"
+    if {"auth", "rate_limit_store"} & {str(step) for step in error["loc"]}:
+        return message  # the input may be a credential
+    return f"{message}; got {error.get('input')!r}"

@@ -1,0 +1,164 @@
+"""Date windows: how an incremental stream is cut into ``[start, end)`` slices, and what each fetches.
+
+Every window is half-open and in UTC. A window's request asks the API for its range (with the
+stream's parameter names, date or datetime format, inclusive or exclusive end), and the records that
+come back are *also* filtered on the parsed, timezone-aware cursor field, because APIs round,
+ignore parameters, or treat ends as inclusive. So a record stamped exactly at midnight belongs to
+the window that starts then, whatever offset the API wrote it with, and no record lands in two
+windows or falls between them.
+
+Windows are aligned like Dagster's time partitions (hourly; daily; weekly from Sunday; monthly from
+the 1st), so that a partition key and a window are the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sync_assets.errors import SyncSystemError
+from sync_assets.records import dig
+
+WindowSize = Literal["hourly", "daily", "weekly", "monthly"]
+
+_KEY_FORMATS: dict[str, str] = {"hourly": "%Y-%m-%d-%H:%M", "daily": "%Y-%m-%d", "weekly": "%Y-%m-%d",
+                                "monthly": "%Y-%m-%d"}
+
+
+def as_utc(value: datetime | date) -> datetime:
+    """A timezone-aware UTC datetime; naive values and bare dates are taken as UTC."""
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Incremental(BaseModel):
+    """How a stream reads by time: which field orders records, and how a window becomes a request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cursor_field: str = Field(description="Dotted path of the record's timestamp, e.g. date_modified.")
+    start: datetime = Field(description="First instant to sync (UTC if no offset given).")
+    window: WindowSize = "daily"
+    start_param: str | None = Field(None, description="Query parameter for the window start.")
+    end_param: str | None = Field(None, description="Query parameter for the window end.")
+    end_inclusive: bool = Field(False, description="The API's end parameter includes its value.")
+    param_format: Literal["date", "datetime", "epoch"] | str = Field(
+        "datetime", description="date (2024-01-31), datetime (ISO 8601, Z), epoch (seconds), or a strftime pattern."
+    )
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _date_or_datetime(cls, value: Any) -> Any:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+    @property
+    def granularity(self) -> timedelta:
+        """The smallest step the API's parameters can express: what an inclusive end gives back."""
+        return timedelta(days=1) if self.param_format == "date" else timedelta(seconds=1)
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    def contains(self, instant: datetime) -> bool:
+        return self.start <= instant < self.end
+
+    def __str__(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def window_floor(instant: datetime, size: WindowSize) -> datetime:
+    """The start of the window of ``size`` that holds ``instant``."""
+    instant = as_utc(instant)
+    if size == "hourly":
+        return instant.replace(minute=0, second=0, microsecond=0)
+    day = instant.replace(hour=0, minute=0, second=0, microsecond=0)
+    if size == "daily":
+        return day
+    if size == "weekly":
+        return day - timedelta(days=(day.weekday() + 1) % 7)  # weeks start on Sunday, as in Dagster
+    return day.replace(day=1)
+
+
+def window_after(start: datetime, size: WindowSize) -> datetime:
+    if size == "hourly":
+        return start + timedelta(hours=1)
+    if size == "daily":
+        return start + timedelta(days=1)
+    if size == "weekly":
+        return start + timedelta(days=7)
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def windows_between(start: datetime, end: datetime, size: WindowSize) -> Iterator[Window]:
+    """The aligned windows covering ``[start, end)``, the first and last clipped to it."""
+    start, end = as_utc(start), as_utc(end)
+    cursor = window_floor(start, size)
+    while cursor < end:
+        following = window_after(cursor, size)
+        yield Window(max(cursor, start), min(following, end))
+        cursor = following
+
+
+def partition_key(window_start: datetime, size: WindowSize) -> str:
+    return as_utc(window_start).strftime(_KEY_FORMATS[size])
+
+
+def format_param(instant: datetime, fmt: str) -> str:
+    if fmt == "date":
+        return instant.date().isoformat()
+    if fmt == "datetime":
+        return instant.isoformat().replace("+00:00", "Z")
+    if fmt == "epoch":
+        return str(int(instant.timestamp()))
+    return instant.strftime(fmt)
+
+
+def window_params(incremental: Incremental, window: Window) -> dict[str, str]:
+    """The query parameters that ask the API for ``window``."""
+    params: dict[str, str] = {}
+    if incremental.start_param:
+        params[incremental.start_param] = format_param(window.start, incremental.param_format)
+    if incremental.end_param:
+        end = window.end - incremental.granularity if incremental.end_inclusive else window.end
+        params[incremental.end_param] = format_param(end, incremental.param_format)
+    return params
+
+
+def parse_cursor(value: Any) -> datetime:
+    """A record's cursor value as an aware UTC datetime: ISO 8601 (any offset; naive = UTC) or epoch."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, int | float):
+        seconds = value / 1000 if value > 1e11 else value  # epoch milliseconds are far past year 5000 in s
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        return as_utc(datetime.fromisoformat(text))
+    raise ValueError(f"not a timestamp: {value!r}")
+
+
+def record_instant(record: dict[str, Any], cursor_field: str) -> datetime:
+    value = dig(record, cursor_field)
+    try:
+        return parse_cursor(value)
+    except ValueError:
+        raise SyncSystemError(
+            f"record has cursor field {cursor_field!r} = {value!r}, which is not a timestamp; "
+            "check the stream's incremental.cursor_field"
+        ) from None

@@ -1,0 +1,62 @@
+"""`sync-assets read/check` end to end against the demo API, in-process."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from sync_assets.cli import main
+from sync_assets.demo_api import DemoApi, data
+from sync_assets.sources import DEMO_SOURCE_PATH
+from sync_assets_tests.helpers import TOKEN
+
+
+@pytest.fixture
+def demo_env(api: DemoApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("SYNC_ASSETS_DEMO_URL", api.url)
+    monkeypatch.setenv("SYNC_ASSETS_DEMO_TOKEN", TOKEN)
+    monkeypatch.setenv("SYNC_ASSETS_HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def test_read_windows_of_an_incremental_stream(demo_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = demo_env / "surveys.jsonl"
+    code = main(["read", str(DEMO_SOURCE_PATH), "surveys", "--start", "2024-01-01", "--end", "2024-03-01",
+                 "-o", str(out)])
+    assert code == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = data.surveys_modified_between(
+        0, 400, datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)
+    )
+    assert records == expected and len(records) > 50
+    summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert summary["windows"] == 60 and summary["records"] == len(expected)
+    assert summary["dropped_out_of_window"] == 0 and summary["requests"] == 60
+    assert not out.with_name("surveys.jsonl.partial").exists()
+
+
+def test_read_a_full_refresh_stream_to_stdout(demo_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["read", str(DEMO_SOURCE_PATH), "events"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line) for line in lines] == data.all_events(0, 170)
+
+
+def test_configuration_errors_exit_2_with_a_masked_message(
+    demo_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SYNC_ASSETS_DEMO_TOKEN", "not-the-right-token")
+    assert main(["read", str(DEMO_SOURCE_PATH), "customers"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error: 401" in err and "not-the-right-token" not in err
+    assert main(["read", str(DEMO_SOURCE_PATH), "customers", "--start", "2024-01-01"]) == 2
+    assert "not incremental" in capsys.readouterr().err
+
+
+def test_check_lists_streams(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(DEMO_SOURCE_PATH)]) == 0
+    out = capsys.readouterr().out
+    assert "demo/surveys: /v3/surveys (incremental on date_modified, page_number pagination)" in out
+    assert "demo/customers: /v1/customers (full refresh, cursor pagination)" in out

@@ -1,0 +1,145 @@
+"""One budget per API, shared by threads and processes: checked by the API's own counters."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from sync_assets.demo_api import DemoApi, data
+from sync_assets.rate_limit import Rate, RateLimitStore, SharedRateLimiter
+from sync_assets_tests.helpers import TOKEN
+
+POSTGRES_URL = os.environ.get("SYNC_ASSETS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SYNC_ASSETS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+STORES = [
+    pytest.param({"kind": "sqlite"}, id="sqlite"),
+    pytest.param({"kind": "postgres", "url": POSTGRES_URL}, id="postgres", marks=pytest.mark.skipif(
+        not _reachable(5432), reason="PostgreSQL is not running on 127.0.0.1:5432")),
+    pytest.param({"kind": "redis", "url": REDIS_URL}, id="redis", marks=pytest.mark.skipif(
+        not _reachable(6379), reason="Redis is not running on 127.0.0.1:6379")),
+]
+
+
+def _source_file(tmp_path: Path, api: DemoApi, store: dict[str, str], key: str) -> Path:
+    source = {
+        "name": "demo",
+        "base_url": api.url,
+        "auth": {"type": "bearer", "token": {"env": "DEMO_TOKEN_FOR_TEST"}},
+        "rate_limits": [{"requests": 10, "per": 1}],
+        "rate_limit_key": key,
+        "rate_limit_store": store,
+        "streams": [{"name": "customers", "path": "/v1/customers", "records_path": "data",
+                     "paginator": {"type": "cursor", "size_param": "limit", "size": 10}}],
+    }
+    path = tmp_path / "source.yaml"
+    path.write_text(yaml.safe_dump(source))
+    return path
+
+
+def _run_readers(source: Path, state_dirs: list[Path], tmp_path: Path) -> list[list[dict[str, object]]]:
+    """Run one `sync-assets read` process per state dir, all at once; return what each wrote."""
+    env = {**os.environ, "DEMO_TOKEN_FOR_TEST": TOKEN}
+    outputs = [tmp_path / f"out{i}.jsonl" for i in range(len(state_dirs))]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sync_assets.cli", "read", str(source), "customers", "-o", str(out),
+             "--state-dir", str(state_dir)],
+            env=env, stderr=subprocess.PIPE, text=True,
+        )
+        for out, state_dir in zip(outputs, state_dirs, strict=True)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    return [[json.loads(line) for line in out.read_text().splitlines()] for out in outputs]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", STORES)
+def test_two_processes_sharing_a_budget_never_exceed_it(
+    store: dict[str, str], demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    api = demo_api(rate_limit=(10, 1.0), customers=150)
+    source = _source_file(tmp_path, api, store, f"t{uuid.uuid4().hex[:12]}")
+    shared = tmp_path / "state"
+    started = time.monotonic()
+    outputs = _run_readers(source, [shared, shared], tmp_path)
+    elapsed = time.monotonic() - started
+    assert outputs == [data.all_customers(0, 150)] * 2
+    stats = requests.get(f"{api.url}/stats", timeout=5).json()
+    assert stats["by_path"]["/v1/customers"] == 30, stats
+    assert stats["responses_429"] == 0
+    assert stats["max_requests_in_window"] <= 10
+    assert elapsed < 30 / 10 + 6  # the budget is used, not wasted: ~3 s of requests plus start-up
+
+
+@pytest.mark.slow
+def test_processes_with_separate_budgets_do_overrun_the_api(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    """The control for the test above: without sharing, the API sees more than it allows."""
+    api = demo_api(rate_limit=(10, 1.0), customers=150)
+    source = _source_file(tmp_path, api, {"kind": "sqlite"}, "separate")
+    outputs = _run_readers(source, [tmp_path / "a", tmp_path / "b"], tmp_path)
+    assert outputs == [data.all_customers(0, 150)] * 2  # 429s were retried, nothing lost
+    stats = requests.get(f"{api.url}/stats", timeout=5).json()
+    assert stats["responses_429"] > 0 and stats["max_requests_in_window"] > 10
+
+
+def test_several_rates_hold_at_once_across_limiter_instances(tmp_path: Path) -> None:
+    """Two limiters on one store (as two processes would have) keep both windows."""
+    rates = [Rate(3, per=timedelta(seconds=0.5)), Rate(5, per=timedelta(seconds=2))]
+    limiters = [SharedRateLimiter("multi", rates, RateLimitStore(), tmp_path) for _ in range(2)]
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def worker(limiter: SharedRateLimiter) -> None:
+        for _ in range(4):
+            limiter.acquire()
+            with lock:
+                stamps.append(time.time())
+
+    threads = [threading.Thread(target=worker, args=(limiter,)) for limiter in limiters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for limiter in limiters:
+        limiter.close()
+    stamps.sort()
+    assert len(stamps) == 8
+    for i, stamp in enumerate(stamps):
+        assert sum(1 for s in stamps[i:] if s - stamp < 0.5) <= 3
+        assert sum(1 for s in stamps[i:] if s - stamp < 2.0) <= 5
+
+
+def test_a_pause_from_one_worker_holds_every_worker(tmp_path: Path) -> None:
+    first = SharedRateLimiter("paused", [], RateLimitStore(), tmp_path)
+    second = SharedRateLimiter("paused", [], RateLimitStore(), tmp_path)
+    first.pause(0.6)
+    waited = second.acquire()
+    assert 0.4 < waited < 1.5
+    assert SharedRateLimiter("other_api", [], RateLimitStore(), tmp_path).acquire() < 0.1

@@ -1,0 +1,130 @@
+"""Config errors name the field as the user wrote it, its YAML line, and the fix."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sync_assets import ApiSource, BearerAuth, Env, PageNumber, Rate, Stream
+from sync_assets.errors import ConfigurationError
+from sync_assets.sources import DEMO_SOURCE_PATH, demo_source
+from sync_assets.spec import load_source, parse_source_yaml
+
+GOOD = """\
+name: shop
+base_url: https://api.example.com
+auth: {type: api_key, key: {env: SHOP_KEY}, location: query, name: api_key}
+rate_limits:
+  - {requests: 10, per: 1}
+  - {requests: 1000, per: PT1H}
+streams:
+  - name: orders
+    path: /orders
+    records_path: data.items
+    paginator: {type: offset, limit: 50}
+  - name: surveys
+    path: /surveys
+    incremental: {cursor_field: updated_at, start: 2024-01-01, window: weekly}
+"""
+
+
+def test_yaml_source_parses_into_models() -> None:
+    source = parse_source_yaml(GOOD)
+    assert source.stream("orders").paginator.type == "offset"
+    assert source.rate_limits[1].per == timedelta(hours=1)
+    incremental = source.stream("surveys").incremental
+    assert incremental is not None and incremental.start == datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def test_python_and_yaml_declare_the_same_source() -> None:
+    python = ApiSource(
+        name="shop",
+        base_url="https://api.example.com",
+        auth=BearerAuth(token=Env(env="SHOP_TOKEN")),
+        rate_limits=[Rate(10, per=timedelta(seconds=1))],
+        streams=[Stream(name="orders", path="/orders", paginator=PageNumber(size=50))],
+    )
+    yaml_text = """
+name: shop
+base_url: https://api.example.com
+auth: {type: bearer, token: {env: SHOP_TOKEN}}
+rate_limits: [{requests: 10, per: 1}]
+streams: [{name: orders, path: /orders, paginator: {type: page_number, size: 50}}]
+"""
+    assert parse_source_yaml(yaml_text) == python
+
+
+def test_unknown_field_names_its_path_line_and_fix() -> None:
+    bad = GOOD.replace("paginator: {type: offset, limit: 50}", "paginator: {type: offset, limt: 50}")
+    with pytest.raises(ConfigurationError) as info:
+        parse_source_yaml(bad, origin="shop.yaml")
+    message = str(info.value)
+    assert "shop.yaml" in message
+    assert "streams[0] (orders).paginator.limt (line 11): unknown field" in message
+
+
+def test_unknown_paginator_type_lists_the_known_ones() -> None:
+    bad = GOOD.replace("{type: offset, limit: 50}", "{type: pages}")
+    with pytest.raises(ConfigurationError) as info:
+        parse_source_yaml(bad)
+    assert "streams[0] (orders).paginator (line 11): type 'pages' is not known" in str(info.value)
+    assert "page_number" in str(info.value)
+
+
+def test_missing_required_field_and_bad_name_are_both_reported() -> None:
+    bad = GOOD.replace("  - name: orders\n    path: /orders\n", "  - name: Orders!\n")
+    with pytest.raises(ConfigurationError) as info:
+        parse_source_yaml(bad)
+    message = str(info.value)
+    assert "streams[0] (Orders!).path (line 8): required field is missing" in message
+    assert "streams[0] (Orders!).name (line 8)" in message and "lowercase letters" in message
+
+
+def test_duplicate_stream_names_are_rejected() -> None:
+    bad = GOOD.replace("name: surveys", "name: orders")
+    with pytest.raises(ConfigurationError, match="repeated: orders"):
+        parse_source_yaml(bad)
+
+
+def test_literal_secret_is_hidden_in_errors_and_repr() -> None:
+    source = ApiSource(name="x", base_url="https://x", auth=BearerAuth(token="hunter2-token"),
+                       streams=[Stream(name="s", path="/s")])
+    assert "hunter2-token" not in repr(source)
+    with pytest.raises(ConfigurationError) as info:
+        parse_source_yaml("name: x\nbase_url: https://x\nauth: {type: bearer, token: [hunter2-token]}\n"
+                          "streams: [{name: s, path: /s}]")
+    assert "hunter2-token" not in str(info.value)
+
+
+def test_dagster_env_var_is_read_as_an_env_reference() -> None:
+    class EnvVar(str):  # the shape of dagster.EnvVar: a str holding the variable's *name*
+        @property
+        def env_var_name(self) -> str:
+            return str(self)
+
+    auth = BearerAuth(token=EnvVar("MY_TOKEN"))
+    assert auth.token == Env(env="MY_TOKEN")
+
+
+def test_missing_env_var_is_a_configuration_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOP_KEY", raising=False)
+    source = parse_source_yaml(GOOD)
+    assert source.auth is not None
+    with pytest.raises(ConfigurationError, match="SHOP_KEY is not set"):
+        source.auth.resolve()
+
+
+def test_unknown_stream_lists_the_streams() -> None:
+    with pytest.raises(ConfigurationError, match="its streams are: orders, surveys"):
+        parse_source_yaml(GOOD).stream("order")
+
+
+def test_load_source_from_module_and_file(tmp_path: Path) -> None:
+    assert load_source(str(DEMO_SOURCE_PATH)) == demo_source()
+    assert [s.name for s in demo_source().streams] == ["stock_prices", "surveys", "customers", "orders", "events"]
+    with pytest.raises(ConfigurationError, match="not an ApiSource"):
+        load_source("sync_assets.sources:DEMO_SOURCE_PATH")
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        load_source(str(tmp_path / "missing.yaml"))

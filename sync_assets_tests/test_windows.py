@@ -1,0 +1,92 @@
+"""Windows are half-open UTC slices aligned like Dagster's partitions; cursor values of any offset."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sync_assets.errors import SyncSystemError
+from sync_assets.windows import (
+    Incremental,
+    Window,
+    parse_cursor,
+    partition_key,
+    record_instant,
+    window_params,
+    windows_between,
+)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_daily_windows_cover_the_range_without_gaps_or_overlap() -> None:
+    windows = list(windows_between(utc(2024, 1, 30, 12), utc(2024, 2, 2), "daily"))
+    assert windows == [
+        Window(utc(2024, 1, 30, 12), utc(2024, 1, 31)),
+        Window(utc(2024, 1, 31), utc(2024, 2, 1)),
+        Window(utc(2024, 2, 1), utc(2024, 2, 2)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("size", "first_start", "second_start", "key"),
+    [
+        ("hourly", utc(2024, 3, 10, 5), utc(2024, 3, 10, 6), "2024-03-10-05:00"),
+        ("weekly", utc(2024, 3, 10), utc(2024, 3, 17), "2024-03-10"),  # Sundays, as in Dagster
+        ("monthly", utc(2024, 3, 1), utc(2024, 4, 1), "2024-03-01"),
+    ],
+)
+def test_window_sizes_align_like_dagster(size: str, first_start: datetime, second_start: datetime, key: str) -> None:
+    windows = list(windows_between(first_start, second_start + timedelta(minutes=1), size))  # type: ignore[arg-type]
+    assert windows[0].start == first_start and windows[0].end == second_start
+    assert partition_key(first_start, size) == key  # type: ignore[arg-type]
+
+
+def test_monthly_windows_cross_year_and_leap_february() -> None:
+    starts = [w.start for w in windows_between(utc(2023, 12, 1), utc(2024, 4, 1), "monthly")]
+    assert starts == [utc(2023, 12, 1), utc(2024, 1, 1), utc(2024, 2, 1), utc(2024, 3, 1)]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-03-05T00:00:00Z", utc(2024, 3, 5)),
+        ("2024-03-05T02:00:00+02:00", utc(2024, 3, 5)),
+        ("2024-03-04T19:00:00-05:00", utc(2024, 3, 5)),
+        ("2024-03-05T05:30:00+05:30", utc(2024, 3, 5)),
+        ("2024-03-05", utc(2024, 3, 5)),
+        ("2024-03-05T00:00:00", utc(2024, 3, 5)),
+        (1709596800, utc(2024, 3, 5)),
+        (1709596800000, utc(2024, 3, 5)),
+    ],
+)
+def test_cursor_values_parse_to_the_same_instant(value: object, expected: datetime) -> None:
+    assert parse_cursor(value) == expected
+
+
+def test_window_edges_are_start_inclusive_end_exclusive() -> None:
+    window = Window(utc(2024, 3, 5), utc(2024, 3, 6))
+    assert window.contains(parse_cursor("2024-03-05T02:00:00+02:00"))
+    assert not window.contains(parse_cursor("2024-03-06T00:00:00Z"))
+    assert not window.contains(parse_cursor("2024-03-05T01:59:59+02:00"))
+
+
+def test_request_params_for_exclusive_and_inclusive_ends() -> None:
+    window = Window(utc(2024, 1, 5), utc(2024, 1, 6))
+    exclusive = Incremental(cursor_field="t", start=utc(2024, 1, 1), start_param="from", end_param="to")
+    assert window_params(exclusive, window) == {"from": "2024-01-05T00:00:00Z", "to": "2024-01-06T00:00:00Z"}
+    inclusive_dates = exclusive.model_copy(update={"end_inclusive": True, "param_format": "date"})
+    assert window_params(inclusive_dates, window) == {"from": "2024-01-05", "to": "2024-01-05"}
+    inclusive_times = exclusive.model_copy(update={"end_inclusive": True})
+    assert window_params(inclusive_times, window)["to"] == "2024-01-05T23:59:59Z"
+    epoch = exclusive.model_copy(update={"param_format": "epoch"})
+    assert window_params(epoch, window) == {"from": "1704412800", "to": "1704499200"}
+
+
+def test_a_record_without_a_timestamp_is_a_system_error() -> None:
+    with pytest.raises(SyncSystemError, match="cursor field 'meta.updated'"):
+        record_instant({"meta": {"updated": "yesterday"}}, "meta.updated")
+    assert record_instant({"meta": {"updated": "2024-01-01"}}, "meta.updated") == utc(2024, 1, 1)
