@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import venv
@@ -21,7 +22,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 DEMO_DIR = ROOT / ".demo"
 DEMO_TOKEN = "demo-token"
-DEMO_WINDOW = ("2024-01-01", "2024-02-01")  # one month of the incremental streams
+DEMO_RANGE = "2024-01-01...2024-01-31"  # January, as one run
 
 
 def ensure_venv(extras: str) -> None:
@@ -43,13 +44,15 @@ def ensure_venv(extras: str) -> None:
 
 
 def demo() -> int:
-    """Start the demo API, sync the demo source from it, and say where the data landed."""
+    """Start the demo API, materialize the demo assets through the Dagster CLI, say where data landed."""
     ensure_venv("dev")
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    out_dir = DEMO_DIR / "data"
-    out_dir.mkdir(parents=True)
+    home = DEMO_DIR / "dagster_home"
+    home.mkdir(parents=True)
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     api = subprocess.Popen(
-        [str(BIN / "sync-assets"), "demo-api", "--port", "0", "--token", DEMO_TOKEN, "--latency-ms", "5"],
+        [str(BIN / "sync-assets"), "demo-api", "--port", "0", "--token", DEMO_TOKEN, "--latency-ms", "20",
+         "--rate-limit", "50/1"],
         stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -58,25 +61,27 @@ def demo() -> int:
         if "http://" not in banner:
             print("the demo API did not start", file=sys.stderr)
             return 1
-        url = banner[banner.index("http://"):]
         print(banner, flush=True)
-        env = {**os.environ, "SYNC_ASSETS_DEMO_URL": url, "SYNC_ASSETS_DEMO_TOKEN": DEMO_TOKEN,
-               "SYNC_ASSETS_HOME": str(DEMO_DIR / "home")}
-        for stream, incremental in [("stock_prices", True), ("surveys", True), ("customers", False),
-                                    ("orders", False), ("events", False)]:
-            target = out_dir / f"{stream}.jsonl"
-            window = ["--start", DEMO_WINDOW[0], "--end", DEMO_WINDOW[1]] if incremental else []
-            command = [str(BIN / "sync-assets"), "read", "sync_assets/sources/demo.yaml", stream, *window,
-                       "-o", str(target)]
-            result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
-            if result.returncode != 0:
-                print(result.stderr, file=sys.stderr)
-                return result.returncode
-            print(f"demo/{stream}: {result.stderr.strip().splitlines()[-1]}\n  -> {target}", flush=True)
+        env = {**os.environ, "DAGSTER_HOME": str(home), "SYNC_ASSETS_DEMO_URL": banner[banner.index("http://"):],
+               "SYNC_ASSETS_DEMO_TOKEN": DEMO_TOKEN}
+        command = [str(BIN / "dagster"), "asset", "materialize", "-m", "sync_assets.definitions",
+                   "--select", "demo/stock_prices,demo/surveys", "--partition-range", DEMO_RANGE]
+        print("$", " ".join(command[1:]), flush=True)
+        code = subprocess.run(command, env=env, cwd=ROOT).returncode
+        if code != 0:
+            return code
     finally:
         api.terminate()
         api.wait(timeout=10)
-    print(f"\nsynced the demo source into {out_dir}")
+    data = home / "sync_assets" / "data"
+    with sqlite3.connect(data / "state.sqlite") as db:
+        rows = db.execute(
+            "SELECT stream, COUNT(*), SUM(records) FROM partitions GROUP BY stream ORDER BY stream"
+        ).fetchall()
+    print("\nsynced the demo source through Dagster:")
+    for stream, partitions, records in rows:
+        print(f"  demo/{stream}: {records} records in {partitions} daily partitions -> {data / 'demo' / stream}/")
+    print(f"\nDagster instance: {home}  (browse it: DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml)")
     return 0
 
 

@@ -1,0 +1,169 @@
+"""Stream -> asset: the thin map from the engine's sync onto a Dagster asset.
+
+An incremental stream becomes a time-partitioned asset with a single-run backfill policy, so a
+range of partitions (a CLI ``--partition-range``, a UI backfill) is one run that reads its windows
+concurrently (``sync.sync_windows``) instead of one run per window at seconds of overhead each.
+Each window is committed by the store as it finishes. If some windows fail, the finished ones are
+reported as materialized before the step fails, so a re-run of the failed or missing partitions
+fetches only those.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the context annotation at definition time.
+
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetsDefinition,
+    BackfillPolicy,
+    BetaWarning,
+    Failure,
+    MetadataValue,
+    Output,
+    TimeWindowPartitionsDefinition,
+    asset,
+)
+
+from sync_assets.dagster.partitions import partitions_for, window_for
+from sync_assets.dagster.translator import SyncAssetsTranslator
+from sync_assets.errors import ConfigurationError
+from sync_assets.reader import StreamReader
+from sync_assets.spec import ApiSource, Stream
+from sync_assets.store import contiguous_end
+from sync_assets.sync import WindowResult, sync_windows
+from sync_assets.windows import window_floor
+
+UNIQUE_KEY_CHECK = "unique_primary_key"
+
+
+def pool_name(source: ApiSource) -> str:
+    """One Dagster pool per API, so concurrent runs cannot pile onto it (limits in dagster.yaml)."""
+    return f"sync_assets_{source.rate_limit_key or source.name}"
+
+
+def build_incremental_asset(
+    source: ApiSource, stream: Stream, translator: SyncAssetsTranslator, api_key: str, store_key: str
+) -> AssetsDefinition:
+    incremental = stream.incremental
+    if incremental is None:
+        raise ValueError(f"stream {stream.name!r} is not incremental")
+    partitions_def = partitions_for(incremental)
+    asset_key = translator.get_asset_key(source, stream)
+    checks = [AssetCheckSpec(UNIQUE_KEY_CHECK, asset=asset_key,
+                             description="No primary key appears twice within a partition.")]
+
+    with warnings.catch_warnings():
+        # single_run backfills are what make a partition range one run; Dagster flags the parameter beta.
+        warnings.simplefilter("ignore", BetaWarning)
+        return _incremental_asset(source, stream, translator, api_key, store_key, partitions_def, asset_key, checks)
+
+
+def _incremental_asset(
+    source: ApiSource, stream: Stream, translator: SyncAssetsTranslator, api_key: str, store_key: str,
+    partitions_def: TimeWindowPartitionsDefinition, asset_key: AssetKey, checks: list[AssetCheckSpec],
+) -> AssetsDefinition:
+    incremental = stream.incremental
+    assert incremental is not None
+
+    @asset(
+        key=asset_key,
+        description=translator.get_description(source, stream),
+        group_name=translator.get_group_name(source, stream),
+        metadata=translator.get_metadata(source, stream),
+        tags=translator.get_tags(source, stream),
+        owners=translator.get_owners(source, stream),
+        kinds=translator.get_kinds(source, stream),
+        partitions_def=partitions_def,
+        backfill_policy=BackfillPolicy.single_run(),
+        pool=pool_name(source),
+        io_manager_key=store_key,
+        required_resource_keys={api_key, store_key},
+        check_specs=checks if stream.primary_keys else None,
+    )
+    def _sync(context: AssetExecutionContext) -> Iterator[Any]:
+        started = time.monotonic()
+        api = getattr(context.resources, api_key)
+        store = getattr(context.resources, store_key).store
+        configured = api.configured_source(source)
+        reader = StreamReader(configured, stream, api.client(configured))
+        windows = [(key, window_for(partitions_def, key)) for key in context.partition_keys]
+        context.log.info(f"syncing {len(windows)} window(s) of {source.name}/{stream.name}, "
+                         f"{min(api.concurrency, len(windows))} at a time")
+        results: list[WindowResult] = []
+        for result in sync_windows(reader, store, windows, api.concurrency):
+            results.append(result)
+            outcome = f"{result.state.records} records" if result.state else f"FAILED: {result.error}"
+            context.log.info(f"window {result.key} {result.window}: {outcome} ({result.seconds:.2f}s)")
+        states = store.partition_states(source.name, stream.name)
+        stream_state = contiguous_end(
+            window_floor(incremental.start, incremental.window), [s.window for s in states.values() if s.window]
+        )
+        failed = [r for r in results if r.error is not None]
+        if failed:
+            for result in results:
+                if result.state is not None:
+                    context.log_event(AssetMaterialization(
+                        asset_key=asset_key, partition=result.key, metadata=sync_metadata([result], stream_state),
+                    ))
+            raise _failure(source, stream, failed, len(results))
+        metadata = sync_metadata(results, stream_state)
+        metadata["duration_seconds"] = round(time.monotonic() - started, 3)
+        yield Output(value=None, metadata=metadata)
+        if stream.primary_keys:
+            duplicates = sum(r.duplicate_keys for r in results)
+            yield AssetCheckResult(
+                check_name=UNIQUE_KEY_CHECK, passed=duplicates == 0, severity=AssetCheckSeverity.WARN,
+                metadata={"duplicate_keys": duplicates, "primary_key": ", ".join(stream.primary_keys)},
+            )
+
+    return _sync
+
+
+def _failure(source: ApiSource, stream: Stream, failed: list[WindowResult], total: int) -> Failure:
+    first = failed[0].error
+    kinds = sorted({getattr(r.error, "kind", "error") for r in failed})
+    return Failure(
+        description=(
+            f"{len(failed)} of {total} windows of {source.name}/{stream.name} failed "
+            f"({', '.join(r.key for r in failed[:10])}); the others are stored. First error: {first}"
+        ),
+        metadata={"failed_windows": [r.key for r in failed], "error_kinds": kinds},
+        # Retrying cannot fix a configuration error; let Dagster's retry policy skip it.
+        allow_retries=not all(isinstance(r.error, ConfigurationError) for r in failed),
+    )
+
+
+def sync_metadata(results: list[WindowResult], stream_state: Any) -> dict[str, Any]:
+    """What a user looks at after a sync: volumes, API cost, the window, and where state stands."""
+    states = [r.state for r in results if r.state is not None]
+    records = sum(s.records for s in states)
+    cursors = [s.max_cursor for s in states if s.max_cursor is not None]
+    metadata: dict[str, Any] = {
+        "dagster/row_count": records,
+        "records": records,
+        "pages": sum(s.pages for s in states),
+        "requests": sum(r.stats.requests for r in results),
+        "retries": sum(r.stats.retries for r in results),
+        "rate_limited_429s": sum(r.stats.rate_limited for r in results),
+        "seconds_waited": round(sum(r.stats.seconds_waited for r in results), 3),
+        "bytes": sum(r.stats.bytes for r in results),
+        "dropped_out_of_window": sum(r.dropped for r in results),
+        "window_start": MetadataValue.timestamp(min(r.window.start for r in results)),
+        "window_end": MetadataValue.timestamp(max(r.window.end for r in results)),
+        "stream_state": MetadataValue.timestamp(stream_state),
+    }
+    if cursors:
+        metadata["max_cursor"] = MetadataValue.timestamp(max(cursors))
+    if len(results) > 1:
+        metadata["windows"] = MetadataValue.json(
+            [{"partition": r.key, "records": r.state.records if r.state else None} for r in results]
+        )
+    return metadata

@@ -1,0 +1,35 @@
+"""Incremental streams' partitions: Dagster time partitions whose keys are the engine's windows."""
+
+from __future__ import annotations
+
+from dagster import (
+    DailyPartitionsDefinition,
+    HourlyPartitionsDefinition,
+    MonthlyPartitionsDefinition,
+    TimeWindowPartitionsDefinition,
+    WeeklyPartitionsDefinition,
+)
+
+from sync_assets.windows import Incremental, Window, as_utc, window_floor
+
+
+def partitions_for(incremental: Incremental) -> TimeWindowPartitionsDefinition:
+    """One partition per complete window from the stream's start (floored to a window boundary).
+
+    The window in progress is left out (``end_offset=0``): its data is not final until it closes,
+    and the schedule's lookback re-syncs recent windows for late arrivals.
+    """
+    start = window_floor(incremental.start, incremental.window)
+    if incremental.window == "hourly":
+        return HourlyPartitionsDefinition(start_date=start.strftime("%Y-%m-%d-%H:%M"), timezone="UTC")
+    day = start.strftime("%Y-%m-%d")
+    if incremental.window == "weekly":
+        return WeeklyPartitionsDefinition(start_date=day, timezone="UTC")
+    if incremental.window == "monthly":
+        return MonthlyPartitionsDefinition(start_date=day, timezone="UTC")
+    return DailyPartitionsDefinition(start_date=day, timezone="UTC")
+
+
+def window_for(partitions_def: TimeWindowPartitionsDefinition, key: str) -> Window:
+    time_window = partitions_def.time_window_for_partition_key(key)
+    return Window(as_utc(time_window.start), as_utc(time_window.end))

@@ -1,0 +1,75 @@
+"""How streams are named and described in Dagster; subclass and override to change any of it.
+
+The same shape as ``DagsterDltTranslator`` and ``DagsterSlingTranslator``: one method per
+attribute, each given the source and the stream, so a user changes asset keys, groups or metadata
+by overriding a method instead of forking the factory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import AssetKey, TableColumn, TableSchema
+
+from sync_assets.spec import ApiSource, Stream
+
+
+class SyncAssetsTranslator:
+    def get_asset_key(self, source: ApiSource, stream: Stream) -> AssetKey:
+        return AssetKey([source.name, stream.name])
+
+    def get_group_name(self, source: ApiSource, stream: Stream) -> str:
+        return source.name
+
+    def get_description(self, source: ApiSource, stream: Stream) -> str:
+        if stream.description:
+            return stream.description
+        kind = (
+            f"incremental on `{stream.incremental.cursor_field}`, {stream.incremental.window} windows"
+            if stream.incremental else "resumable full refresh"
+        )
+        return f"`GET {stream.path}` from the {source.name} API ({kind})."
+
+    def get_tags(self, source: ApiSource, stream: Stream) -> dict[str, str]:
+        return {"sync_assets/source": source.name}
+
+    def get_owners(self, source: ApiSource, stream: Stream) -> list[str]:
+        return []
+
+    def get_kinds(self, source: ApiSource, stream: Stream) -> set[str]:
+        return {"api", "json"}
+
+    def get_metadata(self, source: ApiSource, stream: Stream) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "sync_assets/source": source.name,
+            "sync_assets/stream": stream.name,
+            "sync_assets/path": stream.path,
+            "sync_assets/paginator": stream.paginator.type,
+        }
+        if stream.primary_keys:
+            metadata["sync_assets/primary_key"] = ", ".join(stream.primary_keys)
+        if stream.incremental:
+            metadata["sync_assets/cursor_field"] = stream.incremental.cursor_field
+            metadata["sync_assets/window"] = stream.incremental.window
+        schema = column_schema(stream.json_schema)
+        if schema is not None:
+            metadata["dagster/column_schema"] = schema
+        return metadata
+
+
+def column_schema(json_schema: dict[str, Any] | None) -> TableSchema | None:
+    """The stream's JSON schema as Dagster column metadata (top-level properties only)."""
+    properties = (json_schema or {}).get("properties")
+    if not isinstance(properties, dict):
+        return None
+    columns = []
+    for name, spec in properties.items():
+        kind = spec.get("type", "any") if isinstance(spec, dict) else "any"
+        if isinstance(kind, list):
+            kind = "/".join(str(k) for k in kind)
+        fmt = spec.get("format") if isinstance(spec, dict) else None
+        columns.append(TableColumn(name=name, type=f"{kind} ({fmt})" if fmt else str(kind),
+                                   description=spec.get("description") if isinstance(spec, dict) else None))
+    return TableSchema(columns=columns)
+
+

@@ -1,0 +1,773 @@
+"""A local HTTP API that behaves like the real ones users sync from, for the quickstart, tests and benchmarks.
+
+Each endpoint uses a different pagination style (next URL in the body, page numbers, opaque cursor,
+offset, ``Link`` header) and the server can add latency, require credentials, enforce a moving-window
+rate limit and inject faults, so sync code is exercised against what production APIs do to it. All data
+comes from :mod:`sync_assets.demo_api.data`, computed per page, so tests know the exact ground truth and
+memory stays flat whatever the data set sizes.
+
+Every request except ``/stats`` goes through, in order: latency, auth, rate limit, fault injection, the
+endpoint. ``GET /stats`` and ``POST /stats/reset`` expose and clear the counters that benchmarks assert on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import math
+import random
+import re
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+from array import array
+from bisect import bisect_left
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import islice
+from types import FrameType, TracebackType
+from typing import Any, NoReturn
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from sync_assets.demo_api import data
+
+DEFAULT_CLI_PORT = 8765
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+SLOW_FAULT_SECONDS = 2.0
+FAULTS = ("500", "malformed", "not_list", "slow")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TOKEN_KEY = b"sync-assets-demo-api-token"
+_POLL_SECONDS = 0.02  # how fast serve_forever notices stop(); tests start and stop many servers
+
+
+@dataclass(frozen=True)
+class DemoApiConfig:
+    """How the demo API behaves; the defaults give an open, fast and fault-free server."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    token: str | None = None
+    latency_ms: float = 0.0
+    rate_limit: tuple[int, float] | None = None
+    fail_rate: float = 0.0
+    seed: int = 0
+    customers: int = 1000
+    orders: int = 2500
+    events: int = 1500
+    surveys: int = 2000
+
+    def __post_init__(self) -> None:
+        """Reject nonsense early: a bad value would otherwise surface as odd behaviour mid-benchmark."""
+        if self.latency_ms < 0:
+            raise ValueError("latency_ms must be >= 0")
+        if not 0.0 <= self.fail_rate <= 1.0:
+            raise ValueError("fail_rate must be between 0 and 1")
+        if self.rate_limit is not None:
+            _check_rate_limit(*self.rate_limit)
+        if self.customers < 1:
+            raise ValueError("customers must be >= 1: every order references a customer")
+        for name in ("orders", "events", "surveys"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+
+_DEFAULT_CONFIG = DemoApiConfig()
+
+
+def _check_rate_limit(requests: int, seconds: float) -> None:
+    if requests < 1:
+        raise ValueError(f"rate limit must allow at least 1 request, got {requests}")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"rate limit window must be a positive number of seconds, got {seconds}")
+
+
+def parse_rate_limit(text: str) -> tuple[int, float]:
+    """Read ``N/SECONDS`` (e.g. ``10/1``, ``120/60``), the notation API docs use for limits."""
+    count_text, slash, seconds_text = text.partition("/")
+    try:
+        if not slash:
+            raise ValueError(text)
+        requests, seconds = int(count_text), float(seconds_text)
+    except ValueError:
+        raise ValueError(f"rate limit must look like N/SECONDS (e.g. 10/1), got {text!r}") from None
+    _check_rate_limit(requests, seconds)
+    return requests, seconds
+
+
+# --- replies ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Page:
+    """An endpoint's successful answer; ``records_key`` says where the records are (None: the body is
+    the list), which is what the ``not_list`` fault needs to know."""
+
+    body: Any
+    records_key: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> _Reply:
+    return _Reply(status, json.dumps(body, separators=(",", ":")).encode(), headers or {})
+
+
+def _bad_request(error: _BadParameter) -> _Reply:
+    return _json_reply(400, {"error": "bad_request", "message": str(error), "parameter": error.parameter})
+
+
+def _with_fault(page: _Page, fault: str | None) -> _Reply:
+    """Render a page, damaged the way ``_fault`` asks, to test how clients cope with broken answers."""
+    body = page.body
+    if fault == "not_list":
+        if page.records_key is None:
+            body = _records_as_object(body)
+        else:
+            body = {**body, page.records_key: _records_as_object(body[page.records_key])}
+    reply = _json_reply(200, body, page.headers)
+    if fault == "malformed":
+        reply.body = reply.body[: max(1, len(reply.body) // 2)]
+    return reply
+
+
+def _records_as_object(records: list[Any]) -> dict[str, Any]:
+    return {str(index): record for index, record in enumerate(records)}
+
+
+# --- query parameters and pagination tokens ---------------------------------------------------------------
+
+
+class _BadParameter(Exception):
+    """A query parameter the endpoint cannot use; the message names it so clients can fix the call."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"invalid query parameter '{name}': {problem}")
+        self.parameter = name
+
+
+class _NotFound(Exception):
+    pass
+
+
+class _Query:
+    """The query string of one request: typed accessors that raise _BadParameter, plus the raw pairs so
+    next-page URLs can carry every original parameter."""
+
+    def __init__(self, query_string: str) -> None:
+        self.pairs = parse_qsl(query_string, keep_blank_values=True)
+        self._values: dict[str, str] = {}
+        for name, value in self.pairs:
+            self._values.setdefault(name, value)
+
+    def get(self, name: str) -> str | None:
+        return self._values.get(name)
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+        text = self.get(name)
+        if text is None:
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise _BadParameter(name, f"expected an integer, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise _BadParameter(name, f"must be {bounds}, got {value}")
+        return value
+
+    def page_size(self, name: str) -> int:
+        return self.integer(name, DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+
+    def day(self, name: str) -> date:
+        text = self.get(name)
+        if text is None:
+            raise _BadParameter(name, "required (YYYY-MM-DD)")
+        try:
+            if not _DAY_PATTERN.fullmatch(text):
+                raise ValueError(text)
+            return date.fromisoformat(text)
+        except ValueError:
+            raise _BadParameter(name, f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+    def instant(self, name: str) -> datetime | None:
+        text = self.get(name)
+        if text is None:
+            return None
+        try:
+            return data.parse_instant(text)
+        except ValueError:
+            hint = " ('+' in an offset must be sent as %2B)" if " " in text else ""
+            problem = f"expected an ISO 8601 datetime with an offset, got {text!r}{hint}"
+            raise _BadParameter(name, problem) from None
+
+    def url_with(self, base_url: str, path: str, name: str, value: str) -> str:
+        """This request's URL with one parameter replaced: real APIs keep every other parameter,
+        credentials included, in their next links."""
+        pairs = [(key, existing) for key, existing in self.pairs if key != name]
+        return f"{base_url}{path}?{urlencode([*pairs, (name, value)])}"
+
+
+def _token_checksum(kind: str, position: int) -> str:
+    return hashlib.blake2b(f"{kind}:{position}".encode(), digest_size=6, key=_TOKEN_KEY).hexdigest()
+
+
+def _encode_token(kind: str, position: int) -> str:
+    """Opaque and tamper-evident: base64 of a small JSON document with a keyed checksum, so clients
+    cannot (and need not) build tokens themselves, as with real cursor APIs."""
+    document = json.dumps({"after": position, "check": _token_checksum(kind, position)})
+    return base64.urlsafe_b64encode(document.encode()).decode().rstrip("=")
+
+
+def _decode_token(kind: str, token: str, parameter: str) -> int:
+    try:
+        document = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        position = document["after"]
+        valid = (
+            type(position) is int
+            and position >= 0
+            and hmac.compare_digest(str(document["check"]), _token_checksum(kind, position))
+        )
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        valid = False
+    if not valid:
+        raise _BadParameter(parameter, "invalid or corrupted token; pass the value of the previous page")
+    return int(position)
+
+
+def _ceil_timestamp(instant: datetime) -> int:
+    """The first whole POSIX second at or after ``instant``: survey instants are whole seconds, so
+    filtering on ``start <= t < end`` becomes exact integer comparisons."""
+    whole, remainder = divmod(instant - _EPOCH, timedelta(seconds=1))
+    return int(whole) + (1 if remainder else 0)
+
+
+# --- endpoints --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Request:
+    path: str
+    path_args: tuple[str, ...]
+    query: _Query
+    base_url: str
+
+
+class _SurveyIndex:
+    """Survey ids sorted by (modification instant, id), built once so a filtered page costs two bisects
+    rather than hashing every survey on every request. Two int64 arrays: 16 bytes per survey."""
+
+    def __init__(self, seed: int, count: int) -> None:
+        keyed = sorted((data.survey_modified_timestamp(seed, i), i) for i in range(1, count + 1))
+        self._instants = array("q", (instant for instant, _ in keyed))
+        self._ids = array("q", (survey_id for _, survey_id in keyed))
+
+    def ids_between(self, start: datetime | None, end: datetime | None) -> array[int]:
+        low = 0 if start is None else bisect_left(self._instants, _ceil_timestamp(start))
+        high = len(self._ids) if end is None else bisect_left(self._instants, _ceil_timestamp(end))
+        return self._ids[low : max(low, high)]
+
+
+def _page_slice(page: int, per_page: int) -> slice:
+    return slice((page - 1) * per_page, page * per_page)
+
+
+def _known_id(text: str, count: int) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= count:
+        raise _NotFound(text)
+    return int(text)
+
+
+class _Endpoints:
+    """The data endpoints, one method each, seeing only the parsed request and the config."""
+
+    def __init__(self, config: DemoApiConfig) -> None:
+        self._config = config
+        self._survey_index = _SurveyIndex(config.seed, config.surveys)
+
+    def prices(self, request: _Request) -> _Page:
+        query = request.query
+        start, end = query.day("start_date"), query.day("end_date")
+        if start > end:
+            raise _BadParameter("end_date", "must not be before start_date (both are inclusive)")
+        ticker = query.get("ticker")
+        if ticker is not None and ticker not in data.TICKERS:
+            raise _BadParameter("ticker", f"unknown ticker {ticker!r}; known: {', '.join(data.TICKERS)}")
+        limit = query.page_size("limit")
+        token = query.get("page_token")
+        position = 0 if token is None else _decode_token("prices", token, "page_token")
+        rows = data.iter_price_rows(self._config.seed, start, end, ticker, skip=position)
+        next_url = None
+        if position + limit < data.price_row_count(start, end, ticker):
+            next_token = _encode_token("prices", position + limit)
+            next_url = query.url_with(request.base_url, request.path, "page_token", next_token)
+        return _Page({"data": list(islice(rows, limit)), "next": next_url}, "data")
+
+    def surveys(self, request: _Request) -> _Page:
+        query = request.query
+        start, end = query.instant("start_modified_at"), query.instant("end_modified_at")
+        page, per_page = query.integer("page", 1, 1), query.page_size("per_page")
+        ids = self._survey_index.ids_between(start, end)
+        selected = ids[_page_slice(page, per_page)]
+        records = [data.survey(self._config.seed, survey_id) for survey_id in selected]
+        return _Page({"data": records, "page": page, "per_page": per_page, "total": len(ids)}, "data")
+
+    def survey_responses(self, request: _Request) -> _Page:
+        survey_id = _known_id(request.path_args[0], self._config.surveys)
+        query = request.query
+        page, per_page = query.integer("page", 1, 1), query.page_size("per_page")
+        responses = data.survey_responses(self._config.seed, survey_id)
+        body = {"data": responses[_page_slice(page, per_page)], "page": page, "per_page": per_page,
+                "total": len(responses)}
+        return _Page(body, "data")
+
+    def customers(self, request: _Request) -> _Page:
+        query = request.query
+        limit = query.page_size("limit")
+        cursor = query.get("cursor")
+        after = 0 if cursor is None else _decode_token("customers", cursor, "cursor")
+        last = min(after + limit, self._config.customers)
+        records = [data.customer(self._config.seed, i) for i in range(after + 1, last + 1)]
+        next_cursor = _encode_token("customers", last) if last < self._config.customers else None
+        return _Page({"data": records, "next_cursor": next_cursor}, "data")
+
+    def orders(self, request: _Request) -> _Page:
+        query = request.query
+        offset, limit = query.integer("offset", 0, 0), query.page_size("limit")
+        config = self._config
+        last = min(offset + limit, config.orders)
+        records = [data.order(config.seed, i, config.customers) for i in range(offset + 1, last + 1)]
+        return _Page({"items": records, "total": config.orders, "offset": offset, "limit": limit}, "items")
+
+    def events(self, request: _Request) -> _Page:
+        query = request.query
+        page_size, after = query.page_size("page_size"), query.integer("after", 0, 0)
+        last = min(after + page_size, self._config.events)
+        records = [data.event(self._config.seed, i) for i in range(after + 1, last + 1)]
+        headers = {}
+        if last < self._config.events:
+            next_url = query.url_with(request.base_url, request.path, "after", str(last))
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        return _Page(records, None, headers)
+
+
+_Endpoint = Callable[[_Endpoints, _Request], _Page]
+
+# (path pattern, route template used as the /stats by_path key, endpoint)
+_ROUTES: tuple[tuple[re.Pattern[str], str, _Endpoint], ...] = (
+    (re.compile(r"/v1/prices"), "/v1/prices", _Endpoints.prices),
+    (re.compile(r"/v3/surveys"), "/v3/surveys", _Endpoints.surveys),
+    (re.compile(r"/v3/surveys/([^/]+)/responses"), "/v3/surveys/{id}/responses", _Endpoints.survey_responses),
+    (re.compile(r"/v1/customers"), "/v1/customers", _Endpoints.customers),
+    (re.compile(r"/v1/orders"), "/v1/orders", _Endpoints.orders),
+    (re.compile(r"/v1/events"), "/v1/events", _Endpoints.events),
+)
+UNMATCHED_PATH_KEY = "(unmatched)"
+
+
+def _route(path: str) -> tuple[str, _Endpoint | None, tuple[str, ...]]:
+    for pattern, template, endpoint in _ROUTES:
+        match = pattern.fullmatch(path)
+        if match:
+            return template, endpoint, match.groups()
+    return UNMATCHED_PATH_KEY, None, ()
+
+
+# --- auth, rate limit, faults, statistics -----------------------------------------------------------------
+
+
+def _offered_credentials(headers: Message, query: _Query) -> list[str]:
+    """Every credential the request offers, in any of the styles real APIs accept."""
+    offered = [value for value in (headers.get("X-API-Key"), query.get("api_key")) if value is not None]
+    scheme, _, value = (headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() == "bearer":
+        offered.append(value.strip())
+    elif scheme.lower() == "basic":
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):  # undecodable: offers nothing
+            offered.append(base64.b64decode(value.strip(), validate=True).decode().partition(":")[2])
+    return offered
+
+
+def _is_authorized(token: str, headers: Message, query: _Query) -> bool:
+    offered = _offered_credentials(headers, query)
+    return any(hmac.compare_digest(credential.encode(), token.encode()) for credential in offered)
+
+
+class _RateLimiter:
+    """Moving window over *accepted* requests per identity, so rejected retries never extend the wait."""
+
+    def __init__(self, limit: tuple[int, float] | None) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._accepted: defaultdict[str, deque[float]] = defaultdict(deque)
+
+    def retry_after(self, identity: str, now: float) -> float | None:
+        """Admit the request (None) or tell how many seconds until the oldest accepted one leaves."""
+        if self._limit is None:
+            return None
+        requests, seconds = self._limit
+        with self._lock:
+            accepted = self._accepted[identity]
+            while accepted and accepted[0] <= now - seconds:
+                accepted.popleft()
+            if len(accepted) >= requests:
+                return accepted[0] + seconds - now
+            accepted.append(now)
+            return None
+
+    def reset(self) -> None:
+        with self._lock:
+            self._accepted.clear()
+
+
+class _Stats:
+    """Counters behind ``/stats``, what benchmarks assert on (e.g. that a client honoured the limit)."""
+
+    def __init__(self, rate_limit: tuple[int, float] | None) -> None:
+        self._rate_limit = rate_limit
+        self._window = rate_limit[1] if rate_limit else 1.0
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._statuses: Counter[int] = Counter()
+        self._paths: Counter[str] = Counter()
+        self._arrivals: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._max_in_window = 0
+
+    def count_request(self, path_key: str) -> None:
+        with self._lock:
+            self._requests += 1
+            self._paths[path_key] += 1
+
+    def count_arrival(self, identity: str, now: float) -> None:
+        """Track the densest window of received requests per identity, whether accepted or not."""
+        with self._lock:
+            arrivals = self._arrivals[identity]
+            arrivals.append(now)
+            while arrivals[0] <= now - self._window:
+                arrivals.popleft()
+            self._max_in_window = max(self._max_in_window, len(arrivals))
+
+    def count_status(self, status: int) -> None:
+        with self._lock:
+            self._statuses[status] += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests = 0
+            self._statuses.clear()
+            self._paths.clear()
+            self._arrivals.clear()
+            self._max_in_window = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        limit = self._rate_limit
+        with self._lock:
+            return {
+                "requests": self._requests,
+                "responses_429": self._statuses[429],
+                "responses_500": self._statuses[500],
+                "responses_401": self._statuses[401],
+                "max_requests_in_window": self._max_in_window,
+                "rate_limit": None if limit is None else {"requests": limit[0], "seconds": limit[1]},
+                "by_path": dict(self._paths),
+            }
+
+
+class _FaultStream:
+    """One seeded random stream for the whole server, so a run's sequence of failures is reproducible."""
+
+    def __init__(self, seed: int, fail_rate: float) -> None:
+        self._random = random.Random(seed)
+        self._fail_rate = fail_rate
+        self._lock = threading.Lock()
+
+    def should_fail(self) -> bool:
+        with self._lock:
+            return self._random.random() < self._fail_rate
+
+
+# --- HTTP plumbing ----------------------------------------------------------------------------------------
+
+
+class _HttpServer(ThreadingHTTPServer):
+    """Holds the per-server state the request handlers share, and tracks open connections so that
+    stop() also ends idle keep-alive connections instead of leaving them served by orphan threads."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, config: DemoApiConfig) -> None:
+        self.config = config
+        self.stats = _Stats(config.rate_limit)
+        self.limiter = _RateLimiter(config.rate_limit)
+        self.faults = _FaultStream(config.seed, config.fail_rate)
+        self.endpoints = _Endpoints(config)
+        self._connections: set[Any] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__((config.host, config.port), _RequestHandler)
+
+    def server_bind(self) -> None:
+        """Skip HTTPServer's reverse DNS lookup of the bind address, which can stall start-up for seconds."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the client
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up mid-response (a timeout, a stop()) is routine here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+    def reset_stats(self) -> None:
+        self.stats.reset()
+        self.limiter.reset()
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1 with an explicit Content-Length, so clients reuse connections as in production."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes; Nagle would delay the body
+    server: _HttpServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: a line per request would drown test and benchmark output."""
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))  # keeps the keep-alive stream in sync
+        self._handle("POST")
+
+    def _handle(self, method: str) -> None:
+        url = urlsplit(self.path)
+        if (method, url.path) == ("GET", "/stats"):
+            self._send(_json_reply(200, self.server.stats.snapshot()))
+        elif (method, url.path) == ("POST", "/stats/reset"):
+            self.server.reset_stats()
+            self._send(_json_reply(200, self.server.stats.snapshot()))
+        else:
+            path_key, endpoint, path_args = _route(url.path)
+            self.server.stats.count_request(path_key)
+            reply = self._guarded(method, url.path, _Query(url.query), endpoint, path_args)
+            self.server.stats.count_status(reply.status)
+            self._send(reply)
+
+    def _guarded(
+        self, method: str, path: str, query: _Query, endpoint: _Endpoint | None, path_args: tuple[str, ...]
+    ) -> _Reply:
+        """Latency, auth, rate limit and random faults, in that order, before the endpoint itself."""
+        server = self.server
+        config = server.config
+        if config.latency_ms:
+            time.sleep(config.latency_ms / 1000)
+        if config.token is not None and not _is_authorized(config.token, self.headers, query):
+            message = ("missing or invalid credentials: send the API token as a Bearer token, an X-API-Key "
+                       "header, an api_key query parameter or a Basic auth password")
+            return _json_reply(401, {"error": "unauthorized", "message": message},
+                                {"WWW-Authenticate": 'Bearer realm="demo"'})
+        identity = config.token if config.token is not None else self.client_address[0]
+        now = time.monotonic()
+        server.stats.count_arrival(identity, now)
+        wait = server.limiter.retry_after(identity, now)
+        if wait is not None:
+            return _json_reply(429, {"error": "rate_limited", "retry_after": round(wait, 3)},
+                                {"Retry-After": str(max(1, math.ceil(wait)))})
+        if server.faults.should_fail():
+            return _json_reply(500, {"error": "internal"})
+        return self._answer(method, path, query, endpoint, path_args)
+
+    def _answer(
+        self, method: str, path: str, query: _Query, endpoint: _Endpoint | None, path_args: tuple[str, ...]
+    ) -> _Reply:
+        fault = query.get("_fault")
+        if fault is not None and fault not in FAULTS:
+            return _bad_request(_BadParameter("_fault", f"must be one of {', '.join(FAULTS)}"))
+        if fault == "500":
+            return _json_reply(500, {"error": "internal"})
+        if endpoint is None:
+            return _json_reply(404, {"error": "not_found"})
+        if method != "GET":
+            return _json_reply(405, {"error": "method_not_allowed"}, {"Allow": "GET"})
+        if fault == "slow":
+            time.sleep(SLOW_FAULT_SECONDS)
+        try:
+            page = endpoint(self.server.endpoints, _Request(path, path_args, query, self._base_url()))
+        except _BadParameter as error:
+            return _bad_request(error)
+        except _NotFound:
+            return _json_reply(404, {"error": "not_found"})
+        return _with_fault(page, fault)
+
+    def _base_url(self) -> str:
+        """Next-page links point where the client connected, which may differ from the bind address."""
+        host = self.headers.get("Host") or f"{self.server.server_name}:{self.server.server_port}"
+        return f"http://{host}"
+
+    def _send(self, reply: _Reply) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+
+# --- public server object ---------------------------------------------------------------------------------
+
+
+class DemoApi:
+    """The demo API bound to its socket at construction, so ``url`` is known before ``start()``."""
+
+    def __init__(self, config: DemoApiConfig = _DEFAULT_CONFIG) -> None:
+        self.config = config
+        self._server = _HttpServer(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._server.server_name}:{self._server.server_port}"
+
+    def start(self) -> DemoApi:
+        """Serve from a daemon thread, for tests and in-process benchmarks."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, args=(_POLL_SECONDS,), name=f"demo-api {self.url}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve from the calling thread until KeyboardInterrupt, for the CLI."""
+        self._server.serve_forever(_POLL_SECONDS)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.close_connections()
+        self._server.server_close()
+
+    def stats(self) -> dict[str, Any]:
+        return self._server.stats.snapshot()
+
+    def reset_stats(self) -> None:
+        self._server.reset_stats()
+
+    def __enter__(self) -> DemoApi:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+# --- command line -----------------------------------------------------------------------------------------
+
+
+def _rate_limit_argument(text: str) -> tuple[int, float]:
+    """argparse only shows the message of an ArgumentTypeError; a ValueError becomes a generic error."""
+    try:
+        return parse_rate_limit(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = _DEFAULT_CONFIG
+    parser.add_argument("--host", default=defaults.host, help="address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_CLI_PORT,
+                        help="port to bind, 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--token", default=None,
+                        help="require this token (Bearer, X-API-Key, api_key=... or Basic password)")
+    parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms,
+                        help="delay added before every response (default: %(default)s)")
+    parser.add_argument("--rate-limit", type=_rate_limit_argument, default=None, metavar="N/SECONDS",
+                        help="allow N requests per moving window of SECONDS per client, e.g. 10/1")
+    parser.add_argument("--fail-rate", type=float, default=defaults.fail_rate, metavar="F",
+                        help="share of requests answered 500, reproducible from the seed")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of the data and of the faults (default: %(default)s)")
+    for name in ("customers", "orders", "events", "surveys"):
+        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name),
+                            help=f"number of {name} (default: %(default)s)")
+
+
+def _config_from_args(args: argparse.Namespace) -> DemoApiConfig:
+    return DemoApiConfig(
+        host=args.host, port=args.port, token=args.token, latency_ms=args.latency_ms,
+        rate_limit=args.rate_limit, fail_rate=args.fail_rate, seed=args.seed,
+        customers=args.customers, orders=args.orders, events=args.events, surveys=args.surveys,
+    )
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    """SIGTERM (e.g. from a process manager) stops the server the same clean way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM. The single stdout line tells scripts which port was picked."""
+    try:
+        api = DemoApi(_config_from_args(args))
+    except (ValueError, OSError) as error:
+        print(f"demo API: cannot start: {error}", file=sys.stderr)
+        return 2
+    print(f"demo API listening on {api.url}", flush=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        api.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        api.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(
+        prog="python -m sync_assets.demo_api.server", description="Serve the sync-assets demo HTTP API."
+    )
+    add_arguments(_parser)
+    sys.exit(run(_parser.parse_args()))

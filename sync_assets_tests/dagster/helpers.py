@@ -1,0 +1,39 @@
+"""Building and running the demo definitions against a given demo API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult, materialize
+
+from sync_assets.dagster import SyncApiResource, build_definitions
+from sync_assets.demo_api import DemoApi
+from sync_assets.sources import demo_source
+from sync_assets.store import LocalStore
+from sync_assets_tests.helpers import TOKEN
+
+SURVEYS = AssetKey(["demo", "surveys"])
+
+
+def demo_defs(api: DemoApi, **resource: Any) -> Definitions:
+    settings: dict[str, Any] = {"base_url": api.url, "credential": TOKEN, "rate_limits": [], **resource}
+    return build_definitions(demo_source(), api=SyncApiResource(**settings))
+
+
+def run(
+    defs: Definitions, instance: DagsterInstance, key: AssetKey = SURVEYS, partition: str | None = None,
+    partition_range: tuple[str, str] | None = None,
+) -> ExecuteInProcessResult:
+    tags = {}
+    if partition_range:
+        tags = {"dagster/asset_partition_range_start": partition_range[0],
+                "dagster/asset_partition_range_end": partition_range[1]}
+    return materialize(
+        [defs.get_assets_def(key)], instance=instance, resources=defs.resources, partition_key=partition,
+        tags=tags, raise_on_error=False,
+    )
+
+
+def store_of(instance: DagsterInstance) -> LocalStore:
+    return LocalStore(Path(instance.root_directory) / "sync_assets" / "data")
