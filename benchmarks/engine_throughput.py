@@ -83,12 +83,13 @@ def engine(source: ApiSource, state_dir: Path) -> int:
         client.close()
 
 
-def records_per_second(read: Callable[[], int], expected: int) -> float:
-    started = time.perf_counter()
+def measure(read: Callable[[], int], expected: int) -> tuple[float, float]:
+    """Records per wall-clock second, and client CPU microseconds per record (the server is elsewhere)."""
+    started, cpu = time.perf_counter(), time.process_time()
     count = read()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu
     assert count == expected, f"read {count} records, expected {expected}"
-    return count / elapsed
+    return count / elapsed, cpu_used / count * 1e6
 
 
 def peak_rss_mib(source_file: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -97,7 +98,7 @@ def peak_rss_mib(source_file: Path, env: dict[str, str]) -> tuple[float, float]:
     with open(os.devnull, "w") as devnull:
         process = subprocess.Popen(
             [sys.executable, "-m", "sync_assets.cli", "read", str(source_file), "customers"],
-            stdout=devnull, env=env,
+            stdout=devnull, stderr=subprocess.DEVNULL, env=env,
         )
         _, status, usage = os.wait4(process.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
@@ -115,12 +116,13 @@ def main() -> None:
 
     with demo_api(args.records) as url:
         source = source_from_dict(source_for(url, args.page_size))
-        naive_rates, engine_rates = [], []
-        records_per_second(lambda: naive(url, args.page_size), args.records)  # warm both sides up
+        naive_runs, engine_runs = [], []
+        measure(lambda: naive(url, args.page_size), args.records)  # warm both sides up
         for _ in range(args.repeats):
-            naive_rates.append(records_per_second(lambda: naive(url, args.page_size), args.records))
-            engine_rates.append(records_per_second(lambda: engine(source, work), args.records))
-    naive_median, engine_median = statistics.median(naive_rates), statistics.median(engine_rates)
+            naive_runs.append(measure(lambda: naive(url, args.page_size), args.records))
+            engine_runs.append(measure(lambda: engine(source, work), args.records))
+    naive_median, engine_median = (statistics.median(r for r, _ in runs) for runs in (naive_runs, engine_runs))
+    naive_cpu, engine_cpu = (statistics.median(c for _, c in runs) for runs in (naive_runs, engine_runs))
 
     memory = []
     for factor in (1, 10):
@@ -132,11 +134,11 @@ def main() -> None:
             rss, seconds = peak_rss_mib(source_file, env)
             memory.append((records, rss, seconds))
 
-    print(f"| reader | records/s (median of {args.repeats}) |")
-    print("|---|---|")
-    print(f"| naive requests loop | {naive_median:,.0f} |")
-    print(f"| sync-assets engine | {engine_median:,.0f} |")
-    print(f"| ratio engine/naive | {engine_median / naive_median:.2f} |")
+    print(f"| reader | records/s (median of {args.repeats}) | client CPU µs/record (median) |")
+    print("|---|---|---|")
+    print(f"| naive requests loop | {naive_median:,.0f} | {naive_cpu:.2f} |")
+    print(f"| sync-assets engine | {engine_median:,.0f} | {engine_cpu:.2f} |")
+    print(f"| ratio engine/naive | {engine_median / naive_median:.2f} | {engine_cpu / naive_cpu:.2f} |")
     print()
     print("| records read by `sync-assets read` | peak RSS (MiB) | wall time (s) |")
     print("|---|---|---|")

@@ -42,6 +42,7 @@ from sync_assets.sync import WindowResult, sync_windows
 from sync_assets.windows import window_floor
 
 UNIQUE_KEY_CHECK = "unique_primary_key"
+_PROGRESS_EVERY_SECONDS = 5.0
 
 
 def pool_name(source: ApiSource) -> str:
@@ -98,10 +99,16 @@ def _incremental_asset(
         context.log.info(f"syncing {len(windows)} window(s) of {source.name}/{stream.name}, "
                          f"{min(api.concurrency, len(windows))} at a time")
         results: list[WindowResult] = []
+        last_report = time.monotonic()
         for result in sync_windows(reader, store, windows, api.concurrency):
             results.append(result)
-            outcome = f"{result.state.records} records" if result.state else f"FAILED: {result.error}"
-            context.log.info(f"window {result.key} {result.window}: {outcome} ({result.seconds:.2f}s)")
+            if result.error is not None:
+                context.log.error(f"window {result.key} {result.window} failed: {result.error}")
+            if time.monotonic() - last_report >= _PROGRESS_EVERY_SECONDS or len(results) == len(windows):
+                # Each log line is an event-log write; one per window would cost more than the window.
+                records = sum(r.state.records for r in results if r.state)
+                context.log.info(f"{len(results)}/{len(windows)} windows done, {records} records")
+                last_report = time.monotonic()
         states = store.partition_states(source.name, stream.name)
         stream_state = contiguous_end(
             window_floor(incremental.start, incremental.window), [s.window for s in states.values() if s.window]
