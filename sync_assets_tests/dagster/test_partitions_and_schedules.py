@@ -1,0 +1,44 @@
+"""Dagster's partitions and the engine's windows are the same thing; schedules ask for the newest windows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from dagster import build_schedule_context
+
+from sync_assets.dagster import build_definitions
+from sync_assets.dagster.partitions import partitions_for, window_for
+from sync_assets.sources import demo_source
+from sync_assets.windows import Incremental, partition_key, windows_between
+
+
+@pytest.mark.parametrize("size", ["hourly", "daily", "weekly", "monthly"])
+def test_partition_keys_map_to_the_engine_windows(size: str) -> None:
+    start = datetime(2024, 1, 3, 7, 30, tzinfo=UTC)
+    incremental = Incremental(cursor_field="t", start=start, window=size)  # type: ignore[arg-type]
+    partitions_def = partitions_for(incremental)
+    now = datetime(2024, 4, 1, tzinfo=UTC)
+    keys = partitions_def.get_partition_keys(current_time=now)[:5]
+    engine = list(windows_between(datetime(2023, 12, 1, tzinfo=UTC), now, incremental.window))
+    engine_by_key = {partition_key(w.start, incremental.window): w for w in engine}
+    for key in keys:
+        window = window_for(partitions_def, key)
+        assert engine_by_key[key] == window, key
+    first = window_for(partitions_def, keys[0])
+    assert first.start <= incremental.start < first.end  # the start is floored to its window, not skipped
+
+
+def test_the_schedule_requests_the_newest_windows_as_one_range_run() -> None:
+    defs = build_definitions(demo_source(), schedule_lookback=3)
+    (schedule,) = defs.schedules
+    assert schedule.name == "demo_schedule" and schedule.cron_schedule == "15 0 * * *"
+    assert schedule.default_status.value == "STOPPED"
+    tick = datetime(2024, 5, 10, 0, 15, tzinfo=UTC)
+    result = schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=tick))
+    (request,) = result.run_requests or []
+    assert request.tags["dagster/asset_partition_range_start"] == str((tick - timedelta(days=3)).date())
+    assert request.tags["dagster/asset_partition_range_end"] == str((tick - timedelta(days=1)).date())
+    job = defs.resolve_job_def(schedule.job_name)
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {"demo/stock_prices",
+                                                                                       "demo/surveys"}
