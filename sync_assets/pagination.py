@@ -38,6 +38,21 @@ class _Paginator(BaseModel):
     def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
         raise NotImplementedError
 
+    def page_count(self, response: ApiResponse) -> int | None:
+        """How many pages the whole result has, when the first response says (random access)."""
+        return None
+
+    def token_for_page(self, index: int) -> Token | None:
+        """The token of page ``index`` (0-based); only for paginators with random access."""
+        raise NotImplementedError(f"{type(self).__name__} reads pages in order only")
+
+
+def _pages_for_total(response: ApiResponse, total_path: str | None, page_size: int | None) -> int | None:
+    if total_path is None or not page_size:
+        return None
+    total = dig(response.body, total_path)
+    return -(-total // page_size) if isinstance(total, int) and total >= 0 else None
+
 
 class NoPagination(_Paginator):
     """The whole result comes in one response."""
@@ -93,6 +108,12 @@ class PageNumber(_Paginator):
             return None
         return page + 1
 
+    def page_count(self, response: ApiResponse) -> int | None:
+        return _pages_for_total(response, self.total_path, self.size)
+
+    def token_for_page(self, index: int) -> Token | None:
+        return None if index == 0 else self.start_page + index
+
 
 class Offset(_Paginator):
     """``?offset=200&limit=100``; e.g. ``{"items": [...], "total": 250}``.
@@ -117,6 +138,12 @@ class Offset(_Paginator):
         if reached or (reached is None and len(records) < self.limit):
             return None
         return offset + len(records)
+
+    def page_count(self, response: ApiResponse) -> int | None:
+        return _pages_for_total(response, self.total_path, self.limit)
+
+    def token_for_page(self, index: int) -> Token | None:
+        return None if index == 0 else index * self.limit
 
 
 class CursorToken(_Paginator):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,8 @@ class Page:
     next_token: Token | None
     dropped: int = 0
     max_cursor: datetime | None = None
+    total_pages: int | None = None
+    """How many pages the whole read has, when the API says (page number or offset with a total)."""
 
     @property
     def is_last(self) -> bool:
@@ -77,13 +79,20 @@ class StreamReader:
         self.source, self.stream, self.client = source, stream, client
 
     def pages(
-        self, stats: RequestStats, window: Window | None = None, start_token: Token | None = None
+        self,
+        stats: RequestStats,
+        window: Window | None = None,
+        start_token: Token | None = None,
+        parent: dict[str, Any] | None = None,
     ) -> Iterator[Page]:
-        """Pages from ``start_token`` (``None`` = the first page) to the end, filtered to ``window``."""
+        """Pages from ``start_token`` (``None`` = the first page) to the end, filtered to ``window``.
+
+        ``parent`` is the parent record of a substream; its fields fill the path's placeholders.
+        """
         stream = self.stream
         if window is not None and stream.incremental is None:
             raise ConfigurationError(f"stream {stream.name!r} has no incremental settings, so it has no windows")
-        url = self.client.url_for(stream.path)
+        url = self.client.url_for(stream.path_for(parent))
         params: dict[str, Any] = dict(stream.params)
         if window is not None and stream.incremental is not None:
             params.update(window_params(stream.incremental, window))
@@ -98,7 +107,9 @@ class StreamReader:
                     f"pagination of stream {stream.name!r} did not advance past token {token!r} "
                     f"({response.where}); check the paginator settings"
                 )
-            yield self._in_window(records, token, next_token, window)
+            page = self._in_window(records, token, next_token, window)
+            total_pages = stream.paginator.page_count(response) if token is None else None
+            yield replace(page, total_pages=total_pages) if total_pages is not None else page
             if next_token is None:
                 return
             token = next_token

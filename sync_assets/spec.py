@@ -9,11 +9,13 @@ with its YAML line and what to do about it.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sync_assets.auth import Auth
 from sync_assets.errors import ConfigurationError
@@ -26,6 +28,16 @@ from sync_assets.windows import Incremental
 # Names become asset keys, file names and table names, so they are kept to a safe alphabet.
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
+# The only placeholders a path may hold: fields of the parent record, e.g. /surveys/{parent[id]}/responses.
+PARENT_FIELD = re.compile(r"\{parent\[([A-Za-z0-9_]+)\]\}")
+
+
+class Parent(BaseModel):
+    """Makes a stream a substream: one request (and its pages) per record of the parent stream."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    stream: str = Field(pattern=NAME_PATTERN, description="The parent stream, in the same source.")
+
 
 class Stream(BaseModel):
     """One endpoint read as one table (and, in Dagster, one asset)."""
@@ -37,9 +49,29 @@ class Stream(BaseModel):
     primary_key: str | list[str] | None = None
     paginator: Paginator = Field(default_factory=NoPagination)
     incremental: Incremental | None = Field(None, description="Omit for a resumable full refresh.")
+    parent: Parent | None = Field(None, description="Read once per parent record; path uses {parent[field]}.")
+    chunk_pages: int = Field(10, ge=1, description="Pages per partition (checkpoint chunk) of a full refresh.")
     params: dict[str, str | int | float | bool] = Field(default_factory=dict)
     description: str | None = None
     json_schema: dict[str, Any] | None = Field(None, alias="schema")
+
+    @model_validator(mode="after")
+    def _path_fits_parent(self) -> Stream:
+        placeholders = re.findall(r"\{[^}]*\}", self.path)
+        bad = [p for p in placeholders if not PARENT_FIELD.fullmatch(p)]
+        if bad:
+            raise ValueError(f"path placeholders must look like {{parent[field]}}; found {', '.join(bad)}")
+        if placeholders and self.parent is None:
+            raise ValueError("path uses {parent[...]} but the stream has no parent; add parent: {stream: ...}")
+        if self.parent is not None and self.incremental is not None:
+            raise ValueError("a substream takes its windows from its parent; remove its incremental block")
+        return self
+
+    def path_for(self, parent_record: dict[str, Any] | None) -> str:
+        """The request path, with the parent record's fields filled in (URL-quoted)."""
+        if parent_record is None:
+            return self.path
+        return PARENT_FIELD.sub(lambda m: quote(str(parent_record.get(m.group(1), "")), safe=""), self.path)
 
     @property
     def primary_keys(self) -> list[str]:
@@ -77,6 +109,21 @@ class ApiSource(BaseModel):
         if duplicates:
             raise ValueError(f"stream names must be unique; repeated: {', '.join(duplicates)}")
         return streams
+
+    @model_validator(mode="after")
+    def _parents_exist(self) -> ApiSource:
+        by_name = {s.name: s for s in self.streams}
+        for stream in self.streams:
+            if stream.parent is None:
+                continue
+            parent = by_name.get(stream.parent.stream)
+            if parent is None:
+                raise ValueError(f"stream {stream.name!r} names parent {stream.parent.stream!r}, which is not a stream "
+                                 f"of this source; use one of: {', '.join(by_name)}")
+            if parent.incremental is None or parent.parent is not None:
+                raise ValueError(f"parent {parent.name!r} of {stream.name!r} must be an incremental stream "
+                                 "(substreams of full-refresh streams or of substreams are not supported yet)")
+        return self
 
     def stream(self, name: str) -> Stream:
         for stream in self.streams:

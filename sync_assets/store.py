@@ -7,14 +7,26 @@ file; only then is its state row committed. A crash at any point leaves either t
 writers of the same partition (a retry racing a backfill) each write their own temporary file and
 publish under a per-partition lock, so the file and the state row always come from the same writer.
 
+Resumable reads (a full refresh's chunks, a substream's partition) also append to a **journal**: a
+staging file that grows page by page, each append followed by a checkpoint row saying how many bytes
+the file holds and where the read stands (the next page token, the parents done). A killed read,
+re-run, cuts the file back to its checkpoint and goes on from there: the page written after the last
+checkpoint is dropped and fetched again, so nothing is lost and nothing is stored twice.
+
+A full refresh writes its chunks into its own folder and is **published** as the stream's snapshot only
+when its last chunk is done; readers see the previous snapshot until then.
+
 Layout under ``root``::
 
-    state.sqlite                        partition state of every stream
-    <source>/<stream>/<partition>.jsonl one file per partition (a window, or a refresh chunk)
+    state.sqlite                                  partition state, journals, refreshes
+    <source>/<stream>/<partition>.jsonl           one file per window partition
+    <source>/<stream>/.staging/<partition>.jsonl  a substream partition being read
+    <source>/<stream>/refresh-<n>/chunk-<k>.jsonl the chunks of full refresh n
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -48,7 +60,39 @@ CREATE TABLE IF NOT EXISTS partitions (
     max_cursor TEXT,
     completed_at TEXT NOT NULL,
     PRIMARY KEY (source, stream, partition_key)
-)
+);
+CREATE TABLE IF NOT EXISTS journals (
+    scope TEXT PRIMARY KEY,
+    bytes INTEGER NOT NULL,
+    records INTEGER NOT NULL,
+    pages INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    token TEXT,
+    done INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal_items (
+    scope TEXT NOT NULL,
+    item TEXT NOT NULL,
+    PRIMARY KEY (scope, item)
+);
+CREATE TABLE IF NOT EXISTS refreshes (
+    source TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    refresh INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    chunks INTEGER,
+    PRIMARY KEY (source, stream, refresh)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    source TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    refresh INTEGER NOT NULL,
+    chunk INTEGER NOT NULL,
+    start_token TEXT,
+    PRIMARY KEY (source, stream, refresh, chunk)
+);
 """
 
 
@@ -73,6 +117,256 @@ class PartitionState:
     bytes: int
     max_cursor: datetime | None
     completed_at: datetime
+
+
+# --- journals: checkpointed appends --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a journal stands: the file holds exactly ``bytes`` committed bytes."""
+
+    bytes: int = 0
+    records: int = 0
+    pages: int = 0
+    requests: int = 0
+    token: Any = None
+    done: bool = False
+
+
+class JournalBusyError(RuntimeError):
+    """Another process is appending to the same journal right now."""
+
+
+class Journal:
+    """A staging file that grows by committed appends, and its checkpoint.
+
+    Opening a journal takes an exclusive lock on its file for as long as it is open (a second reader
+    of the same chunk or partition fails at once instead of interleaving pages), then cuts the file
+    back to the checkpoint: whatever was written after the last commit is dropped.
+    """
+
+    def __init__(self, store: LocalStore, scope: str, path: Path, start_token: Any = None) -> None:
+        self._store, self.scope, self.path = store, scope, path
+        self._encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("ab")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise JournalBusyError(f"{scope} is being read by another run right now") from None
+        checkpoint = store.checkpoint(scope)
+        if checkpoint is None or path.stat().st_size < checkpoint.bytes:
+            # New, or the file lost committed bytes (power loss before the OS wrote them): start over.
+            checkpoint = Checkpoint(token=start_token)
+            store.reset_journal(scope, checkpoint)
+        self._file.truncate(checkpoint.bytes)
+        self._file.seek(checkpoint.bytes)
+        self.checkpoint = checkpoint
+        self.items = store.journal_items(scope)
+
+    def append(
+        self, records: list[dict[str, Any]], requests: int, token: Any = None, item: str | None = None,
+        done: bool = False,
+    ) -> Checkpoint:
+        """Write ``records``, then commit the checkpoint that covers them (with ``token``/``item``)."""
+        data = "".join(self._encode(record) + "\n" for record in records).encode()
+        self._file.write(data)
+        self._file.flush()  # in the OS's hands: a killed process cannot lose it any more
+        previous = self.checkpoint
+        self.checkpoint = Checkpoint(
+            previous.bytes + len(data), previous.records + len(records), previous.pages + 1,
+            previous.requests + requests, token, done,
+        )
+        self._store.save_checkpoint(self.scope, self.checkpoint, item)
+        if item is not None:
+            self.items.add(item)
+        return self.checkpoint
+
+    def sync(self) -> None:
+        """Flush to disk: before the journal's file is published."""
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class RefreshState:
+    """A full refresh: its number, whether it is published, and its chunks' start tokens."""
+
+    def __init__(self, refresh: int, status: str, chunks: dict[int, Any]) -> None:
+        self.refresh, self.status, self.chunks = refresh, status, chunks
+
+
+def _checkpoint_from_row(row: tuple[Any, ...]) -> Checkpoint:
+    bytes_, records, pages, requests, token, done = row
+    return Checkpoint(bytes_, records, pages, requests, json.loads(token) if token else None, bool(done))
+
+
+class _JournalMethods:
+    """Journal, refresh and snapshot bookkeeping of ``LocalStore`` (kept apart for reading)."""
+
+    root: Path
+
+    def _db(self) -> Any:
+        raise NotImplementedError
+
+    # journals
+
+    def checkpoint(self, scope: str) -> Checkpoint | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT bytes, records, pages, requests, token, done FROM journals WHERE scope = ?", (scope,)
+            ).fetchone()
+        return _checkpoint_from_row(row) if row else None
+
+    def journal_items(self, scope: str) -> set[str]:
+        with self._db() as db:
+            return {row[0] for row in db.execute("SELECT item FROM journal_items WHERE scope = ?", (scope,))}
+
+    def reset_journal(self, scope: str, checkpoint: Checkpoint) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM journal_items WHERE scope = ?", (scope,))
+            db.execute("INSERT OR REPLACE INTO journals VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (scope, *_checkpoint_values(checkpoint)))
+
+    def save_checkpoint(self, scope: str, checkpoint: Checkpoint, item: str | None) -> None:
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO journals VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (scope, *_checkpoint_values(checkpoint)))
+            if item is not None:
+                db.execute("INSERT OR IGNORE INTO journal_items VALUES (?, ?)", (scope, item))
+
+    def drop_journal(self, scope: str) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM journals WHERE scope = ?", (scope,))
+            db.execute("DELETE FROM journal_items WHERE scope = ?", (scope,))
+
+    # full refreshes
+
+    def refresh_dir(self, source: str, stream: str, refresh: int) -> Path:
+        return self.root / safe_name(source, "source") / safe_name(stream, "stream") / f"refresh-{refresh}"
+
+    def latest_refresh(self, source: str, stream: str, status: str | None = None) -> RefreshState | None:
+        query = "SELECT refresh, status FROM refreshes WHERE source = ? AND stream = ?"
+        params: tuple[Any, ...] = (source, stream)
+        if status:
+            query, params = query + " AND status = ?", (*params, status)
+        with self._db() as db:
+            row = db.execute(query + " ORDER BY refresh DESC LIMIT 1", params).fetchone()
+            if row is None:
+                return None
+            chunks = db.execute(
+                "SELECT chunk, start_token FROM chunks WHERE source = ? AND stream = ? AND refresh = ? ORDER BY chunk",
+                (source, stream, row[0]),
+            ).fetchall()
+        return RefreshState(row[0], row[1], {c: json.loads(t) if t else None for c, t in chunks})
+
+    def refresh_finished_at(self, source: str, stream: str, refresh: int) -> datetime | None:
+        with self._db() as db:
+            row = db.execute("SELECT finished_at FROM refreshes WHERE source = ? AND stream = ? AND refresh = ?",
+                             (source, stream, refresh)).fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def start_refresh(self, source: str, stream: str) -> RefreshState:
+        """The running refresh, or a new one (from the first page) when none is running."""
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")  # two runs starting at once get one refresh
+            row = db.execute(
+                "SELECT refresh FROM refreshes WHERE source = ? AND stream = ? AND status = 'running'",
+                (source, stream),
+            ).fetchone()
+            if row is None:
+                latest = db.execute(
+                    "SELECT COALESCE(MAX(refresh), 0) FROM refreshes WHERE source = ? AND stream = ?",
+                    (source, stream),
+                ).fetchone()[0]
+                db.execute("INSERT INTO refreshes VALUES (?, ?, ?, 'running', ?, NULL, NULL)",
+                           (source, stream, latest + 1, datetime.now(UTC).isoformat()))
+                db.execute("INSERT INTO chunks VALUES (?, ?, ?, 0, NULL)", (source, stream, latest + 1))
+        state = self.latest_refresh(source, stream, "running")
+        assert state is not None
+        return state
+
+    def add_chunks(self, source: str, stream: str, refresh: int, start_tokens: dict[int, Any]) -> None:
+        with self._db() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?, ?, ?)",
+                [(source, stream, refresh, chunk, json.dumps(token)) for chunk, token in start_tokens.items()],
+            )
+
+    def publish_refresh(self, source: str, stream: str, refresh: int, chunks: int) -> None:
+        """Make ``refresh`` the stream's snapshot in one transaction, then remove older snapshots."""
+        with self._db() as db:
+            db.execute("UPDATE refreshes SET status = 'superseded' WHERE source = ? AND stream = ? "
+                       "AND status = 'published'", (source, stream))
+            db.execute("UPDATE refreshes SET status = 'published', finished_at = ?, chunks = ? "
+                       "WHERE source = ? AND stream = ? AND refresh = ?",
+                       (datetime.now(UTC).isoformat(), chunks, source, stream, refresh))
+            db.execute("DELETE FROM chunks WHERE source = ? AND stream = ? AND refresh = ? AND chunk >= ?",
+                       (source, stream, refresh, chunks))
+        self._remove_superseded(source, stream)
+
+    def _remove_superseded(self, source: str, stream: str) -> None:
+        with self._db() as db:
+            old = [r for (r,) in db.execute("SELECT refresh FROM refreshes WHERE source = ? AND stream = ? "
+                                            "AND status = 'superseded'", (source, stream))]
+        for refresh in old:
+            folder = self.refresh_dir(source, stream, refresh)
+            with _reader_lock(folder, exclusive=True) as free:
+                if not free:
+                    continue  # someone is still reading it; the next publish removes it
+                for path in folder.glob("*"):
+                    path.unlink()
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+            with self._db() as db:
+                db.execute("DELETE FROM journals WHERE scope LIKE ?", (f"{source}/{stream}/refresh-{refresh}/%",))
+                db.execute("DELETE FROM chunks WHERE source = ? AND stream = ? AND refresh = ?",
+                           (source, stream, refresh))
+                db.execute("UPDATE refreshes SET status = 'removed' WHERE source = ? AND stream = ? AND refresh = ?",
+                           (source, stream, refresh))
+
+    def iter_snapshot(self, source: str, stream: str) -> Iterator[dict[str, Any]]:
+        """The records of the last published refresh, chunk by chunk; empty if none was published."""
+        with self._db() as db:
+            row = db.execute("SELECT refresh, chunks FROM refreshes WHERE source = ? AND stream = ? "
+                             "AND status = 'published'", (source, stream)).fetchone()
+        if row is None:
+            return
+        folder = self.refresh_dir(source, stream, row[0])
+        with _reader_lock(folder, exclusive=False):
+            for chunk in range(row[1]):
+                with (folder / chunk_file(chunk)).open(encoding="utf-8") as lines:
+                    for line in lines:
+                        yield json.loads(line)
+
+
+def chunk_file(chunk: int) -> str:
+    return f"chunk-{chunk:06d}.jsonl"
+
+
+def _checkpoint_values(checkpoint: Checkpoint) -> tuple[Any, ...]:
+    token = json.dumps(checkpoint.token) if checkpoint.token is not None else None
+    return (checkpoint.bytes, checkpoint.records, checkpoint.pages, checkpoint.requests, token,
+            int(checkpoint.done))
+
+
+@contextmanager
+def _reader_lock(folder: Path, exclusive: bool) -> Iterator[bool]:
+    """Readers of a snapshot hold it shared; removal needs it alone (and skips if it cannot have it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".readers").open("a") as lock:
+        try:
+            fcntl.flock(lock, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class PartitionWriter:
@@ -101,10 +395,7 @@ class PartitionWriter:
         state = PartitionState(
             self.key, window, self.records, pages, requests, bytes_read, max_cursor, datetime.now(UTC)
         )
-        with self._store.partition_lock(self.path):
-            self._tmp.replace(self.path)
-            _fsync_dir(self.path.parent)
-            self._store.save_state(self.source, self.stream, state)
+        self._store.publish_partition(self.source, self.stream, self._tmp, state)
         return state
 
     def abort(self) -> None:
@@ -121,7 +412,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class LocalStore:
+class LocalStore(_JournalMethods):
     """Partition files and state under ``root``; safe for many threads and processes at once."""
 
     def __init__(self, root: Path) -> None:
@@ -130,7 +421,7 @@ class LocalStore:
         self._local = threading.local()
         with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -138,6 +429,9 @@ class LocalStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.root / "state.sqlite", timeout=60)
+            # WAL without a sync per commit: a killed process loses nothing committed; after a power
+            # loss a journal whose file is shorter than its checkpoint starts its scope over.
+            conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         with conn:
             yield conn
@@ -160,6 +454,14 @@ class LocalStore:
 
     def writer(self, source: str, stream: str, key: str) -> PartitionWriter:
         return PartitionWriter(self, source, stream, key)
+
+    def publish_partition(self, source: str, stream: str, staged: Path, state: PartitionState) -> None:
+        """Make ``staged`` (flushed to disk) the partition's file, then commit its state: in that order."""
+        path = self.partition_path(source, stream, state.partition_key)
+        with self.partition_lock(path):
+            staged.replace(path)
+            _fsync_dir(path.parent)
+            self.save_state(source, stream, state)
 
     def save_state(self, source: str, stream: str, state: PartitionState) -> None:
         window = state.window
@@ -215,3 +517,5 @@ def contiguous_end(start: datetime, windows: Iterable[Window]) -> datetime:
             break
         end = max(end, window.end)
     return end
+
+

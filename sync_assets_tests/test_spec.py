@@ -123,7 +123,8 @@ def test_unknown_stream_lists_the_streams() -> None:
 
 def test_load_source_from_module_and_file(tmp_path: Path) -> None:
     assert load_source(str(DEMO_SOURCE_PATH)) == demo_source()
-    assert [s.name for s in demo_source().streams] == ["stock_prices", "surveys", "customers", "orders", "events"]
+    assert [s.name for s in demo_source().streams] == ["stock_prices", "surveys", "survey_responses",
+                                                              "customers", "orders", "events"]
     with pytest.raises(ConfigurationError, match="not an ApiSource"):
         load_source("sync_assets.sources:DEMO_SOURCE_PATH")
     with pytest.raises(ConfigurationError, match="does not exist"):

@@ -12,12 +12,21 @@ resource).
 
 from __future__ import annotations
 
-from dagster import Definitions
+from datetime import timedelta
 
-from sync_assets.dagster.assets import build_incremental_asset, pool_name
+from dagster import AssetsDefinition, Definitions
+
+from sync_assets.dagster.assets import (
+    build_incremental_asset,
+    build_refresh_asset,
+    build_substream_asset,
+    chunk_partitions_name,
+    pool_name,
+)
 from sync_assets.dagster.io_manager import SyncStoreIOManager
 from sync_assets.dagster.resource import SyncApiResource
 from sync_assets.dagster.schedules import build_schedules
+from sync_assets.dagster.sensors import build_refresh_sensor
 from sync_assets.dagster.translator import SyncAssetsTranslator
 from sync_assets.spec import ApiSource
 
@@ -32,20 +41,29 @@ def build_definitions(
     source: ApiSource,
     translator: SyncAssetsTranslator | None = None,
     schedule_lookback: int = 2,
+    refresh_every: timedelta = timedelta(days=1),
     api: SyncApiResource | None = None,
     store: SyncStoreIOManager | None = None,
 ) -> Definitions:
     """Everything Dagster needs for ``source``; ``api`` and ``store`` default to env-driven ones."""
     translator = translator or SyncAssetsTranslator()
     api_key = api_resource_key(source)
-    assets = [
-        build_incremental_asset(source, stream, translator, api_key, STORE_KEY)
-        for stream in source.streams
-        if stream.incremental is not None
-    ]
+    by_stream: dict[str, AssetsDefinition] = {}
+    for stream in source.streams:  # parents first: a substream takes its parent's partitions
+        if stream.incremental is not None:
+            by_stream[stream.name] = build_incremental_asset(source, stream, translator, api_key, STORE_KEY)
+        elif stream.parent is None:
+            by_stream[stream.name] = build_refresh_asset(source, stream, translator, api_key, STORE_KEY)
+    for stream in source.streams:
+        if stream.parent is not None:
+            parent = by_stream[stream.parent.stream]
+            by_stream[stream.name] = build_substream_asset(source, stream, parent, translator, api_key, STORE_KEY)
+    assets = [by_stream[stream.name] for stream in source.streams]
+    refreshed = [(s.name, by_stream[s.name]) for s in source.streams if s.incremental is None and s.parent is None]
     return Definitions(
         assets=assets,
         schedules=build_schedules(source, assets, schedule_lookback),
+        sensors=[build_refresh_sensor(source, refreshed, STORE_KEY, refresh_every)] if refreshed else [],
         resources={
             api_key: api or SyncApiResource.for_source(source),
             STORE_KEY: store or SyncStoreIOManager(base_dir=None),
@@ -60,5 +78,6 @@ __all__ = [
     "SyncStoreIOManager",
     "api_resource_key",
     "build_definitions",
+    "chunk_partitions_name",
     "pool_name",
 ]

@@ -25,6 +25,7 @@ from dagster import (
     AssetsDefinition,
     BackfillPolicy,
     BetaWarning,
+    DynamicPartitionsDefinition,
     Failure,
     MetadataValue,
     Output,
@@ -36,8 +37,10 @@ from sync_assets.dagster.partitions import partitions_for, window_for
 from sync_assets.dagster.translator import SyncAssetsTranslator
 from sync_assets.errors import ConfigurationError
 from sync_assets.reader import StreamReader
+from sync_assets.refresh import ChunkResult, FullRefresh, chunk_key
 from sync_assets.spec import ApiSource, Stream
-from sync_assets.store import contiguous_end
+from sync_assets.store import LocalStore, contiguous_end
+from sync_assets.substream import PartitionResult, sync_substream
 from sync_assets.sync import WindowResult, sync_windows
 from sync_assets.windows import window_floor
 
@@ -120,7 +123,7 @@ def _incremental_asset(
                     context.log_event(AssetMaterialization(
                         asset_key=asset_key, partition=result.key, metadata=sync_metadata([result], stream_state),
                     ))
-            raise _failure(source, stream, failed, len(results))
+            raise _failure(source, stream, [(r.key, r.error) for r in failed], len(results))
         metadata = sync_metadata(results, stream_state)
         metadata["duration_seconds"] = round(time.monotonic() - started, 3)
         yield Output(value=None, metadata=metadata)
@@ -134,17 +137,18 @@ def _incremental_asset(
     return _sync
 
 
-def _failure(source: ApiSource, stream: Stream, failed: list[WindowResult], total: int) -> Failure:
-    first = failed[0].error
-    kinds = sorted({getattr(r.error, "kind", "error") for r in failed})
+def _failure(source: ApiSource, stream: Stream, failed: list[tuple[str, Exception | None]], total: int) -> Failure:
+    """One failure for the run, naming the partitions that failed; the others are stored."""
+    errors = [error for _, error in failed]
+    kinds = sorted({getattr(error, "kind", "error") for error in errors})
     return Failure(
         description=(
-            f"{len(failed)} of {total} windows of {source.name}/{stream.name} failed "
-            f"({', '.join(r.key for r in failed[:10])}); the others are stored. First error: {first}"
+            f"{len(failed)} of {total} partitions of {source.name}/{stream.name} failed "
+            f"({', '.join(key for key, _ in failed[:10])}); the others are stored. First error: {errors[0]}"
         ),
-        metadata={"failed_windows": [r.key for r in failed], "error_kinds": kinds},
+        metadata={"failed_partitions": [key for key, _ in failed], "error_kinds": kinds},
         # Retrying cannot fix a configuration error; let Dagster's retry policy skip it.
-        allow_retries=not all(isinstance(r.error, ConfigurationError) for r in failed),
+        allow_retries=not all(isinstance(error, ConfigurationError) for error in errors),
     )
 
 
@@ -174,3 +178,168 @@ def sync_metadata(results: list[WindowResult], stream_state: Any) -> dict[str, A
             [{"partition": r.key, "records": r.state.records if r.state else None} for r in results]
         )
     return metadata
+
+
+def chunk_partitions_name(source: ApiSource, stream: Stream) -> str:
+    return f"{source.name}__{stream.name}__chunks"
+
+
+def build_refresh_asset(
+    source: ApiSource, stream: Stream, translator: SyncAssetsTranslator, api_key: str, store_key: str
+) -> AssetsDefinition:
+    """A full-refresh stream: dynamic partitions, one per chunk of pages, in reading order.
+
+    A run advances the stream's running refresh as far as it can (starting one when none runs,
+    which takes chunk-000000 among the run's partitions), registers chunk partitions as they are
+    discovered, and reports each chunk as materialized when it is done, so the UI shows how far a
+    refresh got. The run's own partitions are reported by its output at the end.
+    """
+    partitions_def = DynamicPartitionsDefinition(name=chunk_partitions_name(source, stream))
+    asset_key = translator.get_asset_key(source, stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+
+        @asset(
+            key=asset_key,
+            description=translator.get_description(source, stream),
+            group_name=translator.get_group_name(source, stream),
+            metadata={**translator.get_metadata(source, stream), "sync_assets/kind": "full_refresh"},
+            tags=translator.get_tags(source, stream),
+            owners=translator.get_owners(source, stream),
+            kinds=translator.get_kinds(source, stream),
+            partitions_def=partitions_def,
+            backfill_policy=BackfillPolicy.single_run(),
+            pool=pool_name(source),
+            io_manager_key=store_key,
+            required_resource_keys={api_key, store_key},
+        )
+        def _refresh(context: AssetExecutionContext) -> Iterator[Any]:
+            started = time.monotonic()
+            api = getattr(context.resources, api_key)
+            store = getattr(context.resources, store_key).store
+            configured = api.configured_source(source)
+            refresh = FullRefresh(StreamReader(configured, stream, api.client(configured)), store, api.concurrency)
+            targets = set(context.partition_keys)
+            if store.latest_refresh(source.name, stream.name, "running") is None and chunk_key(0) not in targets:
+                raise Failure(description=f"no refresh of {source.name}/{stream.name} is running; materialize "
+                                          f"{chunk_key(0)} to start one", allow_retries=False)
+            results: list[ChunkResult] = []
+            for result in refresh.run():
+                results.append(result)
+                if result.error is not None:
+                    context.log.error(f"{result.key} of refresh {result.refresh} failed: {result.error}")
+                    continue
+                _register_chunks(context, store, source, stream, partitions_def.name or "")
+                if result.key not in targets:
+                    context.log_event(AssetMaterialization(asset_key=asset_key, partition=result.key,
+                                                           metadata=_chunk_metadata([result])))
+            _register_chunks(context, store, source, stream, partitions_def.name or "", prune=refresh.published)
+            failed = [r for r in results if r.error is not None]
+            metadata = _chunk_metadata(results)
+            metadata.update({"refresh": refresh.refresh, "snapshot_published": refresh.published,
+                             "duration_seconds": round(time.monotonic() - started, 3)})
+            if failed:
+                for result in results:
+                    if result.error is None and result.key in targets:
+                        context.log_event(AssetMaterialization(asset_key=asset_key, partition=result.key,
+                                                               metadata=_chunk_metadata([result])))
+                raise _failure(source, stream, [(r.key, r.error) for r in failed], len(results))
+            yield Output(value=None, metadata=metadata)
+
+    return _refresh
+
+
+def _register_chunks(
+    context: AssetExecutionContext, store: LocalStore, source: ApiSource, stream: Stream, name: str,
+    prune: bool = False,
+) -> None:
+    """Mirror the store's chunks as dynamic partitions; after a publish, drop chunks past the end."""
+    state = store.latest_refresh(source.name, stream.name)
+    wanted = [chunk_key(c) for c in sorted(state.chunks)] if state else []
+    existing = set(context.instance.get_dynamic_partitions(name))
+    missing = [key for key in wanted if key not in existing]
+    if missing:
+        context.instance.add_dynamic_partitions(name, missing)
+    if prune:
+        for key in sorted(existing - set(wanted)):
+            context.instance.delete_dynamic_partition(name, key)
+
+
+def _chunk_metadata(results: list[ChunkResult]) -> dict[str, Any]:
+    done = [r.checkpoint for r in results if r.checkpoint is not None]
+    return {
+        "dagster/row_count": sum(c.records for c in done),
+        "records": sum(c.records for c in done),
+        "pages": sum(c.pages for c in done),
+        "chunks": len(done),
+        "requests": sum(r.stats.requests for r in results),
+        "retries": sum(r.stats.retries for r in results),
+        "rate_limited_429s": sum(r.stats.rate_limited for r in results),
+        "seconds_waited": round(sum(r.stats.seconds_waited for r in results), 3),
+        "bytes": sum(c.bytes for c in done),
+    }
+
+
+def build_substream_asset(
+    source: ApiSource, stream: Stream, parent: AssetsDefinition, translator: SyncAssetsTranslator, api_key: str,
+    store_key: str,
+) -> AssetsDefinition:
+    """A child stream: depends on its parent asset, has its partitions, reads its records from the store."""
+    assert stream.parent is not None
+    parent_stream = source.stream(stream.parent.stream)
+    partitions_def = parent.partitions_def
+    assert isinstance(partitions_def, TimeWindowPartitionsDefinition)
+    asset_key = translator.get_asset_key(source, stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+
+        @asset(
+            key=asset_key,
+            deps=[parent.key],
+            description=translator.get_description(source, stream),
+            group_name=translator.get_group_name(source, stream),
+            metadata={**translator.get_metadata(source, stream), "sync_assets/parent": parent_stream.name},
+            tags=translator.get_tags(source, stream),
+            owners=translator.get_owners(source, stream),
+            kinds=translator.get_kinds(source, stream),
+            partitions_def=partitions_def,
+            backfill_policy=BackfillPolicy.single_run(),
+            pool=pool_name(source),
+            io_manager_key=store_key,
+            required_resource_keys={api_key, store_key},
+        )
+        def _children(context: AssetExecutionContext) -> Iterator[Any]:
+            started = time.monotonic()
+            api = getattr(context.resources, api_key)
+            store = getattr(context.resources, store_key).store
+            configured = api.configured_source(source)
+            reader = StreamReader(configured, stream, api.client(configured))
+            partitions = [(key, window_for(partitions_def, key)) for key in context.partition_keys]
+            results = list(sync_substream(reader, store, parent_stream, partitions, api.concurrency))
+            metadata = _substream_metadata(results)
+            failed = [r for r in results if r.error is not None]
+            if failed:
+                for result in results:
+                    if result.state is not None:
+                        context.log_event(AssetMaterialization(asset_key=asset_key, partition=result.key,
+                                                               metadata=_substream_metadata([result])))
+                raise _failure(source, stream, [(r.key, r.error) for r in failed], len(results))
+            metadata["duration_seconds"] = round(time.monotonic() - started, 3)
+            yield Output(value=None, metadata=metadata)
+
+    return _children
+
+
+def _substream_metadata(results: list[PartitionResult]) -> dict[str, Any]:
+    states = [r.state for r in results if r.state is not None]
+    return {
+        "dagster/row_count": sum(s.records for s in states),
+        "records": sum(s.records for s in states),
+        "parents": sum(r.parents for r in results),
+        "parents_skipped_as_done": sum(r.parents_skipped for r in results),
+        "requests": sum(r.stats.requests for r in results),
+        "retries": sum(r.stats.retries for r in results),
+        "rate_limited_429s": sum(r.stats.rate_limited for r in results),
+        "seconds_waited": round(sum(r.stats.seconds_waited for r in results), 3),
+        "bytes": sum(s.bytes for s in states),
+    }

@@ -50,6 +50,8 @@ class SyncStoreIOManager(ConfigurableIOManager):
         return self._store
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
+        if _is_full_refresh(context.definition_metadata):
+            return  # chunks are committed page by page, and published as a snapshot, by the asset itself
         source, stream = _stream_of(context.definition_metadata)
         keys = context.asset_partition_keys if context.has_asset_partitions else ["all"]
         committed = self.store.partition_states(source, stream)
@@ -64,13 +66,23 @@ class SyncStoreIOManager(ConfigurableIOManager):
         if upstream is None:
             raise RuntimeError("sync-assets stores load only the outputs of stream assets")
         source, stream = _stream_of(upstream.definition_metadata)
-        keys = context.asset_partition_keys if context.has_asset_partitions else ["all"]
         input_metadata = context.definition_metadata or {}
+        if _is_full_refresh(upstream.definition_metadata):
+            # The last complete refresh, whatever chunks were asked for: a refresh in progress or
+            # one that failed half-way is never visible downstream.
+            snapshot = self.store.iter_snapshot(source, stream)
+            return snapshot if input_metadata.get(LOAD_AS) == "iterator" else list(snapshot)
+        keys = context.asset_partition_keys if context.has_asset_partitions else ["all"]
         if input_metadata.get(ALLOW_MISSING):
             committed = self.store.partition_states(source, stream)
             keys = [key for key in keys if key in committed]
         records = self.store.iter_records(source, stream, keys)
         return records if input_metadata.get(LOAD_AS) == "iterator" else list(records)
+
+
+def _is_full_refresh(metadata: Mapping[str, Any] | None) -> bool:
+    kind = (metadata or {}).get("sync_assets/kind")
+    return getattr(kind, "value", kind) == "full_refresh"
 
 
 def _stream_of(metadata: Mapping[str, Any] | None) -> tuple[str, str]:

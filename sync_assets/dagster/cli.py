@@ -1,0 +1,62 @@
+"""``sync-assets-dagster start-refresh``: start (or resume) full refreshes from the command line.
+
+A full-refresh asset's partitions are chunks that exist only once registered, and Dagster's
+``asset materialize`` refuses an unknown partition. This registers ``chunk-000000`` for each
+selected asset and runs it through ``dagster asset materialize`` (a running refresh is resumed from
+where it stopped instead):
+
+    sync-assets-dagster start-refresh -m sync_assets.definitions --select demo/customers
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import AssetKey, DagsterInstance, Definitions, DynamicPartitionsDefinition
+
+from sync_assets.refresh import chunk_key
+
+
+def _definitions(module: str) -> Definitions:
+    defs = importlib.import_module(module).defs
+    loaded = defs() if callable(defs) and not isinstance(defs, Definitions) else defs
+    if not isinstance(loaded, Definitions):
+        raise SystemExit(f"{module}.defs is not a Dagster Definitions object")
+    return loaded
+
+
+def start_refresh(module: str, keys: list[str], instance: DagsterInstance) -> int:
+    defs = _definitions(module)
+    dagster = Path(sys.executable).parent / "dagster"
+    for key in keys:
+        asset = defs.get_assets_def(AssetKey.from_user_string(key))
+        partitions = asset.partitions_def
+        if not isinstance(partitions, DynamicPartitionsDefinition) or partitions.name is None:
+            print(f"{key} is not a full-refresh asset (its partitions are not chunks)", file=sys.stderr)
+            return 2
+        if not instance.has_dynamic_partition(partitions.name, chunk_key(0)):
+            instance.add_dynamic_partitions(partitions.name, [chunk_key(0)])
+        command = [str(dagster), "asset", "materialize", "-m", module, "--select", key, "--partition", chunk_key(0)]
+        code = subprocess.run(command).returncode
+        if code != 0:
+            return code
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sync-assets-dagster", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("start-refresh", help="register chunk-000000 and materialize it")
+    start.add_argument("-m", "--module", required=True, help="the module holding `defs`")
+    start.add_argument("--select", required=True, action="append", help="asset key, e.g. demo/customers")
+    args = parser.parse_args(argv)
+    with DagsterInstance.get() as instance:
+        return start_refresh(args.module, args.select, instance)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Keeping full refreshes going from the Dagster daemon: start them on a cadence, resume interrupted ones.
+
+The sensor (one per source, stopped by default like every schedule) looks at each full-refresh
+stream's store state: a refresh that is running with no run working on it (its run was killed or
+failed) is resumed from its first unfinished chunk; when none is running and the last snapshot is
+older than ``refresh_every``, a new refresh is started by registering ``chunk-000000`` and asking for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dagster import (
+    AssetsDefinition,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+
+from sync_assets.dagster.assets import chunk_partitions_name
+from sync_assets.refresh import chunk_key, chunk_scope
+from sync_assets.spec import ApiSource
+
+REFRESH_TAG = "sync_assets/refresh"
+_ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+           DagsterRunStatus.STARTED]
+
+
+def build_refresh_sensor(
+    source: ApiSource, refresh_assets: Sequence[tuple[str, AssetsDefinition]], store_key: str,
+    refresh_every: timedelta,
+) -> SensorDefinition:
+    by_stream = dict(refresh_assets)
+
+    @sensor(
+        name=f"{source.name}_refresh_sensor",
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.STOPPED,
+        asset_selection=[asset.key for asset in by_stream.values()],
+        required_resource_keys={store_key},
+        description=f"Starts a full refresh of each {source.name} full-refresh stream every {refresh_every}, "
+                    "and resumes interrupted ones.",
+    )
+    def _refresh_sensor(context: SensorEvaluationContext) -> SensorResult:
+        store = getattr(context.resources, store_key).store
+        requests: list[RunRequest] = []
+        new_partitions: list[Any] = []
+        for stream, asset in by_stream.items():
+            tag = f"{source.name}/{stream}"
+            if context.instance.get_runs(RunsFilter(statuses=_ACTIVE, tags={REFRESH_TAG: tag}), limit=1):
+                continue  # a run is on it
+            running = store.latest_refresh(source.name, stream, "running")
+            if running is not None:
+                chunk = next((c for c in sorted(running.chunks)
+                              if not _done(store, source.name, stream, running.refresh, c)), None)
+                if chunk is None:
+                    chunk = max(running.chunks)
+                requests.append(RunRequest(asset_selection=[asset.key], partition_key=chunk_key(chunk),
+                                           tags={REFRESH_TAG: tag}))
+                continue
+            published = store.latest_refresh(source.name, stream, "published")
+            finished = store.refresh_finished_at(source.name, stream, published.refresh) if published else None
+            if finished is None or datetime.now(UTC) - finished >= refresh_every:
+                name = chunk_partitions_name(source, source.stream(stream))
+                if not context.instance.has_dynamic_partition(name, chunk_key(0)):
+                    new_partitions.append(asset.partitions_def.build_add_request([chunk_key(0)]))  # type: ignore[union-attr]
+                requests.append(RunRequest(asset_selection=[asset.key], partition_key=chunk_key(0),
+                                           tags={REFRESH_TAG: tag}))
+        return SensorResult(run_requests=requests, dynamic_partitions_requests=new_partitions)
+
+    return _refresh_sensor
+
+
+def _done(store: Any, source: str, stream: str, refresh: int, chunk: int) -> bool:
+    checkpoint = store.checkpoint(chunk_scope(source, stream, refresh, chunk))
+    return checkpoint is not None and checkpoint.done

@@ -1,0 +1,142 @@
+"""Resumable full refresh: a stream without a cursor field, read in checkpointed chunks of pages.
+
+After every page, its records and the next page token are committed together (a ``Journal``
+append), so a run killed at any point, run again, continues from the last committed token. The
+paginator's token *is* the checkpoint: stream authors write no state code.
+
+A refresh is cut into chunks of ``chunk_pages`` pages (the Dagster partitions of the stream). With
+a paginator that reads in order (cursor, next URL, Link header) each chunk, when it reaches its end,
+registers the next one with its start token. With random access (page number or offset, and a total
+in the first response) the first page registers every chunk at once and the chunks are read
+concurrently. When the last chunk is done, the refresh is published as the stream's snapshot at
+once; until then readers see the previous one. The next refresh starts from the first page again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from sync_assets.http import RequestStats
+from sync_assets.reader import StreamReader
+from sync_assets.store import Checkpoint, Journal, LocalStore, RefreshState, chunk_file
+
+
+def chunk_key(chunk: int) -> str:
+    """Partition keys that sort in reading order."""
+    return f"chunk-{chunk:06d}"
+
+
+def chunk_scope(source: str, stream: str, refresh: int, chunk: int) -> str:
+    """The journal of one chunk of one refresh."""
+    return f"{source}/{stream}/refresh-{refresh}/chunk-{chunk:06d}"
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    refresh: int
+    chunk: int
+    stats: RequestStats
+    seconds: float
+    checkpoint: Checkpoint | None = None
+    error: Exception | None = None
+
+    @property
+    def key(self) -> str:
+        return chunk_key(self.chunk)
+
+
+class FullRefresh:
+    """Advances a stream's running refresh (or starts one) as far as it can go in this run."""
+
+    def __init__(self, reader: StreamReader, store: LocalStore, concurrency: int) -> None:
+        self.reader, self.store, self.concurrency = reader, store, concurrency
+        self.source, self.stream = reader.source.name, reader.stream.name
+        self.published = False
+
+    def state(self) -> RefreshState:
+        state = self.store.latest_refresh(self.source, self.stream, "running")
+        return state or self.store.start_refresh(self.source, self.stream)
+
+    def run(self) -> Iterator[ChunkResult]:
+        """Read every unfinished chunk, registering new ones as they appear; yields each as it ends."""
+        state = self.state()
+        self.refresh = state.refresh
+        submitted: set[int] = set()
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="chunk") as pool:
+            running: set[Future[ChunkResult]] = set()
+            while True:
+                chunks = self._chunks()
+                for chunk, start_token in sorted(chunks.items()):
+                    if chunk not in submitted:
+                        submitted.add(chunk)
+                        running.add(pool.submit(self._read_chunk, chunk, start_token))
+                if not running:
+                    break
+                done, running = wait(running, timeout=0.05, return_when=FIRST_COMPLETED)
+                for future in done:
+                    result = future.result()
+                    if result.checkpoint is not None or result.error is not None:
+                        yield result
+        self._publish_if_complete()
+
+    def _chunks(self) -> dict[int, object]:
+        state = self.store.latest_refresh(self.source, self.stream, "running")
+        return state.chunks if state is not None and state.refresh == self.refresh else {}
+
+    def _scope(self, chunk: int) -> str:
+        return chunk_scope(self.source, self.stream, self.refresh, chunk)
+
+    def _read_chunk(self, chunk: int, start_token: object) -> ChunkResult:
+        started, stats = time.monotonic(), RequestStats()
+        path = self.store.refresh_dir(self.source, self.stream, self.refresh) / chunk_file(chunk)
+        try:
+            journal = Journal(self.store, self._scope(chunk), path, start_token)
+        except Exception as exc:
+            return ChunkResult(self.refresh, chunk, stats, time.monotonic() - started, error=exc)
+        try:
+            if journal.checkpoint.done:
+                return ChunkResult(self.refresh, chunk, stats, 0.0)  # finished by an earlier run
+            return self._read_pages(chunk, journal, stats, started)
+        except Exception as exc:
+            return ChunkResult(self.refresh, chunk, stats, time.monotonic() - started, error=exc)
+        finally:
+            journal.close()
+
+    def _read_pages(self, chunk: int, journal: Journal, stats: RequestStats, started: float) -> ChunkResult:
+        chunk_pages = self.reader.stream.chunk_pages
+        token = journal.checkpoint.token
+        requests_before = 0
+        for page in self.reader.pages(stats, start_token=token):
+            if page.total_pages is not None and chunk == 0:
+                self._register_all(page.total_pages)
+            pages = journal.checkpoint.pages + 1
+            end_of_chunk = page.is_last or pages >= chunk_pages
+            if end_of_chunk and not page.is_last:
+                # Registered before this page's checkpoint: a kill in between must not strand the refresh.
+                self.store.add_chunks(self.source, self.stream, self.refresh, {chunk + 1: page.next_token})
+            journal.append(page.records, stats.requests - requests_before, token=page.next_token, done=end_of_chunk)
+            requests_before = stats.requests
+            if end_of_chunk:
+                break
+        return ChunkResult(self.refresh, chunk, stats, time.monotonic() - started, checkpoint=journal.checkpoint)
+
+    def _register_all(self, total_pages: int) -> None:
+        """Random access: every chunk's start token is known from the first response."""
+        chunk_pages = self.reader.stream.chunk_pages
+        paginator = self.reader.stream.paginator
+        chunks = -(-total_pages // chunk_pages)
+        self.store.add_chunks(self.source, self.stream, self.refresh,
+                              {c: paginator.token_for_page(c * chunk_pages) for c in range(1, chunks)})
+
+    def _publish_if_complete(self) -> None:
+        chunks = self._chunks()
+        if not chunks:
+            return
+        checkpoints = [self.store.checkpoint(self._scope(chunk)) for chunk in sorted(chunks)]
+        if all(c is not None and c.done for c in checkpoints) and checkpoints[-1] is not None \
+                and checkpoints[-1].token is None:
+            self.store.publish_refresh(self.source, self.stream, self.refresh, len(chunks))
+            self.published = True
