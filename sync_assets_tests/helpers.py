@@ -16,16 +16,31 @@ TOKEN = "s3cret-demo-token"
 FAST_RETRY = {"backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "max_attempts": 8}
 
 
-def make_source(api: DemoApi, streams: list[dict[str, Any]], **overrides: Any) -> ApiSource:
+# Full-refresh streams of the demo API as the refresh tests read them: small pages, small chunks.
+REFRESH_STREAMS: list[dict[str, Any]] = [
+    {"name": "customers", "path": "/v1/customers", "records_path": "data", "primary_key": "id", "chunk_pages": 3,
+     "paginator": {"type": "cursor", "size_param": "limit", "size": 20}},
+    {"name": "orders", "path": "/v1/orders", "records_path": "items", "primary_key": "id", "chunk_pages": 2,
+     "paginator": {"type": "offset", "limit": 25, "total_path": "total"}},
+    {"name": "events", "path": "/v1/events", "primary_key": "id", "chunk_pages": 4, "params": {"page_size": 15},
+     "paginator": {"type": "link_header"}},
+]
+
+
+def make_source_data(url: str, streams: list[dict[str, Any]] | None = None, **overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": "demo",
-        "base_url": api.url,
+        "base_url": url,
         "auth": {"type": "bearer", "token": TOKEN},
         "retry": FAST_RETRY,
-        "streams": streams,
+        "streams": REFRESH_STREAMS if streams is None else streams,
     }
     data.update(overrides)
-    return source_from_dict(data)
+    return data
+
+
+def make_source(api: DemoApi, streams: list[dict[str, Any]], **overrides: Any) -> ApiSource:
+    return source_from_dict(make_source_data(api.url, streams, **overrides))
 
 
 def read_all(

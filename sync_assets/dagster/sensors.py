@@ -48,8 +48,8 @@ def build_refresh_sensor(
         description=f"Starts a full refresh of each {source.name} full-refresh stream every {refresh_every}, "
                     "and resumes interrupted ones.",
     )
-    def _refresh_sensor(context: SensorEvaluationContext) -> SensorResult:
-        store = getattr(context.resources, store_key).store
+    def _refresh_sensor(context: SensorEvaluationContext, **resources: Any) -> SensorResult:
+        store = resources[store_key].store  # Dagster passes required resources by key
         requests: list[RunRequest] = []
         new_partitions: list[Any] = []
         for stream, asset in by_stream.items():

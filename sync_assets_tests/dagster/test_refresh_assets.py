@@ -1,0 +1,170 @@
+"""Full-refresh and substream assets on a real (temporary) Dagster instance."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import (
+    AssetIn,
+    AssetKey,
+    DagsterInstance,
+    Definitions,
+    ExecuteInProcessResult,
+    asset,
+    build_sensor_context,
+    materialize,
+)
+
+from sync_assets.dagster import chunk_partitions_name
+from sync_assets.demo_api import DemoApi, data
+from sync_assets.refresh import chunk_key, chunk_scope
+from sync_assets.sources import demo_source
+from sync_assets_tests.dagster.helpers import SURVEYS, demo_defs, run, store_of
+from sync_assets_tests.dagster.test_cli_runs import BIN, REPO, _env, _home
+
+CUSTOMERS = AssetKey(["demo", "customers"])
+RESPONSES = AssetKey(["demo", "survey_responses"])
+COUNT = 4500  # 9 pages of 500, 3 chunks of 4 pages
+
+
+def refresh(defs: Definitions, instance: DagsterInstance, key: AssetKey = CUSTOMERS,
+            partition: str = "chunk-000000") -> ExecuteInProcessResult:
+    name = chunk_partitions_name(demo_source(), demo_source().stream(key.path[-1]))
+    if not instance.has_dynamic_partition(name, partition):
+        instance.add_dynamic_partitions(name, [partition])
+    return run(defs, instance, key, partition=partition)
+
+
+def downstream_load(defs: Definitions, instance: DagsterInstance) -> list[dict[str, Any]]:
+    @asset(ins={"customers": AssetIn(key=CUSTOMERS)})
+    def customer_list(customers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return customers
+
+    result = materialize([defs.get_assets_def(CUSTOMERS).to_source_asset(), customer_list], instance=instance,
+                         resources=defs.resources)
+    return result.output_for_node("customer_list")  # type: ignore[no-any-return]
+
+
+def test_a_refresh_registers_and_materializes_its_chunks_and_publishes_a_snapshot(
+    demo_api: Callable[..., DemoApi], instance: DagsterInstance
+) -> None:
+    api = demo_api(customers=COUNT)
+    defs = demo_defs(api)
+    result = refresh(defs, instance)
+    assert result.success
+    name = chunk_partitions_name(demo_source(), demo_source().stream("customers"))
+    assert instance.get_dynamic_partitions(name) == ["chunk-000000", "chunk-000001", "chunk-000002"]
+    assert instance.get_materialized_partitions(CUSTOMERS) == set(instance.get_dynamic_partitions(name))
+    output = next(e for e in result.get_asset_materialization_events() if e.partition == "chunk-000000")
+    metadata = {k: v.value for k, v in output.materialization.metadata.items()}
+    assert metadata["snapshot_published"] is True and metadata["records"] == COUNT and metadata["chunks"] == 3
+    assert downstream_load(defs, instance) == data.all_customers(0, COUNT)
+
+
+def test_downstream_loads_the_previous_snapshot_while_a_refresh_fails(
+    demo_api: Callable[..., DemoApi], instance: DagsterInstance
+) -> None:
+    healthy = demo_api(customers=COUNT)
+    assert refresh(demo_defs(healthy), instance).success
+    flaky = demo_api(customers=COUNT, fail_rate=0.4)  # same data; some pages fail, nothing retried
+    failed = refresh(demo_defs(flaky, max_attempts=1), instance)
+    assert not failed.success
+    assert store_of(instance).latest_refresh("demo", "customers", "running") is not None
+    assert downstream_load(demo_defs(healthy), instance) == data.all_customers(0, COUNT)
+    assert refresh(demo_defs(healthy), instance).success  # resumes that refresh and publishes it
+    assert store_of(instance).latest_refresh("demo", "customers", "running") is None
+    assert downstream_load(demo_defs(healthy), instance) == data.all_customers(0, COUNT)
+
+
+def test_a_refresh_starts_only_from_its_first_chunk(
+    demo_api: Callable[..., DemoApi], instance: DagsterInstance
+) -> None:
+    result = refresh(demo_defs(demo_api(customers=COUNT)), instance, partition="chunk-000002")
+    assert not result.success
+    failure = result.failure_data_for_node("demo__customers")
+    assert failure is not None and "materialize chunk-000000 to start one" in str(failure.error)
+
+
+def test_a_substream_runs_with_its_parent_and_reads_it_from_the_store(
+    demo_api: Callable[..., DemoApi], instance: DagsterInstance
+) -> None:
+    api = demo_api(surveys=2000)
+    defs = demo_defs(api)
+    result = materialize([defs.get_assets_def(SURVEYS), defs.get_assets_def(RESPONSES)], instance=instance,
+                         resources=defs.resources, tags={"dagster/asset_partition_range_start": "2024-01-03",
+                                                          "dagster/asset_partition_range_end": "2024-01-05"})
+    assert result.success
+    store = store_of(instance)
+    keys = ["2024-01-03", "2024-01-04", "2024-01-05"]
+    parents = list(store.iter_records("demo", "surveys", keys))
+    expected = sorted(r["id"] for p in parents for r in data.survey_responses(0, p["id"]))
+    assert sorted(r["id"] for r in store.iter_records("demo", "survey_responses", keys)) == expected
+    assert instance.get_materialized_partitions(RESPONSES) == set(keys)
+
+
+def test_the_refresh_sensor_starts_and_resumes_refreshes(
+    demo_api: Callable[..., DemoApi], instance: DagsterInstance
+) -> None:
+    defs = demo_defs(demo_api(customers=COUNT))
+    (sensor,) = [s for s in defs.sensors or [] if s.name == "demo_refresh_sensor"]
+    with build_sensor_context(instance=instance, resources=defs.resources) as context:
+        result = sensor(context)
+    requested = {(tuple(r.asset_selection or []), r.partition_key) for r in result.run_requests or []}
+    assert (tuple([CUSTOMERS]), "chunk-000000") in requested and len(requested) == 3  # customers, orders, events
+    assert result.dynamic_partitions_requests
+
+    flaky = demo_api(customers=COUNT, fail_rate=0.4)
+    assert not refresh(demo_defs(flaky, max_attempts=1), instance).success
+    store = store_of(instance)
+    state = store.latest_refresh("demo", "customers", "running")
+    assert state is not None
+    with build_sensor_context(instance=instance, resources=defs.resources) as context:
+        result = sensor(context)
+    (resume,) = [r for r in result.run_requests or [] if r.asset_selection == [CUSTOMERS]]
+    checkpoints = {c: store.checkpoint(chunk_scope("demo", "customers", state.refresh, c)) for c in state.chunks}
+    first_unfinished = min(c for c, checkpoint in checkpoints.items() if checkpoint is None or not checkpoint.done)
+    assert resume.partition_key == chunk_key(first_unfinished)
+
+
+@pytest.mark.slow
+def test_a_dagster_run_killed_mid_refresh_resumes_where_it_stopped(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    api = demo_api(customers=COUNT, latency_ms=250)
+    env = _env(api, _home(tmp_path))
+    command = [str(BIN / "sync-assets-dagster"), "start-refresh", "-m", "sync_assets.definitions",
+               "--select", "demo/customers"]
+    killed = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    state_db = Path(env["DAGSTER_HOME"]) / "sync_assets" / "data" / "state.sqlite"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _pages_committed(state_db) < 2:
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)  # the CLI and its step process, mid-chunk
+    killed.wait(timeout=30)
+    pages_at_kill = _pages_committed(state_db)
+    assert 2 <= pages_at_kill < 9
+    finished = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout[-3000:]
+    instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
+    assert list(store_of(instance).iter_snapshot("demo", "customers")) == data.all_customers(0, COUNT)
+    instance.dispose()
+
+
+def _pages_committed(state_db: Path) -> int:
+    if not state_db.exists():
+        return 0
+    with sqlite3.connect(state_db) as db:
+        try:
+            return int(db.execute("SELECT COALESCE(SUM(pages), 0) FROM journals "
+                                  "WHERE scope LIKE 'demo/customers/%'").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0

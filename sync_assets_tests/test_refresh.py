@@ -1,0 +1,165 @@
+"""Resumable full refresh: checkpoint per page, killed anywhere and resumed, published as a snapshot."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from sync_assets.demo_api import DemoApi, data
+from sync_assets.reader import StreamReader, open_client
+from sync_assets.refresh import FullRefresh, chunk_scope
+from sync_assets.spec import ApiSource, source_from_dict
+from sync_assets.store import Journal, JournalBusyError, LocalStore, chunk_file
+from sync_assets_tests.helpers import make_source_data
+
+SIZES = {"customers": 230, "orders": 310, "events": 170}
+
+
+def truth(stream: str, seed: int = 0) -> list[dict[str, Any]]:
+    if stream == "customers":
+        return data.all_customers(seed, SIZES["customers"])
+    if stream == "orders":
+        return data.all_orders(seed, SIZES["orders"], SIZES["customers"])
+    return data.all_events(seed, SIZES["events"])
+
+
+@pytest.fixture
+def refresh_api(demo_api: Callable[..., DemoApi]) -> DemoApi:
+    return demo_api(**SIZES)
+
+
+def refresh(source: ApiSource, stream: str, state_dir: Path, concurrency: int = 4) -> FullRefresh:
+    client = open_client(source, state_dir)
+    runner = FullRefresh(StreamReader(source, source.stream(stream), client), LocalStore(state_dir / "data"),
+                         concurrency)
+    runner.results = list(runner.run())  # type: ignore[attr-defined]
+    client.close()
+    return runner
+
+
+@pytest.mark.parametrize(("stream", "chunks"), [("customers", 4), ("orders", 7), ("events", 3)])
+def test_a_refresh_reads_every_record_once_in_chunks(
+    refresh_api: DemoApi, tmp_path: Path, stream: str, chunks: int
+) -> None:
+    runner = refresh(source_from_dict(make_source_data(refresh_api.url)), stream, tmp_path)
+    assert runner.published
+    assert sorted(r.chunk for r in runner.results) == list(range(chunks))  # type: ignore[attr-defined]
+    assert list(LocalStore(tmp_path / "data").iter_snapshot("demo", stream)) == truth(stream)
+
+
+def test_random_access_chunks_are_all_registered_from_the_first_page(refresh_api: DemoApi, tmp_path: Path) -> None:
+    source = source_from_dict(make_source_data(refresh_api.url))
+    store = LocalStore(tmp_path / "data")
+    client = open_client(source, tmp_path)
+    runner = FullRefresh(StreamReader(source, source.stream("orders"), client), store, concurrency=1)
+    first = next(runner.run())  # chunk 0 done: 13 pages of 25 in chunks of 2 are all known by now
+    assert first.chunk == 0
+    state = store.latest_refresh("demo", "orders", "running")
+    assert state is not None and state.chunks == {c: (None if c == 0 else c * 50) for c in range(7)}
+    client.close()
+
+
+def _run_driver(state_dir: Path, url: str, stream: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sync_assets_tests.refresh_driver", str(state_dir), url, stream, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", ["customers", "orders"])
+def test_killed_between_writing_a_page_and_its_checkpoint_then_resumed(
+    refresh_api: DemoApi, tmp_path: Path, stream: str
+) -> None:
+    for die_at in (1, 3, 6):  # the first page, inside a chunk, at a chunk boundary (3 pages a chunk)
+        killed = _run_driver(tmp_path, refresh_api.url, stream, "--die-at-checkpoint", str(die_at))
+        killed.communicate(timeout=60)
+        assert killed.returncode == -signal.SIGKILL
+    finished = _run_driver(tmp_path, refresh_api.url, stream)
+    out, err = finished.communicate(timeout=60)
+    assert "published" in out, err
+    assert list(LocalStore(tmp_path / "data").iter_snapshot("demo", stream)) == truth(stream)
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_then_resumed(demo_api: Callable[..., DemoApi], tmp_path: Path) -> None:
+    big = {"customers": 3000, "orders": 3000, "events": 10}
+    api = demo_api(latency_ms=10, **big)
+    expected = {"customers": data.all_customers(0, 3000), "orders": data.all_orders(0, 3000, 3000)}
+    rng = random.Random(20261122)
+    for stream, records in expected.items():
+        kills = 0
+        for _ in range(4):
+            process = _run_driver(tmp_path, api.url, stream)
+            assert process.stdout is not None and process.stdout.readline().strip() == "started"
+            time.sleep(rng.uniform(0.05, 0.4))  # a whole refresh takes one to two seconds here
+            process.send_signal(signal.SIGKILL)
+            out, _ = process.communicate(timeout=60)
+            kills += process.returncode == -signal.SIGKILL and "published" not in out
+        finished = _run_driver(tmp_path, api.url, stream)
+        out, err = finished.communicate(timeout=60)
+        assert "published" in out, err
+        assert kills >= 3  # the attempts really were cut short, at different points
+        assert list(LocalStore(tmp_path / "data").iter_snapshot("demo", stream)) == records
+
+
+def test_readers_see_the_last_complete_snapshot_until_the_next_is_published(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    healthy = demo_api(**SIZES)
+    store = LocalStore(tmp_path / "data")
+    assert refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path).published
+    first = list(store.iter_snapshot("demo", "customers"))
+    # A refresh that fails half-way (the API breaks down after a few pages) publishes nothing.
+    broken = demo_api(fail_rate=0.6, **SIZES)  # same seed, same data: only the faults differ
+    source = source_from_dict(make_source_data(broken.url, retry={"max_attempts": 1}))
+    failed = refresh(source, "customers", tmp_path)
+    assert not failed.published and any(r.error for r in failed.results)  # type: ignore[attr-defined]
+    assert list(store.iter_snapshot("demo", "customers")) == first == truth("customers")
+    # The next run finishes that refresh; the old snapshot is removed once the new one is published.
+    resumed = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path)
+    assert resumed.published and resumed.refresh == failed.refresh == 2
+    assert list(store.iter_snapshot("demo", "customers")) == first
+    folders = sorted(p.name for p in (tmp_path / "data" / "demo" / "customers").iterdir())
+    assert folders == ["refresh-2"]
+    # And the refresh after that starts from the first page again.
+    requests.post(f"{healthy.url}/stats/reset", timeout=5)
+    third = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path)
+    assert third.refresh == 3 and requests.get(f"{healthy.url}/stats", timeout=5).json()["requests"] == 12
+
+
+def test_a_chunk_file_that_lost_committed_bytes_is_read_again(refresh_api: DemoApi, tmp_path: Path) -> None:
+    """After a power loss the checkpoint may survive while the page data did not: the chunk starts over."""
+    source = source_from_dict(make_source_data(refresh_api.url))
+    store = LocalStore(tmp_path / "data")
+    client = open_client(source, tmp_path)
+    runner = FullRefresh(StreamReader(source, source.stream("customers"), client), store, concurrency=1)
+    next(runner.run())  # chunk 0 done
+    path = store.refresh_dir("demo", "customers", runner.refresh) / chunk_file(0)
+    path.write_bytes(path.read_bytes()[:100])  # the OS lost the tail of the file
+    client.close()
+    finished = refresh(source, "customers", tmp_path)
+    assert finished.published
+    assert list(store.iter_snapshot("demo", "customers")) == truth("customers")
+
+
+def test_one_chunk_is_read_by_one_process_at_a_time(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    path = tmp_path / "chunk.jsonl"
+    first = Journal(store, chunk_scope("demo", "customers", 1, 0), path)
+    with pytest.raises(JournalBusyError):
+        Journal(store, chunk_scope("demo", "customers", 1, 0), path)
+    first.append([{"id": 1}], requests=1, token="next")
+    first.close()
+    again = Journal(store, chunk_scope("demo", "customers", 1, 0), path)
+    assert again.checkpoint.records == 1 and again.checkpoint.token == "next"
+    again.close()

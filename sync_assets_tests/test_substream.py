@@ -1,0 +1,99 @@
+"""Substreams read their parents from the store, fetch children concurrently, and resume by parent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from sync_assets.demo_api import DemoApi, data
+from sync_assets.reader import StreamReader, open_client
+from sync_assets.spec import ApiSource, source_from_dict
+from sync_assets.store import LocalStore
+from sync_assets.substream import PartitionResult, sync_substream
+from sync_assets.sync import sync_windows
+from sync_assets.windows import Window
+from sync_assets_tests.helpers import make_source_data
+
+SURVEYS = 4000  # about 11 a day
+PAGE = {"type": "page_number", "size": 100, "total_path": "total"}
+STREAMS: list[dict[str, Any]] = [
+    {"name": "surveys", "path": "/v3/surveys", "records_path": "data", "primary_key": "id", "paginator": PAGE,
+     "incremental": {"cursor_field": "date_modified", "start": "2024-01-01", "start_param": "start_modified_at",
+                     "end_param": "end_modified_at"}},
+    {"name": "survey_responses", "path": "/v3/surveys/{parent[id]}/responses", "records_path": "data",
+     "primary_key": "id", "parent": {"stream": "surveys"}, "paginator": {**PAGE, "size": 5}},
+]
+DAYS = [(f"2024-01-{d:02d}", Window(datetime(2024, 1, d, tzinfo=UTC), datetime(2024, 1, d + 1, tzinfo=UTC)))
+        for d in range(3, 6)]
+
+
+def source(api: DemoApi, **overrides: Any) -> ApiSource:
+    return source_from_dict(make_source_data(api.url, STREAMS, **overrides))
+
+
+def sync_parents(api: DemoApi, store: LocalStore, state_dir: Path) -> None:
+    src = source(api)
+    client = open_client(src, state_dir)
+    assert all(r.state for r in sync_windows(StreamReader(src, src.stream("surveys"), client), store, DAYS, 4))
+    client.close()
+
+
+def sync_children(src: ApiSource, store: LocalStore, state_dir: Path) -> list[PartitionResult]:
+    client = open_client(src, state_dir)
+    reader = StreamReader(src, src.stream("survey_responses"), client)
+    results = list(sync_substream(reader, store, src.stream("surveys"), DAYS, concurrency=8))
+    client.close()
+    return results
+
+
+def expected_children(store: LocalStore, key: str) -> list[str]:
+    parents = list(store.iter_records("demo", "surveys", [key]))
+    return sorted(r["id"] for p in parents for r in data.survey_responses(0, p["id"]))
+
+
+def test_children_of_every_stored_parent_land_in_the_parents_partition(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    api = demo_api(surveys=SURVEYS)
+    store = LocalStore(tmp_path / "data")
+    sync_parents(api, store, tmp_path)
+    requests.post(f"{api.url}/stats/reset", timeout=5)
+    results = sync_children(source(api), store, tmp_path)
+    assert {r.key for r in results if r.state} == {key for key, _ in DAYS}
+    for key, _ in DAYS:
+        stored = [r["id"] for r in store.iter_records("demo", "survey_responses", [key])]
+        assert sorted(stored) == expected_children(store, key) and len(stored) == len(set(stored))
+    stats = requests.get(f"{api.url}/stats", timeout=5).json()
+    assert stats["by_path"].get("/v3/surveys", 0) == 0  # parents came from the store, not the API
+    assert stats["by_path"]["/v3/surveys/{id}/responses"] == sum(r.stats.requests for r in results)
+
+
+def test_a_resumed_substream_asks_nothing_for_parents_already_done(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    healthy = demo_api(surveys=SURVEYS)
+    store = LocalStore(tmp_path / "data")
+    sync_parents(healthy, store, tmp_path)
+    flaky = demo_api(surveys=SURVEYS, fail_rate=0.3)
+    first = sync_children(source(flaky, retry={"max_attempts": 1}), store, tmp_path)
+    failed = [r for r in first if r.error is not None]
+    assert failed and all(r.state is None for r in failed)
+    done_before = {r.key: r.parents for r in failed}
+
+    requests.post(f"{healthy.url}/stats/reset", timeout=5)
+    second = sync_children(source(healthy), store, tmp_path)
+    assert all(r.state is not None for r in second)
+    for result in second:
+        if result.key in done_before:
+            assert result.parents_skipped == done_before[result.key] > 0
+    parents_fetched = sum(r.parents for r in second)
+    fetches = requests.get(f"{healthy.url}/stats", timeout=5).json()["by_path"]["/v3/surveys/{id}/responses"]
+    assert parents_fetched == sum(r.parents + r.parents_skipped for r in second) - sum(done_before.values())
+    assert fetches == sum(r.stats.requests for r in second)  # no request for a parent already done
+    for key, _ in DAYS:
+        stored = [r["id"] for r in store.iter_records("demo", "survey_responses", [key])]
+        assert sorted(stored) == expected_children(store, key) and len(stored) == len(set(stored))
