@@ -64,23 +64,37 @@ def demo() -> int:
         print(banner, flush=True)
         env = {**os.environ, "DAGSTER_HOME": str(home), "SYNC_ASSETS_DEMO_URL": banner[banner.index("http://"):],
                "SYNC_ASSETS_DEMO_TOKEN": DEMO_TOKEN}
-        command = [str(BIN / "dagster"), "asset", "materialize", "-m", "sync_assets.definitions",
-                   "--select", "demo/stock_prices,demo/surveys", "--partition-range", DEMO_RANGE]
-        print("$", " ".join(command[1:]), flush=True)
-        code = subprocess.run(command, env=env, cwd=ROOT).returncode
-        if code != 0:
-            return code
+        for command in (
+            # the incremental streams and the substream: January as one run, windows read 10 at a time
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "sync_assets.definitions", "--select",
+             "demo/stock_prices,demo/surveys,demo/survey_responses", "--partition-range", DEMO_RANGE],
+            # the full-refresh streams: register their first chunk and run it (one run per stream)
+            [str(BIN / "sync-assets-dagster"), "start-refresh", "-m", "sync_assets.definitions",
+             "--select", "demo/customers", "--select", "demo/orders", "--select", "demo/events"],
+        ):
+            print("$", " ".join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command)), flush=True)
+            code = subprocess.run(command, env=env, cwd=ROOT).returncode
+            if code != 0:
+                return code
     finally:
         api.terminate()
         api.wait(timeout=10)
     data = home / "sync_assets" / "data"
     with sqlite3.connect(data / "state.sqlite") as db:
-        rows = db.execute(
+        windows = db.execute(
             "SELECT stream, COUNT(*), SUM(records) FROM partitions GROUP BY stream ORDER BY stream"
         ).fetchall()
+        snapshots = db.execute(
+            "SELECT r.stream, r.refresh, r.chunks, SUM(j.records) FROM refreshes r JOIN journals j "
+            "ON j.scope LIKE r.source || '/' || r.stream || '/refresh-' || r.refresh || '/%' "
+            "WHERE r.status = 'published' GROUP BY r.stream ORDER BY r.stream"
+        ).fetchall()
     print("\nsynced the demo source through Dagster:")
-    for stream, partitions, records in rows:
+    for stream, partitions, records in windows:
         print(f"  demo/{stream}: {records} records in {partitions} daily partitions -> {data / 'demo' / stream}/")
+    for stream, refresh, chunks, records in snapshots:
+        print(f"  demo/{stream}: {records} records, full refresh {refresh} in {chunks} chunks "
+              f"-> {data / 'demo' / stream / f'refresh-{refresh}'}/")
     print(f"\nDagster instance: {home}  (browse it: DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml)")
     return 0
 
