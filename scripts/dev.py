@@ -52,7 +52,7 @@ def demo() -> int:
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     api = subprocess.Popen(
         [str(BIN / "sync-assets"), "demo-api", "--port", "0", "--token", DEMO_TOKEN, "--latency-ms", "20",
-         "--rate-limit", "50/1"],
+         "--rate-limit", "50/1", "--customers", "5000"],
         stdout=subprocess.PIPE, text=True,
     )
     try:
