@@ -1,18 +1,21 @@
-"""Stream -> asset: the thin map from the engine's sync onto a Dagster asset.
+"""Stream -> asset: the thin map from the engine's three kinds of sync onto Dagster assets.
 
-An incremental stream becomes a time-partitioned asset with a single-run backfill policy, so a
-range of partitions (a CLI ``--partition-range``, a UI backfill) is one run that reads its windows
-concurrently (``sync.sync_windows``) instead of one run per window at seconds of overhead each.
-Each window is committed by the store as it finishes. If some windows fail, the finished ones are
-reported as materialized before the step fails, so a re-run of the failed or missing partitions
-fetches only those.
+- An **incremental** stream is time-partitioned (``sync.sync_windows``).
+- A **full refresh** is partitioned by chunks of pages, dynamic partitions (``refresh.FullRefresh``).
+- A **substream** has its parent's partitions and depends on it (``substream.sync_substream``).
+
+All three have a single-run backfill policy, so a range of partitions (a CLI ``--partition-range``,
+a UI backfill) is one run that works on its partitions concurrently instead of one run per
+partition at seconds of overhead each. The engine commits each partition as it finishes. If some
+fail, the finished ones are reported as materialized before the step fails, so a re-run of the
+failed or missing partitions fetches only those.
 """
 
 # No `from __future__ import annotations`: Dagster reads the context annotation at definition time.
 
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dagster import (
@@ -20,7 +23,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetKey,
     AssetMaterialization,
     AssetsDefinition,
     BackfillPolicy,
@@ -29,6 +31,7 @@ from dagster import (
     Failure,
     MetadataValue,
     Output,
+    PartitionsDefinition,
     TimeWindowPartitionsDefinition,
     asset,
 )
@@ -36,6 +39,7 @@ from dagster import (
 from sync_assets.dagster.partitions import partitions_for, window_for
 from sync_assets.dagster.translator import SyncAssetsTranslator
 from sync_assets.errors import ConfigurationError
+from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
 from sync_assets.refresh import ChunkResult, FullRefresh, chunk_key
 from sync_assets.spec import ApiSource, Stream
@@ -53,6 +57,85 @@ def pool_name(source: ApiSource) -> str:
     return f"sync_assets_{source.rate_limit_key or source.name}"
 
 
+def chunk_partitions_name(source: ApiSource, stream: Stream) -> str:
+    return f"{source.name}__{stream.name}__chunks"
+
+
+class _StreamAsset:
+    """What every stream asset shares: its definition arguments, and opening its reader and store."""
+
+    def __init__(
+        self, source: ApiSource, stream: Stream, translator: SyncAssetsTranslator, api_key: str, store_key: str,
+    ) -> None:
+        self.source, self.stream, self.api_key, self.store_key = source, stream, api_key, store_key
+        self.translator = translator
+        self.key = translator.get_asset_key(source, stream)
+
+    def define(
+        self, partitions_def: PartitionsDefinition, extra_metadata: dict[str, Any], **more: Any
+    ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
+        """The ``@asset`` decorator for this stream."""
+        source, stream, translator = self.source, self.stream, self.translator
+        with warnings.catch_warnings():
+            # single_run backfills are what make a partition range one run; Dagster flags the parameter beta.
+            warnings.simplefilter("ignore", BetaWarning)
+            decorator: Callable[[Callable[..., Any]], AssetsDefinition] = asset(
+                key=self.key,
+                description=translator.get_description(source, stream),
+                group_name=translator.get_group_name(source, stream),
+                metadata={**translator.get_metadata(source, stream), **extra_metadata},
+                tags=translator.get_tags(source, stream),
+                owners=translator.get_owners(source, stream),
+                kinds=translator.get_kinds(source, stream),
+                partitions_def=partitions_def,
+                backfill_policy=BackfillPolicy.single_run(),
+                pool=pool_name(source),
+                io_manager_key=self.store_key,
+                required_resource_keys={self.api_key, self.store_key},
+                **more,
+            )
+        return decorator
+
+    def open(self, context: AssetExecutionContext) -> tuple[Any, LocalStore, StreamReader]:
+        """The API resource, the store, and a reader for this stream with the resource's settings."""
+        api = getattr(context.resources, self.api_key)
+        store = getattr(context.resources, self.store_key).store
+        configured = api.configured_source(self.source)
+        return api, store, StreamReader(configured, self.stream, api.client(configured))
+
+    def fail_keeping(
+        self, context: AssetExecutionContext, done: Sequence[tuple[str, dict[str, Any]]],
+        failed: Sequence[tuple[str, Exception | None]], total: int,
+    ) -> Failure:
+        """Report the partitions that were stored as materialized, and the run's failure."""
+        for key, metadata in done:
+            context.log_event(AssetMaterialization(asset_key=self.key, partition=key, metadata=metadata))
+        errors = [error for _, error in failed]
+        return Failure(
+            description=(
+                f"{len(failed)} of {total} partitions of {self.source.name}/{self.stream.name} failed "
+                f"({', '.join(key for key, _ in failed[:10])}); the others are stored. First error: {errors[0]}"
+            ),
+            metadata={"failed_partitions": [key for key, _ in failed],
+                      "error_kinds": sorted({getattr(error, "kind", "error") for error in errors})},
+            # Retrying cannot fix a configuration error; let Dagster's retry policy skip it.
+            allow_retries=not all(isinstance(error, ConfigurationError) for error in errors),
+        )
+
+
+def _request_metadata(stats: Sequence[RequestStats]) -> dict[str, Any]:
+    """What the reads cost the API."""
+    return {
+        "requests": sum(s.requests for s in stats),
+        "retries": sum(s.retries for s in stats),
+        "rate_limited_429s": sum(s.rate_limited for s in stats),
+        "seconds_waited": round(sum(s.seconds_waited for s in stats), 3),
+    }
+
+
+# --- incremental streams -------------------------------------------------------------------------
+
+
 def build_incremental_asset(
     source: ApiSource, stream: Stream, translator: SyncAssetsTranslator, api_key: str, store_key: str
 ) -> AssetsDefinition:
@@ -60,44 +143,14 @@ def build_incremental_asset(
     if incremental is None:
         raise ValueError(f"stream {stream.name!r} is not incremental")
     partitions_def = partitions_for(incremental)
-    asset_key = translator.get_asset_key(source, stream)
-    checks = [AssetCheckSpec(UNIQUE_KEY_CHECK, asset=asset_key,
+    base = _StreamAsset(source, stream, translator, api_key, store_key)
+    checks = [AssetCheckSpec(UNIQUE_KEY_CHECK, asset=base.key,
                              description="No primary key appears twice within a partition.")]
 
-    with warnings.catch_warnings():
-        # single_run backfills are what make a partition range one run; Dagster flags the parameter beta.
-        warnings.simplefilter("ignore", BetaWarning)
-        return _incremental_asset(source, stream, translator, api_key, store_key, partitions_def, asset_key, checks)
-
-
-def _incremental_asset(
-    source: ApiSource, stream: Stream, translator: SyncAssetsTranslator, api_key: str, store_key: str,
-    partitions_def: TimeWindowPartitionsDefinition, asset_key: AssetKey, checks: list[AssetCheckSpec],
-) -> AssetsDefinition:
-    incremental = stream.incremental
-    assert incremental is not None
-
-    @asset(
-        key=asset_key,
-        description=translator.get_description(source, stream),
-        group_name=translator.get_group_name(source, stream),
-        metadata=translator.get_metadata(source, stream),
-        tags=translator.get_tags(source, stream),
-        owners=translator.get_owners(source, stream),
-        kinds=translator.get_kinds(source, stream),
-        partitions_def=partitions_def,
-        backfill_policy=BackfillPolicy.single_run(),
-        pool=pool_name(source),
-        io_manager_key=store_key,
-        required_resource_keys={api_key, store_key},
-        check_specs=checks if stream.primary_keys else None,
-    )
+    @base.define(partitions_def, {}, check_specs=checks if stream.primary_keys else None)
     def _sync(context: AssetExecutionContext) -> Iterator[Any]:
         started = time.monotonic()
-        api = getattr(context.resources, api_key)
-        store = getattr(context.resources, store_key).store
-        configured = api.configured_source(source)
-        reader = StreamReader(configured, stream, api.client(configured))
+        api, store, reader = base.open(context)
         windows = [(key, window_for(partitions_def, key)) for key in context.partition_keys]
         context.log.info(f"syncing {len(windows)} window(s) of {source.name}/{stream.name}, "
                          f"{min(api.concurrency, len(windows))} at a time")
@@ -116,15 +169,11 @@ def _incremental_asset(
         stream_state = contiguous_end(
             window_floor(incremental.start, incremental.window), [s.window for s in states.values() if s.window]
         )
-        failed = [r for r in results if r.error is not None]
+        failed = [(r.key, r.error) for r in results if r.error is not None]
         if failed:
-            for result in results:
-                if result.state is not None:
-                    context.log_event(AssetMaterialization(
-                        asset_key=asset_key, partition=result.key, metadata=sync_metadata([result], stream_state),
-                    ))
-            raise _failure(source, stream, [(r.key, r.error) for r in failed], len(results))
-        metadata = sync_metadata(results, stream_state)
+            done = [(r.key, window_metadata([r], stream_state)) for r in results if r.state is not None]
+            raise base.fail_keeping(context, done, failed, len(results))
+        metadata = window_metadata(results, stream_state)
         metadata["duration_seconds"] = round(time.monotonic() - started, 3)
         yield Output(value=None, metadata=metadata)
         if stream.primary_keys:
@@ -137,22 +186,7 @@ def _incremental_asset(
     return _sync
 
 
-def _failure(source: ApiSource, stream: Stream, failed: list[tuple[str, Exception | None]], total: int) -> Failure:
-    """One failure for the run, naming the partitions that failed; the others are stored."""
-    errors = [error for _, error in failed]
-    kinds = sorted({getattr(error, "kind", "error") for error in errors})
-    return Failure(
-        description=(
-            f"{len(failed)} of {total} partitions of {source.name}/{stream.name} failed "
-            f"({', '.join(key for key, _ in failed[:10])}); the others are stored. First error: {errors[0]}"
-        ),
-        metadata={"failed_partitions": [key for key, _ in failed], "error_kinds": kinds},
-        # Retrying cannot fix a configuration error; let Dagster's retry policy skip it.
-        allow_retries=not all(isinstance(error, ConfigurationError) for error in errors),
-    )
-
-
-def sync_metadata(results: list[WindowResult], stream_state: Any) -> dict[str, Any]:
+def window_metadata(results: list[WindowResult], stream_state: Any) -> dict[str, Any]:
     """What a user looks at after a sync: volumes, API cost, the window, and where state stands."""
     states = [r.state for r in results if r.state is not None]
     records = sum(s.records for s in states)
@@ -161,10 +195,7 @@ def sync_metadata(results: list[WindowResult], stream_state: Any) -> dict[str, A
         "dagster/row_count": records,
         "records": records,
         "pages": sum(s.pages for s in states),
-        "requests": sum(r.stats.requests for r in results),
-        "retries": sum(r.stats.retries for r in results),
-        "rate_limited_429s": sum(r.stats.rate_limited for r in results),
-        "seconds_waited": round(sum(r.stats.seconds_waited for r in results), 3),
+        **_request_metadata([r.stats for r in results]),
         "bytes": sum(r.stats.bytes for r in results),
         "dropped_out_of_window": sum(r.dropped for r in results),
         "window_start": MetadataValue.timestamp(min(r.window.start for r in results)),
@@ -180,8 +211,7 @@ def sync_metadata(results: list[WindowResult], stream_state: Any) -> dict[str, A
     return metadata
 
 
-def chunk_partitions_name(source: ApiSource, stream: Stream) -> str:
-    return f"{source.name}__{stream.name}__chunks"
+# --- full refreshes ------------------------------------------------------------------------------
 
 
 def build_refresh_asset(
@@ -195,65 +225,46 @@ def build_refresh_asset(
     refresh got. The run's own partitions are reported by its output at the end.
     """
     partitions_def = DynamicPartitionsDefinition(name=chunk_partitions_name(source, stream))
-    asset_key = translator.get_asset_key(source, stream)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BetaWarning)
+    base = _StreamAsset(source, stream, translator, api_key, store_key)
 
-        @asset(
-            key=asset_key,
-            description=translator.get_description(source, stream),
-            group_name=translator.get_group_name(source, stream),
-            metadata={**translator.get_metadata(source, stream), "sync_assets/kind": "full_refresh"},
-            tags=translator.get_tags(source, stream),
-            owners=translator.get_owners(source, stream),
-            kinds=translator.get_kinds(source, stream),
-            partitions_def=partitions_def,
-            backfill_policy=BackfillPolicy.single_run(),
-            pool=pool_name(source),
-            io_manager_key=store_key,
-            required_resource_keys={api_key, store_key},
-        )
-        def _refresh(context: AssetExecutionContext) -> Iterator[Any]:
-            started = time.monotonic()
-            api = getattr(context.resources, api_key)
-            store = getattr(context.resources, store_key).store
-            configured = api.configured_source(source)
-            refresh = FullRefresh(StreamReader(configured, stream, api.client(configured)), store, api.concurrency)
-            targets = set(context.partition_keys)
-            if store.latest_refresh(source.name, stream.name, "running") is None and chunk_key(0) not in targets:
-                raise Failure(description=f"no refresh of {source.name}/{stream.name} is running; materialize "
-                                          f"{chunk_key(0)} to start one", allow_retries=False)
-            results: list[ChunkResult] = []
-            for result in refresh.run():
-                results.append(result)
-                if result.error is not None:
-                    context.log.error(f"{result.key} of refresh {result.refresh} failed: {result.error}")
-                    continue
-                _register_chunks(context, store, source, stream, partitions_def.name or "")
-                if result.key not in targets:
-                    context.log_event(AssetMaterialization(asset_key=asset_key, partition=result.key,
-                                                           metadata=_chunk_metadata([result])))
-            _register_chunks(context, store, source, stream, partitions_def.name or "", prune=refresh.published)
-            failed = [r for r in results if r.error is not None]
-            metadata = _chunk_metadata(results)
-            metadata.update({"refresh": refresh.refresh, "snapshot_published": refresh.published,
-                             "duration_seconds": round(time.monotonic() - started, 3)})
-            if failed:
-                for result in results:
-                    if result.error is None and result.key in targets:
-                        context.log_event(AssetMaterialization(asset_key=asset_key, partition=result.key,
-                                                               metadata=_chunk_metadata([result])))
-                raise _failure(source, stream, [(r.key, r.error) for r in failed], len(results))
-            yield Output(value=None, metadata=metadata)
+    @base.define(partitions_def, {"sync_assets/kind": "full_refresh"})
+    def _refresh(context: AssetExecutionContext) -> Iterator[Any]:
+        started = time.monotonic()
+        api, store, reader = base.open(context)
+        targets = set(context.partition_keys)
+        if store.latest_refresh(source.name, stream.name, "running") is None and chunk_key(0) not in targets:
+            raise Failure(description=f"no refresh of {source.name}/{stream.name} is running; materialize "
+                                      f"{chunk_key(0)} to start one", allow_retries=False)
+        refresh = FullRefresh(reader, store, api.concurrency)
+        results: list[ChunkResult] = []
+        for result in refresh.run():
+            results.append(result)
+            if result.error is not None:
+                context.log.error(f"{result.key} of refresh {result.refresh} failed: {result.error}")
+                continue
+            _register_chunks(context, store, source, stream, partitions_def)
+            if result.key not in targets:
+                context.log_event(AssetMaterialization(asset_key=base.key, partition=result.key,
+                                                       metadata=chunk_metadata([result])))
+        _register_chunks(context, store, source, stream, partitions_def, prune=refresh.published)
+        failed = [(r.key, r.error) for r in results if r.error is not None]
+        if failed:
+            done = [(r.key, chunk_metadata([r])) for r in results if r.error is None and r.key in targets]
+            raise base.fail_keeping(context, done, failed, len(results))
+        metadata = chunk_metadata(results)
+        metadata.update({"refresh": refresh.refresh, "snapshot_published": refresh.published,
+                         "duration_seconds": round(time.monotonic() - started, 3)})
+        yield Output(value=None, metadata=metadata)
 
     return _refresh
 
 
 def _register_chunks(
-    context: AssetExecutionContext, store: LocalStore, source: ApiSource, stream: Stream, name: str,
-    prune: bool = False,
+    context: AssetExecutionContext, store: LocalStore, source: ApiSource, stream: Stream,
+    partitions_def: DynamicPartitionsDefinition, prune: bool = False,
 ) -> None:
     """Mirror the store's chunks as dynamic partitions; after a publish, drop chunks past the end."""
+    name = partitions_def.name or ""
     state = store.latest_refresh(source.name, stream.name)
     wanted = [chunk_key(c) for c in sorted(state.chunks)] if state else []
     existing = set(context.instance.get_dynamic_partitions(name))
@@ -265,19 +276,19 @@ def _register_chunks(
             context.instance.delete_dynamic_partition(name, key)
 
 
-def _chunk_metadata(results: list[ChunkResult]) -> dict[str, Any]:
+def chunk_metadata(results: list[ChunkResult]) -> dict[str, Any]:
     done = [r.checkpoint for r in results if r.checkpoint is not None]
     return {
         "dagster/row_count": sum(c.records for c in done),
         "records": sum(c.records for c in done),
         "pages": sum(c.pages for c in done),
         "chunks": len(done),
-        "requests": sum(r.stats.requests for r in results),
-        "retries": sum(r.stats.retries for r in results),
-        "rate_limited_429s": sum(r.stats.rate_limited for r in results),
-        "seconds_waited": round(sum(r.stats.seconds_waited for r in results), 3),
+        **_request_metadata([r.stats for r in results]),
         "bytes": sum(c.bytes for c in done),
     }
+
+
+# --- substreams ----------------------------------------------------------------------------------
 
 
 def build_substream_asset(
@@ -289,57 +300,33 @@ def build_substream_asset(
     parent_stream = source.stream(stream.parent.stream)
     partitions_def = parent.partitions_def
     assert isinstance(partitions_def, TimeWindowPartitionsDefinition)
-    asset_key = translator.get_asset_key(source, stream)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BetaWarning)
+    base = _StreamAsset(source, stream, translator, api_key, store_key)
 
-        @asset(
-            key=asset_key,
-            deps=[parent.key],
-            description=translator.get_description(source, stream),
-            group_name=translator.get_group_name(source, stream),
-            metadata={**translator.get_metadata(source, stream), "sync_assets/parent": parent_stream.name},
-            tags=translator.get_tags(source, stream),
-            owners=translator.get_owners(source, stream),
-            kinds=translator.get_kinds(source, stream),
-            partitions_def=partitions_def,
-            backfill_policy=BackfillPolicy.single_run(),
-            pool=pool_name(source),
-            io_manager_key=store_key,
-            required_resource_keys={api_key, store_key},
-        )
-        def _children(context: AssetExecutionContext) -> Iterator[Any]:
-            started = time.monotonic()
-            api = getattr(context.resources, api_key)
-            store = getattr(context.resources, store_key).store
-            configured = api.configured_source(source)
-            reader = StreamReader(configured, stream, api.client(configured))
-            partitions = [(key, window_for(partitions_def, key)) for key in context.partition_keys]
-            results = list(sync_substream(reader, store, parent_stream, partitions, api.concurrency))
-            metadata = _substream_metadata(results)
-            failed = [r for r in results if r.error is not None]
-            if failed:
-                for result in results:
-                    if result.state is not None:
-                        context.log_event(AssetMaterialization(asset_key=asset_key, partition=result.key,
-                                                               metadata=_substream_metadata([result])))
-                raise _failure(source, stream, [(r.key, r.error) for r in failed], len(results))
-            metadata["duration_seconds"] = round(time.monotonic() - started, 3)
-            yield Output(value=None, metadata=metadata)
+    @base.define(partitions_def, {"sync_assets/parent": parent_stream.name}, deps=[parent.key])
+    def _children(context: AssetExecutionContext) -> Iterator[Any]:
+        started = time.monotonic()
+        api, store, reader = base.open(context)
+        partitions = [(key, window_for(partitions_def, key)) for key in context.partition_keys]
+        results = list(sync_substream(reader, store, parent_stream, partitions, api.concurrency))
+        failed = [(r.key, r.error) for r in results if r.error is not None]
+        if failed:
+            done = [(r.key, substream_metadata([r])) for r in results if r.state is not None]
+            raise base.fail_keeping(context, done, failed, len(results))
+        metadata = substream_metadata(results)
+        metadata["duration_seconds"] = round(time.monotonic() - started, 3)
+        yield Output(value=None, metadata=metadata)
 
     return _children
 
 
-def _substream_metadata(results: list[PartitionResult]) -> dict[str, Any]:
+def substream_metadata(results: list[PartitionResult]) -> dict[str, Any]:
     states = [r.state for r in results if r.state is not None]
     return {
         "dagster/row_count": sum(s.records for s in states),
         "records": sum(s.records for s in states),
         "parents": sum(r.parents for r in results),
         "parents_skipped_as_done": sum(r.parents_skipped for r in results),
-        "requests": sum(r.stats.requests for r in results),
-        "retries": sum(r.stats.retries for r in results),
-        "rate_limited_429s": sum(r.stats.rate_limited for r in results),
-        "seconds_waited": round(sum(r.stats.seconds_waited for r in results), 3),
+        **_request_metadata([r.stats for r in results]),
         "bytes": sum(s.bytes for s in states),
     }
+
