@@ -60,3 +60,12 @@ def test_check_lists_streams(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "demo/surveys: /v3/surveys (incremental on date_modified, page_number pagination)" in out
     assert "demo/customers: /v1/customers (full refresh, cursor pagination)" in out
+
+
+def test_a_window_in_the_future_gives_no_records_and_no_error(
+    demo_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["read", str(DEMO_SOURCE_PATH), "surveys", "--start", "2999-01-01", "--end", "2999-01-03"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.err.strip().splitlines()[-1])
+    assert captured.out == "" and summary["records"] == 0 and summary["windows"] == 2

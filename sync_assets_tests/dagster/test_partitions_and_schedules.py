@@ -42,3 +42,8 @@ def test_the_schedule_requests_the_newest_windows_as_one_range_run() -> None:
     job = defs.resolve_job_def(schedule.job_name)
     keys = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
     assert keys == {"demo/stock_prices", "demo/surveys", "demo/survey_responses"}  # the substream goes with its parent
+
+
+def test_a_stream_starting_in_the_future_has_no_partitions_yet() -> None:
+    incremental = Incremental(cursor_field="t", start=datetime(2999, 1, 1, tzinfo=UTC))
+    assert partitions_for(incremental).get_partition_keys(current_time=datetime(2026, 11, 22, tzinfo=UTC)) == []
