@@ -13,7 +13,8 @@ timeouts, classify the answer. Classification decides everything that follows:
 | 2xx that is not JSON                 | ``SyncSystemError``  | raised at once                      |
 
 Retries use tenacity: exponential backoff with jitter, ``max_attempts`` for errors, while 429s
-(which tell us exactly how long to wait) are bounded only by ``max_elapsed_seconds``.
+(which tell us how long to wait, or back off on their own count when they do not) are bounded only
+by ``max_elapsed_seconds``; a wait that would end past that budget fails at once instead.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 from requests.adapters import HTTPAdapter
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from sync_assets.auth import ResolvedAuth
@@ -100,8 +102,12 @@ def _retry_after_seconds(value: str | None) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (TypeError, ValueError):
+        return None  # unreadable: back off on our own
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 class HttpClient:
@@ -137,30 +143,35 @@ class HttpClient:
 
     def get(self, url: str, params: Mapping[str, Any], stats: RequestStats) -> ApiResponse:
         """GET with the retry policy; raises a classified ``SyncError`` when it cannot succeed."""
-        errors = 0
+        policy = self._retry
+        counts = {"errors": 0, "throttles": 0}  # 5xx/timeouts/resets, and 429s: each backs off on its own
 
-        def stop(state: RetryCallState) -> bool:
-            nonlocal errors
-            exc = state.outcome.exception() if state.outcome else None
-            if (state.seconds_since_start or 0.0) >= self._retry.max_elapsed_seconds:
-                return True
-            if isinstance(exc, TransientError) and exc.status == 429:
-                return False
-            errors += 1
-            return errors >= self._retry.max_attempts
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, TransientError) and exc.retry_after is not None:
-                return exc.retry_after + random.uniform(0, 0.1 * exc.retry_after + 0.05)
-            ceiling = min(self._retry.max_backoff_seconds, self._retry.backoff_seconds * 2.0 ** max(errors - 1, 0))
+        def backoff(kind: str) -> float:
+            counts[kind] += 1
+            ceiling = min(policy.max_backoff_seconds, policy.backoff_seconds * 2.0 ** (counts[kind] - 1))
             return ceiling / 2 + random.uniform(0, ceiling / 2)
 
+        def wait(state: RetryCallState) -> float:  # tenacity asks this first, then stop()
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, TransientError) and exc.status == 429:
+                if exc.retry_after:  # the API said how long: wait that, and a little more
+                    counts["throttles"] += 1
+                    return exc.retry_after + random.uniform(0, 0.1 * exc.retry_after + 0.05)
+                return backoff("throttles")
+            return backoff("errors")
+
+        def stop(state: RetryCallState) -> bool:
+            if counts["errors"] >= policy.max_attempts:
+                return True
+            # Give up now rather than sleep past the budget (a Retry-After of an hour, say).
+            return (state.seconds_since_start or 0.0) + state.upcoming_sleep > policy.max_elapsed_seconds
+
         def before_sleep(state: RetryCallState) -> None:
-            stats.add(retries=1)
             exc = state.outcome.exception() if state.outcome else None
             sleep = state.next_action.sleep if state.next_action else 0.0
-            stats.add(seconds_waited=sleep)
+            if isinstance(exc, TransientError) and exc.status == 429:
+                self._limiter.pause(sleep)  # every worker of this API holds off, not just this one
+            stats.add(retries=1, seconds_waited=sleep)
             log.warning("%s; retrying in %.2fs (attempt %d)", exc, sleep, state.attempt_number + 1)
 
         retrying = Retrying(
@@ -177,15 +188,16 @@ class HttpClient:
             response = self._session.get(url, params=query, timeout=self._timeout)
         except requests.exceptions.InvalidURL as exc:  # before ConnectionError: it subclasses it
             raise ConfigurationError(f"invalid URL for {where}: {mask(str(exc))}; check base_url and path") from None
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            raise TransientError(f"{type(exc).__name__} on {where}: the API did not answer in time") from None
+        except (requests.Timeout, requests.ConnectionError, ChunkedEncodingError, ContentDecodingError) as exc:
+            raise TransientError(f"{type(exc).__name__} on {where}: the API did not answer in time, "
+                                 "or the connection broke") from None
         stats.add(bytes=len(response.content))
         status = response.status_code
         if status < 300:
             try:
                 body = json.loads(response.content)
             except ValueError:
-                excerpt = mask(response.text[:120])
+                excerpt = mask(response.text)[:120]  # masked whole, then cut: a cut secret would leak its head
                 raise SyncSystemError(
                     f"malformed JSON in the response of GET {mask_url(response.url)} "
                     f"(status {status}, begins {excerpt!r}); the API sent something we cannot parse"
@@ -195,8 +207,6 @@ class HttpClient:
         if status == 429:
             retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
             stats.add(rate_limited=1)
-            if retry_after:
-                self._limiter.pause(retry_after)
             raise TransientError(
                 f"429 Too Many Requests on {where} (Retry-After: {retry_after}); "
                 "lower the source's rate_limits to stay under the API's budget",
@@ -211,7 +221,7 @@ class HttpClient:
         if status == 408 or status >= 500:
             raise TransientError(f"{status} {response.reason} on {where}", status=status)
         raise ConfigurationError(
-            f"{status} {response.reason} on {where}: {mask(response.text[:200])}; "
+            f"{status} {response.reason} on {where}: {mask(response.text)[:200]}; "
             "check the stream's path and params"
         )
 

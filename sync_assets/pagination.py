@@ -38,6 +38,11 @@ class _Paginator(BaseModel):
     def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
         raise NotImplementedError
 
+    @property
+    def random_access(self) -> bool:
+        """Whether any page's token can be computed up front (page number or offset, with a total)."""
+        return False
+
     def page_count(self, response: ApiResponse) -> int | None:
         """How many pages the whole result has, when the first response says (random access)."""
         return None
@@ -45,6 +50,15 @@ class _Paginator(BaseModel):
     def token_for_page(self, index: int) -> Token | None:
         """The token of page ``index`` (0-based); only for paginators with random access."""
         raise NotImplementedError(f"{type(self).__name__} reads pages in order only")
+
+
+def _check_full_page(response: ApiResponse, records: list[Any], size: int | None, reached: bool | None) -> None:
+    """With a total, positions are computed from the page size: a page of another size would skip records."""
+    if reached is False and size and len(records) != size:
+        raise SyncSystemError(
+            f"the response of {response.where} holds {len(records)} records, not the page size {size}, before "
+            "the total is reached; set the paginator's size/limit to what the API really returns"
+        )
 
 
 def _pages_for_total(response: ApiResponse, total_path: str | None, page_size: int | None) -> int | None:
@@ -104,9 +118,14 @@ class PageNumber(_Paginator):
             return None
         pages_read = page - self.start_page + 1
         reached = _total_reached(response, self.total_path, pages_read * (self.size or len(records)))
+        _check_full_page(response, records, self.size, reached)
         if reached or (reached is None and self.size and len(records) < self.size):
             return None
         return page + 1
+
+    @property
+    def random_access(self) -> bool:
+        return self.total_path is not None and bool(self.size)
 
     def page_count(self, response: ApiResponse) -> int | None:
         return _pages_for_total(response, self.total_path, self.size)
@@ -135,9 +154,14 @@ class Offset(_Paginator):
         if not records:
             return None
         reached = _total_reached(response, self.total_path, offset + len(records))
+        _check_full_page(response, records, self.limit, reached)
         if reached or (reached is None and len(records) < self.limit):
             return None
         return offset + len(records)
+
+    @property
+    def random_access(self) -> bool:
+        return self.total_path is not None
 
     def page_count(self, response: ApiResponse) -> int | None:
         return _pages_for_total(response, self.total_path, self.limit)

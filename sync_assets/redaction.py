@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -28,12 +28,15 @@ _secrets: frozenset[str] = frozenset()
 
 
 def register_secret(value: str) -> None:
-    """Remember a secret so that ``mask`` hides it from now on (short values would mask noise)."""
+    """Remember a secret so that ``mask`` hides it from now on (short values would mask noise).
+
+    Its URL-encoded forms too: a key holding ``+``, ``/`` or ``=`` shows up encoded in request URLs.
+    """
     global _secrets
     if len(value) < 4:
         return
     with _lock:
-        _secrets = _secrets | {value}
+        _secrets = _secrets | {value, quote(value, safe=""), quote_plus(value)}
 
 
 def mask(text: str) -> str:

@@ -19,19 +19,15 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from sync_assets.errors import SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
-from sync_assets.store import Checkpoint, Journal, LocalStore, RefreshState, chunk_file
+from sync_assets.store import Checkpoint, Journal, LocalStore, RefreshState, chunk_file, chunk_scope
 
 
 def chunk_key(chunk: int) -> str:
     """Partition keys that sort in reading order."""
     return f"chunk-{chunk:06d}"
-
-
-def chunk_scope(source: str, stream: str, refresh: int, chunk: int) -> str:
-    """The journal of one chunk of one refresh."""
-    return f"{source}/{stream}/refresh-{refresh}/chunk-{chunk:06d}"
 
 
 @dataclass(frozen=True)
@@ -115,13 +111,29 @@ class FullRefresh:
             pages = journal.checkpoint.pages + 1
             end_of_chunk = page.is_last or pages >= chunk_pages
             if end_of_chunk and not page.is_last:
-                # Registered before this page's checkpoint: a kill in between must not strand the refresh.
-                self.store.add_chunks(self.source, self.stream, self.refresh, {chunk + 1: page.next_token})
+                self._hand_over(chunk + 1, page.next_token)
             journal.append(page.records, stats.requests - requests_before, token=page.next_token, done=end_of_chunk)
             requests_before = stats.requests
             if end_of_chunk:
                 break
         return ChunkResult(self.refresh, chunk, stats, time.monotonic() - started, checkpoint=journal.checkpoint)
+
+    def _hand_over(self, chunk: int, start_token: object) -> None:
+        """Where the next chunk starts, settled before this chunk's last checkpoint.
+
+        Done first because a kill in between must not strand the refresh. With random access the
+        next chunk's start was computed from the page size; reaching anything else means the API's
+        pages are not that size, and reading on would skip or repeat records.
+        """
+        if self.reader.stream.paginator.random_access:
+            planned = self._chunks().get(chunk)
+            if planned != start_token:
+                raise SyncSystemError(
+                    f"chunk {chunk - 1} of {self.source}/{self.stream} ended at page token {start_token!r}, but chunk "
+                    f"{chunk} was planned to start at {planned!r}; the API's pages are not the configured size"
+                )
+            return
+        self.store.set_chunk_start(self.source, self.stream, self.refresh, chunk, start_token)
 
     def _register_all(self, total_pages: int) -> None:
         """Random access: every chunk's start token is known from the first response."""

@@ -296,6 +296,19 @@ class _JournalMethods:
                 [(source, stream, refresh, chunk, json.dumps(token)) for chunk, token in start_tokens.items()],
             )
 
+    def set_chunk_start(self, source: str, stream: str, refresh: int, chunk: int, start_token: Any) -> None:
+        """Register ``chunk`` at ``start_token``, or move its start there if nothing of it is read yet.
+
+        A chunk re-read after a kill can end at a fresh token (some APIs issue new cursors each time);
+        the next chunk then starts from the fresh one, unless it has already begun from the old one.
+        """
+        with self._db() as db:
+            started = db.execute("SELECT 1 FROM journals WHERE scope = ?",
+                                 (chunk_scope(source, stream, refresh, chunk),)).fetchone()
+            verb = "INSERT OR IGNORE" if started else "INSERT OR REPLACE"
+            db.execute(f"{verb} INTO chunks VALUES (?, ?, ?, ?, ?)",
+                       (source, stream, refresh, chunk, json.dumps(start_token)))
+
     def publish_refresh(self, source: str, stream: str, refresh: int, chunks: int) -> None:
         """Make ``refresh`` the stream's snapshot in one transaction, then remove older snapshots."""
         with self._db() as db:
@@ -314,15 +327,17 @@ class _JournalMethods:
                                             "AND status = 'superseded'", (source, stream))]
         for refresh in old:
             folder = self.refresh_dir(source, stream, refresh)
-            with _reader_lock(folder, exclusive=True) as free:
-                if not free:
-                    continue  # someone is still reading it; the next publish removes it
-                for path in folder.glob("*"):
-                    path.unlink()
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+            if folder.exists():
+                with _reader_lock(folder, exclusive=True) as free:
+                    if not free:
+                        continue  # someone is still reading it; the next publish removes it
+                    for path in folder.glob("*"):
+                        path.unlink()
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             with self._db() as db:
-                db.execute("DELETE FROM journals WHERE scope LIKE ?", (f"{source}/{stream}/refresh-{refresh}/%",))
+                prefix = f"{source}/{stream}/refresh-{refresh}/"  # not LIKE: "_" in names is a wildcard there
+                db.execute("DELETE FROM journals WHERE substr(scope, 1, ?) = ?", (len(prefix), prefix))
                 db.execute("DELETE FROM chunks WHERE source = ? AND stream = ? AND refresh = ?",
                            (source, stream, refresh))
                 db.execute("UPDATE refreshes SET status = 'removed' WHERE source = ? AND stream = ? AND refresh = ?",
@@ -330,17 +345,56 @@ class _JournalMethods:
 
     def iter_snapshot(self, source: str, stream: str) -> Iterator[dict[str, Any]]:
         """The records of the last published refresh, chunk by chunk; empty if none was published."""
+        for _ in range(5):  # a publish can remove the snapshot between our look and our lock: look again
+            with self._db() as db:
+                row = db.execute("SELECT refresh, chunks FROM refreshes WHERE source = ? AND stream = ? "
+                                 "AND status = 'published'", (source, stream)).fetchone()
+            if row is None:
+                return
+            folder = self.refresh_dir(source, stream, row[0])
+            try:
+                with _reader_lock(folder, exclusive=False):
+                    current = self.latest_refresh(source, stream, "published")
+                    if current is None or current.refresh != row[0]:
+                        continue
+                    for chunk in range(row[1]):
+                        with (folder / chunk_file(chunk)).open(encoding="utf-8") as lines:
+                            for line in lines:
+                                yield json.loads(line)
+                    return
+            except FileNotFoundError:
+                continue
+        raise RuntimeError(f"the snapshot of {source}/{stream} kept changing while it was being opened")
+
+    def abandon_refresh(self, source: str, stream: str) -> int | None:
+        """Give up the running refresh (its cursor expired, say); the next run starts from the first page."""
+        state = self.latest_refresh(source, stream, "running")
+        if state is None:
+            return None
         with self._db() as db:
-            row = db.execute("SELECT refresh, chunks FROM refreshes WHERE source = ? AND stream = ? "
-                             "AND status = 'published'", (source, stream)).fetchone()
-        if row is None:
-            return
-        folder = self.refresh_dir(source, stream, row[0])
-        with _reader_lock(folder, exclusive=False):
-            for chunk in range(row[1]):
-                with (folder / chunk_file(chunk)).open(encoding="utf-8") as lines:
-                    for line in lines:
-                        yield json.loads(line)
+            db.execute("UPDATE refreshes SET status = 'superseded' WHERE source = ? AND stream = ? AND refresh = ?",
+                       (source, stream, state.refresh))
+        self._remove_superseded(source, stream)
+        return state.refresh
+
+    def journal_busy(self, path: Path) -> bool:
+        """Whether a process is appending to the journal at ``path`` right now (it holds the lock)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock we may have taken
+        return False
+
+
+def chunk_scope(source: str, stream: str, refresh: int, chunk: int) -> str:
+    """The journal of one chunk of one refresh."""
+    return f"{source}/{stream}/refresh-{refresh}/chunk-{chunk:06d}"
 
 
 def chunk_file(chunk: int) -> str:
@@ -355,8 +409,10 @@ def _checkpoint_values(checkpoint: Checkpoint) -> tuple[Any, ...]:
 
 @contextmanager
 def _reader_lock(folder: Path, exclusive: bool) -> Iterator[bool]:
-    """Readers of a snapshot hold it shared; removal needs it alone (and skips if it cannot have it)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Readers of a snapshot hold it shared; removal needs it alone (and skips if it cannot have it).
+
+    Raises ``FileNotFoundError`` when the snapshot's folder is gone (removed by a publish).
+    """
     with (folder / ".readers").open("a") as lock:
         try:
             fcntl.flock(lock, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sync_assets.errors import SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
 from sync_assets.records import dig
@@ -43,9 +44,19 @@ class PartitionResult:
 
 
 def parent_id(parent: Stream, record: dict[str, Any]) -> str:
-    """A parent's identity in the checkpoint: its primary key, or a digest of the record."""
+    """A parent's identity in the checkpoint: its primary key, or a digest of the record.
+
+    A parent without its key would share one identity with every other such parent, and all but the
+    first would be skipped as done: that is an error, not something to guess around.
+    """
     if parent.primary_keys:
-        return json.dumps([dig(record, key) for key in parent.primary_keys], default=str)
+        values = [dig(record, key) for key in parent.primary_keys]
+        if any(value is None for value in values):
+            raise SyncSystemError(
+                f"a {parent.name} record has no value for its primary key {', '.join(parent.primary_keys)}; "
+                f"substreams tell parents apart by it: check the primary_key of stream {parent.name!r}"
+            )
+        return json.dumps(values, default=str)
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -113,14 +124,16 @@ def _parents(
     """(key, parent id, parent record, keys fully listed so far) for every parent not done yet."""
     listed: list[str] = []
     for key in keys:
+        seen: set[str] = set()  # a parent listed twice in its partition (pages shifted under the read)
         try:
             for record in store.iter_records(source, parent.name, [key]):
                 ident = parent_id(parent, record)
-                if ident in journals[key].items:
+                if ident in journals[key].items or ident in seen:
                     results[key].parents_skipped += 1
                     continue
+                seen.add(ident)
                 yield key, ident, record, listed
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, SyncSystemError) as exc:
             results[key].error = exc
         listed = [*listed, key]
 

@@ -103,3 +103,30 @@ def test_connection_refused_is_transient(api: DemoApi, tmp_path: Path) -> None:
     with pytest.raises(TransientError):
         read_all(source, "customers", tmp_path)
     assert time.monotonic() - started < 5
+
+
+def test_429_without_retry_after_backs_off_exponentially_and_pauses_every_worker(
+    api: DemoApi, tmp_path: Path
+) -> None:
+    stream = {**CUSTOMERS, "params": {"_fault": "429"}}
+    retry = {"backoff_seconds": 0.05, "max_backoff_seconds": 1, "max_elapsed_seconds": 1.2}
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="429"):
+        read_all(make_source(api, [stream], retry=retry), "customers", tmp_path)
+    attempts = server_stats(api)["responses_429"]
+    # Waits of about 0.05, 0.1, 0.2, 0.4 (halved by jitter at most) fit in 1.2 s: a handful, not a storm.
+    assert 3 <= attempts <= 6 and time.monotonic() - started < 2.5
+    from sync_assets.rate_limit import RateLimitStore, SharedRateLimiter
+
+    other_worker = SharedRateLimiter("demo", [], RateLimitStore(), tmp_path)
+    assert other_worker._board.get() > time.time() - 1.5  # the backoff was published as a shared pause
+
+
+def test_a_retry_after_beyond_the_budget_fails_at_once(demo_api: Callable[..., DemoApi], tmp_path: Path) -> None:
+    api = demo_api(rate_limit=(1, 60.0), customers=230)
+    stream = {**CUSTOMERS, "paginator": {"type": "cursor", "size_param": "limit", "size": 10}}
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="Retry-After"):
+        read_all(make_source(api, [stream], retry={"max_elapsed_seconds": 5}), "customers", tmp_path)
+    assert time.monotonic() - started < 2  # did not sleep a minute to fail afterwards
+    assert server_stats(api)["responses_429"] == 1

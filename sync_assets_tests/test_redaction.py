@@ -31,3 +31,9 @@ def test_log_lines_are_masked(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_strip_query_params_keeps_the_rest() -> None:
     assert strip_query_params("http://h/p?a=1&api_key=k&b=2", {"api_key"}) == "http://h/p?a=1&b=2"
+
+
+def test_url_encoded_forms_of_a_secret_are_masked_too() -> None:
+    register_secret("Ab+c/d==xyz123")
+    url = "https://api.example.com/v1/x?jwt=Ab%2Bc%2Fd%3D%3Dxyz123&page=2"
+    assert "xyz123" not in mask_url(url) and "page=2" in mask_url(url)

@@ -16,9 +16,9 @@ import requests
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.reader import StreamReader, open_client
-from sync_assets.refresh import FullRefresh, chunk_scope
+from sync_assets.refresh import FullRefresh
 from sync_assets.spec import ApiSource, source_from_dict
-from sync_assets.store import Journal, JournalBusyError, LocalStore, chunk_file
+from sync_assets.store import Journal, JournalBusyError, LocalStore, chunk_file, chunk_scope
 from sync_assets_tests.helpers import make_source_data
 
 SIZES = {"customers": 230, "orders": 310, "events": 170}
@@ -163,3 +163,35 @@ def test_one_chunk_is_read_by_one_process_at_a_time(tmp_path: Path) -> None:
     again = Journal(store, chunk_scope("demo", "customers", 1, 0), path)
     assert again.checkpoint.records == 1 and again.checkpoint.token == "next"
     again.close()
+
+
+@pytest.mark.parametrize("paginator", [
+    {"type": "offset", "limit_param": "lim", "limit": 50, "total_path": "total"},  # the API ignores "lim"
+    {"type": "page_number", "page_param": "page", "size_param": "per", "size": 50, "total_path": "total"},
+])
+def test_pages_of_another_size_than_configured_fail_instead_of_skipping_records(
+    refresh_api: DemoApi, tmp_path: Path, paginator: dict[str, Any]
+) -> None:
+    stream = {"name": "orders", "path": "/v1/orders", "records_path": "items", "chunk_pages": 2,
+              "paginator": paginator}
+    if paginator["type"] == "page_number":
+        stream = {**stream, "path": "/v3/surveys", "records_path": "data", "name": "surveys"}
+    runner = refresh(source_from_dict(make_source_data(refresh_api.url, [stream])), stream["name"], tmp_path)
+    errors = [str(r.error) for r in runner.results if r.error]  # type: ignore[attr-defined]
+    assert not runner.published and errors and "not the page size 50" in errors[0]
+    assert list(LocalStore(tmp_path / "data").iter_snapshot("demo", stream["name"])) == []
+
+
+def test_an_abandoned_refresh_is_removed_and_the_next_one_starts_over(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    flaky = demo_api(fail_rate=0.6, **SIZES)
+    failed = refresh(source_from_dict(make_source_data(flaky.url, retry={"max_attempts": 1})), "customers", tmp_path)
+    store = LocalStore(tmp_path / "data")
+    assert not failed.published and store.abandon_refresh("demo", "customers") == failed.refresh
+    assert not store.refresh_dir("demo", "customers", failed.refresh).exists()
+    healthy = demo_api(**SIZES)
+    again = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path)
+    assert again.published and again.refresh == failed.refresh + 1
+    assert requests.get(f"{healthy.url}/stats", timeout=5).json()["requests"] == 12  # every page, from the first
+    assert list(store.iter_snapshot("demo", "customers")) == truth("customers")

@@ -97,3 +97,16 @@ def test_a_resumed_substream_asks_nothing_for_parents_already_done(
     for key, _ in DAYS:
         stored = [r["id"] for r in store.iter_records("demo", "survey_responses", [key])]
         assert sorted(stored) == expected_children(store, key) and len(stored) == len(set(stored))
+
+
+def test_parents_without_their_primary_key_fail_the_partition_instead_of_being_skipped(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    api = demo_api(surveys=SURVEYS)
+    store = LocalStore(tmp_path / "data")
+    sync_parents(api, store, tmp_path)
+    streams = [{**STREAMS[0], "primary_key": "uuid"}, STREAMS[1]]  # a field the surveys do not have
+    src = source_from_dict(make_source_data(api.url, streams))
+    results = sync_children(src, store, tmp_path)
+    assert all(r.state is None and "no value for its primary key uuid" in str(r.error) for r in results)
+    assert not list((tmp_path / "data" / "demo" / "survey_responses").glob("*.jsonl"))

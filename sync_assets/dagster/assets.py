@@ -151,7 +151,7 @@ def build_incremental_asset(
     def _sync(context: AssetExecutionContext) -> Iterator[Any]:
         started = time.monotonic()
         api, store, reader = base.open(context)
-        windows = [(key, window_for(partitions_def, key)) for key in context.partition_keys]
+        windows = [(key, window_for(partitions_def, key, incremental)) for key in context.partition_keys]
         context.log.info(f"syncing {len(windows)} window(s) of {source.name}/{stream.name}, "
                          f"{min(api.concurrency, len(windows))} at a time")
         results: list[WindowResult] = []
@@ -298,6 +298,8 @@ def build_substream_asset(
     """A child stream: depends on its parent asset, has its partitions, reads its records from the store."""
     assert stream.parent is not None
     parent_stream = source.stream(stream.parent.stream)
+    parent_incremental = parent_stream.incremental
+    assert parent_incremental is not None  # the spec allows incremental parents only
     partitions_def = parent.partitions_def
     assert isinstance(partitions_def, TimeWindowPartitionsDefinition)
     base = _StreamAsset(source, stream, translator, api_key, store_key)
@@ -306,7 +308,7 @@ def build_substream_asset(
     def _children(context: AssetExecutionContext) -> Iterator[Any]:
         started = time.monotonic()
         api, store, reader = base.open(context)
-        partitions = [(key, window_for(partitions_def, key)) for key in context.partition_keys]
+        partitions = [(key, window_for(partitions_def, key, parent_incremental)) for key in context.partition_keys]
         results = list(sync_substream(reader, store, parent_stream, partitions, api.concurrency))
         failed = [(r.key, r.error) for r in results if r.error is not None]
         if failed:

@@ -3,7 +3,7 @@
 A full-refresh asset's partitions are chunks that exist only once registered, and Dagster's
 ``asset materialize`` refuses an unknown partition. This registers ``chunk-000000`` for each
 selected asset and runs it through ``dagster asset materialize`` (a running refresh is resumed from
-where it stopped instead):
+where it stopped instead; ``--restart`` abandons it and starts from the first page):
 
     sync-assets-dagster start-refresh -m sync_assets.definitions --select demo/customers
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, Definitions, DynamicPartitionsDefinition
 
+from sync_assets.dagster import STORE_KEY, SyncStoreIOManager
 from sync_assets.refresh import chunk_key
 
 
@@ -29,7 +30,7 @@ def _definitions(module: str) -> Definitions:
     return loaded
 
 
-def start_refresh(module: str, keys: list[str], instance: DagsterInstance) -> int:
+def start_refresh(module: str, keys: list[str], instance: DagsterInstance, restart: bool = False) -> int:
     defs = _definitions(module)
     dagster = Path(sys.executable).parent / "dagster"
     for key in keys:
@@ -38,6 +39,13 @@ def start_refresh(module: str, keys: list[str], instance: DagsterInstance) -> in
         if not isinstance(partitions, DynamicPartitionsDefinition) or partitions.name is None:
             print(f"{key} is not a full-refresh asset (its partitions are not chunks)", file=sys.stderr)
             return 2
+        if restart:
+            metadata = asset.specs_by_key[asset.key].metadata
+            store = (defs.resources or {}).get(STORE_KEY) or SyncStoreIOManager(base_dir=None)
+            abandoned = store.store.abandon_refresh(str(metadata["sync_assets/source"]),
+                                                    str(metadata["sync_assets/stream"]))
+            if abandoned is not None:
+                print(f"{key}: abandoned refresh {abandoned}; starting again from the first page")
         if not instance.has_dynamic_partition(partitions.name, chunk_key(0)):
             instance.add_dynamic_partitions(partitions.name, [chunk_key(0)])
         command = [str(dagster), "asset", "materialize", "-m", module, "--select", key, "--partition", chunk_key(0)]
@@ -53,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     start = commands.add_parser("start-refresh", help="register chunk-000000 and materialize it")
     start.add_argument("-m", "--module", required=True, help="the module holding `defs`")
     start.add_argument("--select", required=True, action="append", help="asset key, e.g. demo/customers")
+    start.add_argument("--restart", action="store_true",
+                       help="abandon a running refresh (say its cursor expired) and start from the first page")
     args = parser.parse_args(argv)
     with DagsterInstance.get() as instance:
-        return start_refresh(args.module, args.select, instance)
+        return start_refresh(args.module, args.select, instance, args.restart)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def partitions_for(incremental: Incremental) -> TimeWindowPartitionsDefinition:
     return DailyPartitionsDefinition(start_date=day, timezone="UTC")
 
 
-def window_for(partitions_def: TimeWindowPartitionsDefinition, key: str) -> Window:
+def window_for(partitions_def: TimeWindowPartitionsDefinition, key: str, incremental: Incremental) -> Window:
+    """The window of partition ``key``; the first one starts at the stream's start, not before it."""
     time_window = partitions_def.time_window_for_partition_key(key)
-    return Window(as_utc(time_window.start), as_utc(time_window.end))
+    return Window(max(as_utc(time_window.start), incremental.start), as_utc(time_window.end))

@@ -16,6 +16,7 @@ from dagster import (
     AssetsDefinition,
     DagsterRunStatus,
     DefaultSensorStatus,
+    DynamicPartitionsDefinition,
     RunRequest,
     RunsFilter,
     SensorDefinition,
@@ -25,8 +26,9 @@ from dagster import (
 )
 
 from sync_assets.dagster.assets import chunk_partitions_name
-from sync_assets.refresh import chunk_key, chunk_scope
+from sync_assets.refresh import chunk_key
 from sync_assets.spec import ApiSource
+from sync_assets.store import chunk_file, chunk_scope
 
 REFRESH_TAG = "sync_assets/refresh"
 _ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
@@ -56,26 +58,39 @@ def build_refresh_sensor(
             tag = f"{source.name}/{stream}"
             if context.instance.get_runs(RunsFilter(statuses=_ACTIVE, tags={REFRESH_TAG: tag}), limit=1):
                 continue  # a run is on it
+            name = chunk_partitions_name(source, source.stream(stream))
             running = store.latest_refresh(source.name, stream, "running")
             if running is not None:
-                chunk = next((c for c in sorted(running.chunks)
-                              if not _done(store, source.name, stream, running.refresh, c)), None)
-                if chunk is None:
-                    chunk = max(running.chunks)
+                unfinished = [c for c in sorted(running.chunks)
+                              if not _done(store, source.name, stream, running.refresh, c)]
+                chunk = unfinished[0] if unfinished else max(running.chunks)
+                path = store.refresh_dir(source.name, stream, running.refresh) / chunk_file(chunk)
+                if store.journal_busy(path):
+                    continue  # a run started outside this sensor (UI, CLI) is reading it
+                # The store may know chunks Dagster does not yet (a run killed before copying them over).
+                missing = [chunk_key(c) for c in sorted(running.chunks)
+                           if not context.instance.has_dynamic_partition(name, chunk_key(c))]
+                if missing:
+                    new_partitions.append(_add_request(asset, missing))
                 requests.append(RunRequest(asset_selection=[asset.key], partition_key=chunk_key(chunk),
                                            tags={REFRESH_TAG: tag}))
                 continue
             published = store.latest_refresh(source.name, stream, "published")
             finished = store.refresh_finished_at(source.name, stream, published.refresh) if published else None
             if finished is None or datetime.now(UTC) - finished >= refresh_every:
-                name = chunk_partitions_name(source, source.stream(stream))
                 if not context.instance.has_dynamic_partition(name, chunk_key(0)):
-                    new_partitions.append(asset.partitions_def.build_add_request([chunk_key(0)]))  # type: ignore[union-attr]
+                    new_partitions.append(_add_request(asset, [chunk_key(0)]))
                 requests.append(RunRequest(asset_selection=[asset.key], partition_key=chunk_key(0),
                                            tags={REFRESH_TAG: tag}))
         return SensorResult(run_requests=requests, dynamic_partitions_requests=new_partitions)
 
     return _refresh_sensor
+
+
+def _add_request(asset: AssetsDefinition, keys: list[str]) -> Any:
+    partitions_def = asset.partitions_def
+    assert isinstance(partitions_def, DynamicPartitionsDefinition)
+    return partitions_def.build_add_request(keys)
 
 
 def _done(store: Any, source: str, stream: str, refresh: int, chunk: int) -> bool:

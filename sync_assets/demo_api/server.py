@@ -47,7 +47,7 @@ DEFAULT_CLI_PORT = 8765
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 SLOW_FAULT_SECONDS = 2.0
-FAULTS = ("500", "malformed", "not_list", "slow")
+FAULTS = ("500", "429", "malformed", "not_list", "slow")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -621,6 +621,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return _bad_request(_BadParameter("_fault", f"must be one of {', '.join(FAULTS)}"))
         if fault == "500":
             return _json_reply(500, {"error": "internal"})
+        if fault == "429":  # throttled with no Retry-After: some APIs do that
+            return _json_reply(429, {"error": "rate_limited"})
         if endpoint is None:
             return _json_reply(404, {"error": "not_found"})
         if method != "GET":

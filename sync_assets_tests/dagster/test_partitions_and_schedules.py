@@ -22,11 +22,11 @@ def test_partition_keys_map_to_the_engine_windows(size: str) -> None:
     keys = partitions_def.get_partition_keys(current_time=now)[:5]
     engine = list(windows_between(datetime(2023, 12, 1, tzinfo=UTC), now, incremental.window))
     engine_by_key = {partition_key(w.start, incremental.window): w for w in engine}
-    for key in keys:
-        window = window_for(partitions_def, key)
-        assert engine_by_key[key] == window, key
-    first = window_for(partitions_def, keys[0])
-    assert first.start <= incremental.start < first.end  # the start is floored to its window, not skipped
+    for key in keys[1:]:
+        assert engine_by_key[key] == window_for(partitions_def, key, incremental), key
+    first = window_for(partitions_def, keys[0], incremental)
+    # The first partition is the window holding the start, read from the start on (as the CLI does).
+    assert first.start == start and first.end == engine_by_key[keys[0]].end
 
 
 def test_the_schedule_requests_the_newest_windows_as_one_range_run() -> None:

@@ -25,8 +25,9 @@ from dagster import (
 
 from sync_assets.dagster import chunk_partitions_name
 from sync_assets.demo_api import DemoApi, data
-from sync_assets.refresh import chunk_key, chunk_scope
+from sync_assets.refresh import chunk_key
 from sync_assets.sources import demo_source
+from sync_assets.store import chunk_scope
 from sync_assets_tests.dagster.helpers import SURVEYS, demo_defs, run, store_of
 from sync_assets_tests.dagster.test_cli_runs import BIN, REPO, _env, _home
 
@@ -129,6 +130,10 @@ def test_the_refresh_sensor_starts_and_resumes_refreshes(
     with build_sensor_context(instance=instance, resources=defs.resources) as context:
         result = sensor(context)
     (resume,) = [r for r in result.run_requests or [] if r.asset_selection == [CUSTOMERS]]
+    registered = {key for request in result.dynamic_partitions_requests or [] for key in request.partition_keys}
+    name = chunk_partitions_name(demo_source(), demo_source().stream("customers"))
+    known = set(instance.get_dynamic_partitions(name))
+    assert {chunk_key(c) for c in state.chunks} <= known | registered  # every chunk the store knows is asked for
     checkpoints = {c: store.checkpoint(chunk_scope("demo", "customers", state.refresh, c)) for c in state.chunks}
     first_unfinished = min(c for c, checkpoint in checkpoints.items() if checkpoint is None or not checkpoint.done)
     assert resume.partition_key == chunk_key(first_unfinished)
