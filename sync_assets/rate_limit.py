@@ -115,16 +115,18 @@ class _PostgresPauseBoard:
 
 
 class _RedisPauseBoard:
+    """A one-member sorted set: ``ZADD GT`` only ever moves the pause later, atomically."""
+
     def __init__(self, client: Any, key: str) -> None:
         self._client, self._key = client, f"sync_assets:pause:{key}"
 
     def get(self) -> float:
-        value = self._client.get(self._key)
+        value = self._client.zscore(self._key, "until")
         return float(value) if value else 0.0
 
     def set(self, until: float) -> None:
-        if until > self.get():
-            self._client.set(self._key, until, px=max(1, int((until - time.time()) * 1000)))
+        self._client.zadd(self._key, {"until": until}, gt=True)
+        self._client.expireat(self._key, int(until) + 60, gt=True)
 
 
 class SharedRateLimiter:

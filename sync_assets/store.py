@@ -238,11 +238,6 @@ class _JournalMethods:
             if item is not None:
                 db.execute("INSERT OR IGNORE INTO journal_items VALUES (?, ?)", (scope, item))
 
-    def drop_journal(self, scope: str) -> None:
-        with self._db() as db:
-            db.execute("DELETE FROM journals WHERE scope = ?", (scope,))
-            db.execute("DELETE FROM journal_items WHERE scope = ?", (scope,))
-
     # full refreshes
 
     def refresh_dir(self, source: str, stream: str, refresh: int) -> Path:
@@ -511,17 +506,25 @@ class LocalStore(_JournalMethods):
     def writer(self, source: str, stream: str, key: str) -> PartitionWriter:
         return PartitionWriter(self, source, stream, key)
 
-    def publish_partition(self, source: str, stream: str, staged: Path, state: PartitionState) -> None:
-        """Make ``staged`` (flushed to disk) the partition's file, then commit its state: in that order."""
+    def publish_partition(
+        self, source: str, stream: str, staged: Path, state: PartitionState, journal: str | None = None
+    ) -> None:
+        """Make ``staged`` (flushed to disk) the partition's file, then commit its state: in that order.
+
+        ``journal`` (the scope ``staged`` was written under) is dropped in the same transaction.
+        """
         path = self.partition_path(source, stream, state.partition_key)
         with self.partition_lock(path):
             staged.replace(path)
             _fsync_dir(path.parent)
-            self.save_state(source, stream, state)
+            self.save_state(source, stream, state, drop_journal=journal)
 
-    def save_state(self, source: str, stream: str, state: PartitionState) -> None:
+    def save_state(self, source: str, stream: str, state: PartitionState, drop_journal: str | None = None) -> None:
         window = state.window
         with self._db() as db:
+            if drop_journal is not None:
+                db.execute("DELETE FROM journals WHERE scope = ?", (drop_journal,))
+                db.execute("DELETE FROM journal_items WHERE scope = ?", (drop_journal,))
             db.execute(
                 "INSERT OR REPLACE INTO partitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (

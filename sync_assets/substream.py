@@ -164,8 +164,7 @@ def _publish_ready(
                 key, result.window, checkpoint.records, checkpoint.pages, checkpoint.requests, checkpoint.bytes,
                 None, datetime.now(UTC),
             )
-            store.publish_partition(source, child, journal.path, state)
-            store.drop_journal(journal.scope)
+            store.publish_partition(source, child, journal.path, state, journal=journal.scope)
             result.state = state
         yield result
 

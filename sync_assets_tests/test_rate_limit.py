@@ -136,10 +136,17 @@ def test_several_rates_hold_at_once_across_limiter_instances(tmp_path: Path) -> 
         assert sum(1 for s in stamps[i:] if s - stamp < 2.0) <= 5
 
 
-def test_a_pause_from_one_worker_holds_every_worker(tmp_path: Path) -> None:
-    first = SharedRateLimiter("paused", [], RateLimitStore(), tmp_path)
-    second = SharedRateLimiter("paused", [], RateLimitStore(), tmp_path)
+@pytest.mark.parametrize("store", STORES)
+def test_a_pause_from_one_worker_holds_every_worker(store: dict[str, str], tmp_path: Path) -> None:
+    key = f"p{uuid.uuid4().hex[:12]}"
+    config = RateLimitStore.model_validate(store)
+    first = SharedRateLimiter(key, [], config, tmp_path)
+    second = SharedRateLimiter(key, [], config, tmp_path)
     first.pause(0.6)
+    first.pause(0.1)  # a shorter pause never cuts a longer one short
     waited = second.acquire()
     assert 0.4 < waited < 1.5
-    assert SharedRateLimiter("other_api", [], RateLimitStore(), tmp_path).acquire() < 0.1
+    other_api = SharedRateLimiter(f"{key}_other", [], config, tmp_path)
+    assert other_api.acquire() < 0.1
+    for limiter in (first, second, other_api):
+        limiter.close()
