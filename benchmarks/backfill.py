@@ -1,6 +1,6 @@
 """A 90-day backfill of the surveys stream as one range run through the Dagster CLI, against the ideal.
 
-    .venv/bin/python benchmarks/backfill.py [--days 90] [--latency-ms 100] [--repeats 3]
+    .venv/bin/python -m benchmarks.backfill [--days 90] [--latency-ms 100] [--repeats 3]
 
 The demo API answers every request after `--latency-ms`. The ideal wall time is
 requests x latency / concurrency (the windows are latency-bound and read `concurrency` at a time)
@@ -23,9 +23,10 @@ from pathlib import Path
 import requests
 from dagster import DagsterInstance
 
+from benchmarks.demo_server import TOKEN, demo_api
+
 REPO = Path(__file__).resolve().parent.parent
 DAGSTER = Path(sys.executable).parent / "dagster"
-TOKEN = "bench-token"
 CONCURRENCY = 10  # the demo source's default
 
 
@@ -53,15 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     first = date(2024, 1, 1)
     last = first + timedelta(days=args.days - 1)
-    api = subprocess.Popen(
-        [sys.executable, "-m", "sync_assets.cli", "demo-api", "--port", "0", "--token", TOKEN,
-         "--latency-ms", str(args.latency_ms), "--surveys", "2000"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert api.stdout is not None
-        banner = api.stdout.readline()
-        url = banner[banner.index("http://"):].strip()
+    with demo_api("--latency-ms", str(args.latency_ms), "--surveys", "2000") as url:
         overheads, walls, requests_made = [], [], []
         for _ in range(args.repeats):
             env = {**os.environ, "DAGSTER_HOME": str(fresh_home()), "SYNC_ASSETS_DEMO_URL": url,
@@ -70,9 +63,6 @@ def main() -> None:
             requests.post(f"{url}/stats/reset", timeout=5)
             walls.append(materialize(env, "--select", "demo/surveys", "--partition-range", f"{first}...{last}"))
             requests_made.append(requests.get(f"{url}/stats", timeout=5).json()["requests"])
-    finally:
-        api.terminate()
-        api.wait(timeout=10)
     overhead, wall = statistics.median(overheads), statistics.median(walls)
     fetch_ideal = statistics.median(requests_made) * args.latency_ms / 1000 / CONCURRENCY
     ideal = fetch_ideal + overhead

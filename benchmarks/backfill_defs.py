@@ -1,4 +1,4 @@
-"""Definitions for benchmarks/backfill.py: the demo source without its request budget, and a trivial asset.
+"""Definitions for `python -m benchmarks.backfill`: the demo source without its request budget, and a trivial asset.
 
 The budget is dropped so the backfill measures what it is meant to: latency-bound windows read
 concurrently in one run. The trivial asset measures a Dagster CLI run's own overhead on this machine.

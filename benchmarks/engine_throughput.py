@@ -1,6 +1,6 @@
 """Engine throughput against a naive `requests` loop, and peak memory against data size.
 
-    .venv/bin/python benchmarks/engine_throughput.py [--records 100000] [--page-size 1000] [--repeats 5]
+    .venv/bin/python -m benchmarks.engine_throughput [--records 100000] [--page-size 1000] [--repeats 5]
 
 Both readers walk the same opaque-cursor pages of the demo API (latency 0, in its own process, so
 the server does not share the client's interpreter) and count records. The ratio says what the
@@ -18,34 +18,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
 import yaml
 
+from benchmarks.demo_server import TOKEN, demo_api
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.spec import ApiSource, source_from_dict
-
-TOKEN = "bench-token"
-
-
-@contextmanager
-def demo_api(records: int) -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sync_assets.cli", "demo-api", "--port", "0", "--token", TOKEN,
-         "--customers", str(records)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        yield line[line.index("http://"):].strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def source_for(url: str, page_size: int) -> dict[str, object]:
@@ -114,7 +96,7 @@ def main() -> None:
     os.environ["BENCH_TOKEN"] = TOKEN
     work = Path(tempfile.mkdtemp(prefix="sync-assets-bench-"))
 
-    with demo_api(args.records) as url:
+    with demo_api("--customers", str(args.records)) as url:
         source = source_from_dict(source_for(url, args.page_size))
         naive_runs, engine_runs = [], []
         measure(lambda: naive(url, args.page_size), args.records)  # warm both sides up
@@ -127,7 +109,7 @@ def main() -> None:
     memory = []
     for factor in (1, 10):
         records = args.records * factor
-        with demo_api(records) as url:
+        with demo_api("--customers", str(records)) as url:
             source_file = work / f"source_{factor}.yaml"
             source_file.write_text(yaml.safe_dump(source_for(url, args.page_size)))
             env = {**os.environ, "SYNC_ASSETS_HOME": str(work)}

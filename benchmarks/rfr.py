@@ -1,6 +1,6 @@
 """Resumable full refresh of 100,000 customers: throughput, the cost of a checkpoint per page, resume time.
 
-    .venv/bin/python benchmarks/rfr.py [--records 100000] [--page-size 1000] [--repeats 5]
+    .venv/bin/python -m benchmarks.rfr [--records 100000] [--page-size 1000] [--repeats 5]
 
 - records/s of a full refresh (the engine's FullRefresh into the local store, a checkpoint after
   every page), against the same pages written to one file with no checkpoints;
@@ -21,13 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.demo_server import TOKEN, demo_api
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.refresh import FullRefresh
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.store import LocalStore
-
-TOKEN = "bench-token"
 
 
 def source(url: str, page_size: int) -> ApiSource:
@@ -77,7 +76,8 @@ def child(url: str, page_size: int, state_dir: Path, die_at: int) -> None:
 
 def timed_child(url: str, page_size: int, state_dir: Path, die_at: int = 0) -> float:
     started = time.perf_counter()
-    process = subprocess.run([sys.executable, __file__, "--child", url, str(page_size), str(state_dir), str(die_at)])
+    process = subprocess.run([sys.executable, "-m", "benchmarks.rfr", "--child", url, str(page_size), str(state_dir),
+                              str(die_at)], cwd=Path(__file__).resolve().parent.parent)
     assert process.returncode == (-signal.SIGKILL if die_at else 0)
     return time.perf_counter() - started
 
@@ -91,14 +91,7 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    api = subprocess.Popen(
-        [sys.executable, "-m", "sync_assets.cli", "demo-api", "--port", "0", "--token", TOKEN,
-         "--customers", str(args.records)], stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert api.stdout is not None
-        banner = api.stdout.readline()
-        url = banner[banner.index("http://"):].strip()
+    with demo_api("--customers", str(args.records)) as url:
         src = source(url, args.page_size)
         rfr, plain, scratch, resumed = [], [], [], []
         for repeat in range(args.repeats):
@@ -113,9 +106,6 @@ def main() -> None:
             pages = -(-args.records // args.page_size)
             timed_child(url, args.page_size, killed, die_at=pages // 2)
             resumed.append(timed_child(url, args.page_size, killed))
-    finally:
-        api.terminate()
-        api.wait(timeout=10)
     rfr_rate, plain_rate = statistics.median(rfr), statistics.median(plain)
     print(f"| {args.records:,} customers, {args.page_size} per page (median of {args.repeats}) | value |")
     print("|---|---|")

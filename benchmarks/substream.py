@@ -1,6 +1,6 @@
 """A substream over ~50 parents at 100 ms latency, against the ideal parents x latency / concurrency.
 
-    .venv/bin/python benchmarks/substream.py [--latency-ms 100] [--concurrency 10] [--repeats 5]
+    .venv/bin/python -m benchmarks.substream [--latency-ms 100] [--concurrency 10] [--repeats 5]
 
 The parents (surveys of one day, about 50 with --surveys 18300) are synced into the store first;
 then the children (each survey's responses, one page each) are read from the demo API on the
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.demo_server import TOKEN, demo_api
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.store import LocalStore
@@ -25,7 +24,6 @@ from sync_assets.substream import sync_substream
 from sync_assets.sync import sync_windows
 from sync_assets.windows import Window
 
-TOKEN = "bench-token"
 DAY = ("2024-01-05", Window(datetime(2024, 1, 5, tzinfo=UTC), datetime(2024, 1, 6, tzinfo=UTC)))
 
 
@@ -50,14 +48,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--surveys", type=int, default=18300)
     args = parser.parse_args()
-    api = subprocess.Popen(
-        [sys.executable, "-m", "sync_assets.cli", "demo-api", "--port", "0", "--token", TOKEN,
-         "--latency-ms", str(args.latency_ms), "--surveys", str(args.surveys)], stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert api.stdout is not None
-        banner = api.stdout.readline()
-        src = source(banner[banner.index("http://"):].strip(), args.concurrency)
+    with demo_api("--latency-ms", str(args.latency_ms), "--surveys", str(args.surveys)) as url:
+        src = source(url, args.concurrency)
         walls, parents = [], 0
         for _ in range(args.repeats):
             work = Path(tempfile.mkdtemp(prefix="sync-assets-substream-"))
@@ -71,9 +63,6 @@ def main() -> None:
             walls.append(time.perf_counter() - started)
             assert result.state is not None and result.parents == parents
             client.close()
-    finally:
-        api.terminate()
-        api.wait(timeout=10)
     ideal = parents * args.latency_ms / 1000 / args.concurrency
     wall = statistics.median(walls)
     print(f"| substream of {parents} parents, {args.latency_ms:.0f} ms latency, concurrency {args.concurrency} "
