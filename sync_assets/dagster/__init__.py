@@ -32,6 +32,10 @@ from sync_assets.spec import ApiSource
 
 STORE_KEY = "sync_store"
 
+# One object, so that the definitions of several sources merge (Dagster refuses two different
+# resources under one key) and share one store.
+DEFAULT_STORE = SyncStoreIOManager(base_dir=None)
+
 
 def api_resource_key(source: ApiSource) -> str:
     return f"{source.name}_api"
@@ -66,7 +70,7 @@ def build_definitions(
         sensors=[build_refresh_sensor(source, refreshed, STORE_KEY, refresh_every)] if refreshed else [],
         resources={
             api_key: api or SyncApiResource.for_source(source),
-            STORE_KEY: store or SyncStoreIOManager(base_dir=None),
+            STORE_KEY: store or DEFAULT_STORE,
         },
     )
 

@@ -47,3 +47,13 @@ def test_the_schedule_requests_the_newest_windows_as_one_range_run() -> None:
 def test_a_stream_starting_in_the_future_has_no_partitions_yet() -> None:
     incremental = Incremental(cursor_field="t", start=datetime(2999, 1, 1, tzinfo=UTC))
     assert partitions_for(incremental).get_partition_keys(current_time=datetime(2026, 11, 22, tzinfo=UTC)) == []
+
+
+def test_definitions_of_several_sources_merge_and_share_one_store() -> None:
+    from dagster import Definitions
+
+    other = demo_source().model_copy(update={"name": "other"})
+    merged = Definitions.merge(build_definitions(demo_source()), build_definitions(other))
+    Definitions.validate_loadable(merged)
+    assert sorted(merged.resources or {}) == ["demo_api", "other_api", "sync_store"]
+    assert {s.name for s in merged.schedules or []} == {"demo_schedule", "other_schedule"}
