@@ -42,7 +42,8 @@ class SyncApiResource(ConfigurableResource):  # type: ignore[type-arg]
     def for_source(cls, source: ApiSource) -> SyncApiResource:
         """A resource whose env-backed settings show as ``EnvVar``s in the UI and resolve at run start."""
         settings: dict[str, Any] = {"concurrency": source.concurrency}
-        if isinstance(source.base_url, Env):
+        if isinstance(source.base_url, Env) and source.base_url.default is None:
+            # With a default, the engine resolves it (an EnvVar would make the variable mandatory).
             settings["base_url"] = EnvVar(source.base_url.env)
         secret = _auth_secret(source)
         if isinstance(secret, Env):
