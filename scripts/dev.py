@@ -23,6 +23,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 DEMO_DIR = ROOT / ".demo"
 DEMO_TOKEN = "demo-token"
 DEMO_RANGE = "2024-01-01...2024-01-31"  # January, as one run
+QUIET = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'  # Dagster's progress, not its debug events
 
 
 def ensure_venv(extras: str) -> None:
@@ -67,10 +68,12 @@ def demo() -> int:
         for command in (
             # the incremental streams and the substream: January as one run, windows read 10 at a time
             [str(BIN / "dagster"), "asset", "materialize", "-m", "sync_assets.definitions", "--select",
-             "demo/stock_prices,demo/surveys,demo/survey_responses", "--partition-range", DEMO_RANGE],
+             "demo/stock_prices,demo/surveys,demo/survey_responses", "--partition-range", DEMO_RANGE,
+             "--config-json", QUIET],
             # the full-refresh streams: register their first chunk and run it (one run per stream)
             [str(BIN / "sync-assets-dagster"), "start-refresh", "-m", "sync_assets.definitions",
-             "--select", "demo/customers", "--select", "demo/orders", "--select", "demo/events"],
+             "--select", "demo/customers", "--select", "demo/orders", "--select", "demo/events",
+             "--config-json", QUIET],
         ):
             print("$", " ".join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command)), flush=True)
             code = subprocess.run(command, env=env, cwd=ROOT).returncode

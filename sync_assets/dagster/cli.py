@@ -30,7 +30,9 @@ def _definitions(module: str) -> Definitions:
     return loaded
 
 
-def start_refresh(module: str, keys: list[str], instance: DagsterInstance, restart: bool = False) -> int:
+def start_refresh(
+    module: str, keys: list[str], instance: DagsterInstance, restart: bool = False, config_json: str | None = None
+) -> int:
     defs = _definitions(module)
     dagster = Path(sys.executable).parent / "dagster"
     for key in keys:
@@ -49,6 +51,8 @@ def start_refresh(module: str, keys: list[str], instance: DagsterInstance, resta
         if not instance.has_dynamic_partition(partitions.name, chunk_key(0)):
             instance.add_dynamic_partitions(partitions.name, [chunk_key(0)])
         command = [str(dagster), "asset", "materialize", "-m", module, "--select", key, "--partition", chunk_key(0)]
+        if config_json:
+            command += ["--config-json", config_json]
         code = subprocess.run(command).returncode
         if code != 0:
             return code
@@ -63,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--select", required=True, action="append", help="asset key, e.g. demo/customers")
     start.add_argument("--restart", action="store_true",
                        help="abandon a running refresh (say its cursor expired) and start from the first page")
+    start.add_argument("--config-json", help="run config, passed on to `dagster asset materialize`")
     args = parser.parse_args(argv)
     with DagsterInstance.get() as instance:
-        return start_refresh(args.module, args.select, instance, args.restart)
+        return start_refresh(args.module, args.select, instance, args.restart, args.config_json)
 
 
 if __name__ == "__main__":
