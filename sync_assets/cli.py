@@ -3,6 +3,7 @@
 - ``sync-assets read SOURCE STREAM [--start --end] [-o FILE]``: JSON lines of a stream's records;
   a summary (records, pages, requests, retries, 429s) goes to stderr.
 - ``sync-assets check SOURCE``: validate a source's config and list its streams.
+- ``sync-assets state SOURCE [--store DIR]``: each stream's state, as Airbyte STATE messages.
 - ``sync-assets demo-api``: the bundled local API that the quickstart, tests and benchmarks use.
 
 Exit codes: 0 ok, 2 configuration error (fix the config or credentials), 1 any other failure.
@@ -26,6 +27,8 @@ from sync_assets.http import RequestStats
 from sync_assets.reader import Page, StreamReader, open_client
 from sync_assets.redaction import mask
 from sync_assets.spec import load_source
+from sync_assets.state import airbyte_state_messages
+from sync_assets.store import LocalStore
 from sync_assets.windows import Window, as_utc, windows_between
 
 
@@ -88,6 +91,16 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _state(args: argparse.Namespace) -> int:
+    source = load_source(args.source)
+    if args.store is None and not os.environ.get("DAGSTER_HOME"):
+        raise ConfigurationError("pass --store DIR, or set DAGSTER_HOME to the instance whose store to read")
+    store = LocalStore(args.store or Path(os.environ["DAGSTER_HOME"]) / "sync_assets" / "data")
+    for message in airbyte_state_messages(store, source):
+        print(json.dumps(message))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sync-assets", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries, pauses and requests")
@@ -105,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a source's config and list its streams")
     check.add_argument("source")
     check.set_defaults(handler=_check)
+
+    state = commands.add_parser("state", help="print each stream's state as Airbyte STATE messages")
+    state.add_argument("source")
+    state.add_argument("--store", type=Path, help="the store's folder (default: $DAGSTER_HOME/sync_assets/data)")
+    state.set_defaults(handler=_state)
 
     demo = commands.add_parser("demo-api", help="serve the bundled demo API")
     demo_server.add_arguments(demo)

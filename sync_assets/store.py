@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from sync_assets.errors import ConfigurationError
-from sync_assets.windows import Window
+from sync_assets.windows import Window, merge_windows
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,127}$")
 
@@ -570,11 +570,7 @@ def contiguous_end(start: datetime, windows: Iterable[Window]) -> datetime:
     This is the stream's state: everything before it is synced, whatever order windows finished
     in. A window that completes after a gap is kept, and extends the run once the gap is filled.
     """
-    end = start
-    for window in sorted(windows):
-        if window.start > end:
-            break
-        end = max(end, window.end)
-    return end
-
-
+    for run in merge_windows(windows):
+        if run.start <= start < run.end:
+            return run.end
+    return start

@@ -13,7 +13,7 @@ the 1st), so that a partition key and a window are the same thing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -111,6 +111,17 @@ def windows_between(start: datetime, end: datetime, size: WindowSize) -> Iterato
         following = window_after(cursor, size)
         yield Window(max(cursor, start), min(following, end))
         cursor = following
+
+
+def merge_windows(windows: Iterable[Window]) -> list[Window]:
+    """Windows merged where they touch or overlap, in order; a gap starts a new one."""
+    merged: list[Window] = []
+    for window in sorted(windows):
+        if merged and window.start <= merged[-1].end:
+            merged[-1] = Window(merged[-1].start, max(merged[-1].end, window.end))
+        else:
+            merged.append(window)
+    return merged
 
 
 def partition_key(window_start: datetime, size: WindowSize) -> str:
