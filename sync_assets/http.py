@@ -73,7 +73,7 @@ class RequestStats:
                 setattr(self, name, getattr(self, name) + delta)
 
     def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        return {f.name: round(getattr(self, f.name), 3) for f in fields(self) if not f.name.startswith("_")}
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,12 @@ from sync_assets.http import HttpClient, RequestStats
 from sync_assets.pagination import Token
 from sync_assets.rate_limit import SharedRateLimiter
 from sync_assets.records import select_records
+from sync_assets.redaction import get_logger
 from sync_assets.secrets import resolve_text
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.windows import Window, record_instant, window_params
+
+log = get_logger(__name__)
 
 
 def default_state_dir() -> Path:
@@ -45,6 +48,8 @@ def open_client(source: ApiSource, state_dir: Path | None = None) -> HttpClient:
     base_url = resolve_text(source.base_url, "base_url")
     if not base_url.startswith(("http://", "https://")):
         raise ConfigurationError(f"base_url of source {source.name!r} must start with http:// or https://")
+    if not source.verify_tls:
+        log.warning("TLS certificates are not verified for source %s (verify_tls: false)", source.name)
     limiter = SharedRateLimiter(
         source.rate_limit_key or source.name, source.rate_limits, source.rate_limit_store,
         state_dir or default_state_dir(), margin_seconds=source.rate_limit_margin_seconds,

@@ -57,3 +57,16 @@ def test_definitions_of_several_sources_merge_and_share_one_store() -> None:
     Definitions.validate_loadable(merged)
     assert sorted(merged.resources or {}) == ["demo_api", "other_api", "sync_store"]
     assert {s.name for s in merged.schedules or []} == {"demo_schedule", "other_schedule"}
+
+
+def test_assets_carry_the_stream_description_keys_and_column_schema() -> None:
+    from dagster import AssetKey
+
+    specs = {spec.key: spec for spec in build_definitions(demo_source()).resolve_all_asset_specs()}
+    surveys = specs[AssetKey(["demo", "surveys"])]
+    assert surveys.metadata["sync_assets/primary_key"] == "id"
+    assert surveys.metadata["sync_assets/cursor_field"] == "date_modified"
+    columns = {c.name: c.type for c in surveys.metadata["dagster/column_schema"].columns}
+    assert columns["date_modified"] == "string (date-time)" and columns["id"] == "integer"
+    assert surveys.group_name == "demo" and "incremental on `date_modified`" in (surveys.description or "")
+    assert specs[AssetKey(["demo", "survey_responses"])].metadata["sync_assets/parent"] == "surveys"
