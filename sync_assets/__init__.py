@@ -11,7 +11,7 @@ from sync_assets.pagination import CursorToken, LinkHeader, NextUrl, NoPaginatio
 from sync_assets.rate_limit import Rate, RateLimitStore
 from sync_assets.reader import Page, StreamReader, open_client
 from sync_assets.secrets import Env
-from sync_assets.spec import ApiSource, Stream, load_source
+from sync_assets.spec import ApiSource, Parent, Stream, load_source
 from sync_assets.windows import Incremental, Window
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Offset",
     "Page",
     "PageNumber",
+    "Parent",
     "Rate",
     "RateLimitStore",
     "RequestStats",
