@@ -20,6 +20,7 @@ from typing import Any
 from dagster import ConfigurableIOManager, InitResourceContext, InputContext, OutputContext
 from pydantic import Field, PrivateAttr
 
+from sync_assets.errors import ConfigurationError
 from sync_assets.store import LocalStore
 
 LOAD_AS = "sync_assets/load_as"
@@ -40,7 +41,9 @@ class SyncStoreIOManager(ConfigurableIOManager):
         if self.base_dir:
             return Path(self.base_dir)
         instance = context.instance if context else None
-        home = instance.root_directory if instance else os.environ.get("DAGSTER_HOME", ".")
+        home = instance.root_directory if instance else os.environ.get("DAGSTER_HOME")
+        if not home:
+            raise ConfigurationError("the sync-assets store needs a Dagster instance: set DAGSTER_HOME, or base_dir")
         return Path(home) / "sync_assets" / "data"
 
     @property
@@ -53,9 +56,8 @@ class SyncStoreIOManager(ConfigurableIOManager):
         if _is_full_refresh(context.definition_metadata):
             return  # chunks are committed page by page, and published as a snapshot, by the asset itself
         source, stream = _stream_of(context.definition_metadata)
-        keys = context.asset_partition_keys if context.has_asset_partitions else ["all"]
         committed = self.store.partition_states(source, stream)
-        missing = [key for key in keys if key not in committed]
+        missing = [key for key in context.asset_partition_keys if key not in committed]
         if missing:
             raise RuntimeError(
                 f"{source}/{stream}: partitions {missing[:5]} were reported synced but are not in the store"
@@ -72,7 +74,7 @@ class SyncStoreIOManager(ConfigurableIOManager):
             # one that failed half-way is never visible downstream.
             snapshot = self.store.iter_snapshot(source, stream)
             return snapshot if input_metadata.get(LOAD_AS) == "iterator" else list(snapshot)
-        keys = context.asset_partition_keys if context.has_asset_partitions else ["all"]
+        keys = context.asset_partition_keys  # every stream asset is partitioned
         if input_metadata.get(ALLOW_MISSING):
             committed = self.store.partition_states(source, stream)
             keys = [key for key in keys if key in committed]
