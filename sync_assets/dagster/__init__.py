@@ -12,72 +12,18 @@ resource).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from dagster import AssetsDefinition, Definitions
-
-from sync_assets.dagster.assets import (
-    build_incremental_asset,
-    build_refresh_asset,
-    build_substream_asset,
-    chunk_partitions_name,
-    pool_name,
-)
+from sync_assets.dagster.assets import chunk_partitions_name, pool_name
+from sync_assets.dagster.component import SyncAssetsComponent
+from sync_assets.dagster.factory import DEFAULT_STORE, STORE_KEY, api_resource_key, build_definitions
 from sync_assets.dagster.io_manager import SyncStoreIOManager
 from sync_assets.dagster.resource import SyncApiResource
-from sync_assets.dagster.schedules import build_schedules
-from sync_assets.dagster.sensors import build_refresh_sensor
 from sync_assets.dagster.translator import SyncAssetsTranslator
-from sync_assets.spec import ApiSource
-
-STORE_KEY = "sync_store"
-
-# One object, so that the definitions of several sources merge (Dagster refuses two different
-# resources under one key) and share one store.
-DEFAULT_STORE = SyncStoreIOManager(base_dir=None)
-
-
-def api_resource_key(source: ApiSource) -> str:
-    return f"{source.name}_api"
-
-
-def build_definitions(
-    source: ApiSource,
-    translator: SyncAssetsTranslator | None = None,
-    schedule_lookback: int = 2,
-    refresh_every: timedelta = timedelta(days=1),
-    api: SyncApiResource | None = None,
-    store: SyncStoreIOManager | None = None,
-) -> Definitions:
-    """Everything Dagster needs for ``source``; ``api`` and ``store`` default to env-driven ones."""
-    translator = translator or SyncAssetsTranslator()
-    api_key = api_resource_key(source)
-    by_stream: dict[str, AssetsDefinition] = {}
-    for stream in source.streams:  # parents first: a substream takes its parent's partitions
-        if stream.incremental is not None:
-            by_stream[stream.name] = build_incremental_asset(source, stream, translator, api_key, STORE_KEY)
-        elif stream.parent is None:
-            by_stream[stream.name] = build_refresh_asset(source, stream, translator, api_key, STORE_KEY)
-    for stream in source.streams:
-        if stream.parent is not None:
-            parent = by_stream[stream.parent.stream]
-            by_stream[stream.name] = build_substream_asset(source, stream, parent, translator, api_key, STORE_KEY)
-    assets = [by_stream[stream.name] for stream in source.streams]
-    refreshed = [(s.name, by_stream[s.name]) for s in source.streams if s.incremental is None and s.parent is None]
-    return Definitions(
-        assets=assets,
-        schedules=build_schedules(source, assets, schedule_lookback),
-        sensors=[build_refresh_sensor(source, refreshed, STORE_KEY, refresh_every)] if refreshed else [],
-        resources={
-            api_key: api or SyncApiResource.for_source(source),
-            STORE_KEY: store or DEFAULT_STORE,
-        },
-    )
-
 
 __all__ = [
+    "DEFAULT_STORE",
     "STORE_KEY",
     "SyncApiResource",
+    "SyncAssetsComponent",
     "SyncAssetsTranslator",
     "SyncStoreIOManager",
     "api_resource_key",
