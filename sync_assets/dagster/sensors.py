@@ -6,7 +6,7 @@ failed) is resumed from its first unfinished chunk; when none is running and the
 older than ``refresh_every``, a new refresh is started by registering ``chunk-000000`` and asking for it.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Dagster finds the store parameter by its annotation.
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,6 +17,7 @@ from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
     DynamicPartitionsDefinition,
+    ResourceParam,
     RunRequest,
     RunsFilter,
     SensorDefinition,
@@ -26,6 +27,7 @@ from dagster import (
 )
 
 from sync_assets.dagster.assets import chunk_partitions_name
+from sync_assets.dagster.io_manager import SyncStoreIOManager
 from sync_assets.refresh import chunk_key
 from sync_assets.spec import ApiSource
 from sync_assets.store import chunk_file, chunk_scope
@@ -39,6 +41,8 @@ def build_refresh_sensor(
     source: ApiSource, refresh_assets: Sequence[tuple[str, AssetsDefinition]], store_key: str,
     refresh_every: timedelta,
 ) -> SensorDefinition:
+    # Dagster hands a sensor its resources by parameter name (the daemon passes only annotated ones).
+    assert store_key == "sync_store", "the sensor's store parameter is named after the store's resource key"
     by_stream = dict(refresh_assets)
 
     @sensor(
@@ -46,12 +50,13 @@ def build_refresh_sensor(
         minimum_interval_seconds=60,
         default_status=DefaultSensorStatus.STOPPED,
         asset_selection=[asset.key for asset in by_stream.values()],
-        required_resource_keys={store_key},
         description=f"Starts a full refresh of each {source.name} full-refresh stream every {refresh_every}, "
                     "and resumes interrupted ones.",
     )
-    def _refresh_sensor(context: SensorEvaluationContext, **resources: Any) -> SensorResult:
-        store = resources[store_key].store  # Dagster passes required resources by key
+    def _refresh_sensor(
+        context: SensorEvaluationContext, sync_store: ResourceParam[SyncStoreIOManager]
+    ) -> SensorResult:
+        store = sync_store.store
         requests: list[RunRequest] = []
         new_partitions: list[Any] = []
         for stream, asset in by_stream.items():

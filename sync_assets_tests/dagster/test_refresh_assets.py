@@ -117,7 +117,7 @@ def test_the_refresh_sensor_starts_and_resumes_refreshes(
     defs = demo_defs(demo_api(customers=COUNT))
     (sensor,) = [s for s in defs.sensors or [] if s.name == "demo_refresh_sensor"]
     with build_sensor_context(instance=instance, resources=defs.resources) as context:
-        result = sensor(context)
+        result = sensor(context)  # resources by parameter name, as the daemon passes them
     requested = {(tuple(r.asset_selection or []), r.partition_key) for r in result.run_requests or []}
     assert (tuple([CUSTOMERS]), "chunk-000000") in requested and len(requested) == 3  # customers, orders, events
     assert result.dynamic_partitions_requests
@@ -128,7 +128,7 @@ def test_the_refresh_sensor_starts_and_resumes_refreshes(
     state = store.latest_refresh("demo", "customers", "running")
     assert state is not None
     with build_sensor_context(instance=instance, resources=defs.resources) as context:
-        result = sensor(context)
+        result = sensor(context)  # resources by parameter name, as the daemon passes them
     (resume,) = [r for r in result.run_requests or [] if r.asset_selection == [CUSTOMERS]]
     registered = {key for request in result.dynamic_partitions_requests or [] for key in request.partition_keys}
     name = chunk_partitions_name(demo_source(), demo_source().stream("customers"))
