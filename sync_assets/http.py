@@ -72,6 +72,9 @@ class RequestStats:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
 
+    def merge(self, other: RequestStats) -> None:
+        self.add(**{f.name: getattr(other, f.name) for f in fields(other) if not f.name.startswith("_")})
+
     def as_dict(self) -> dict[str, float]:
         return {f.name: round(getattr(self, f.name), 3) for f in fields(self) if not f.name.startswith("_")}
 

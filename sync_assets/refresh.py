@@ -144,11 +144,11 @@ class FullRefresh:
                               {c: paginator.token_for_page(c * chunk_pages) for c in range(1, chunks)})
 
     def _publish_if_complete(self) -> None:
-        chunks = self._chunks()
-        if not chunks:
+        state = self.store.latest_refresh(self.source, self.stream, "running")
+        if state is None or state.refresh != self.refresh or not state.chunks:
             return
-        checkpoints = [self.store.checkpoint(self._scope(chunk)) for chunk in sorted(chunks)]
-        if all(c is not None and c.done for c in checkpoints) and checkpoints[-1] is not None \
-                and checkpoints[-1].token is None:
-            self.store.publish_refresh(self.source, self.stream, self.refresh, len(chunks))
+        checkpoints = list(self.store.chunk_checkpoints(self.source, self.stream, state).values())
+        last = checkpoints[-1]
+        if all(c is not None and c.done for c in checkpoints) and last is not None and last.token is None:
+            self.store.publish_refresh(self.source, self.stream, self.refresh, len(checkpoints))
             self.published = True

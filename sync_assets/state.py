@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync_assets.spec import ApiSource, Stream
-from sync_assets.store import LocalStore, PartitionState, chunk_scope
+from sync_assets.store import LocalStore, PartitionState
 from sync_assets.windows import merge_windows
 
 
@@ -35,9 +35,8 @@ def stream_state(store: LocalStore, source: ApiSource, stream: Stream) -> dict[s
     published = store.latest_refresh(source.name, stream.name, "published")
     if running is None:
         return {"__ab_full_refresh_sync_complete": published is not None}
-    done = [c for c in running.chunks
-            if (checkpoint := store.checkpoint(chunk_scope(source.name, stream.name, running.refresh, c)))
-            and checkpoint.done]
+    checkpoints = store.chunk_checkpoints(source.name, stream.name, running)
+    done = [c for c, checkpoint in checkpoints.items() if checkpoint is not None and checkpoint.done]
     return {"__ab_full_refresh_sync_complete": False, "refresh": running.refresh,
             "chunks_done": len(done), "chunks_known": len(running.chunks)}
 

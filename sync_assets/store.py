@@ -204,15 +204,174 @@ def _checkpoint_from_row(row: tuple[Any, ...]) -> Checkpoint:
     return Checkpoint(bytes_, records, pages, requests, json.loads(token) if token else None, bool(done))
 
 
-class _JournalMethods:
-    """Journal, refresh and snapshot bookkeeping of ``LocalStore`` (kept apart for reading)."""
+def chunk_scope(source: str, stream: str, refresh: int, chunk: int) -> str:
+    """The journal of one chunk of one refresh."""
+    return f"{source}/{stream}/refresh-{refresh}/chunk-{chunk:06d}"
 
-    root: Path
 
-    def _db(self) -> Any:
-        raise NotImplementedError
+def chunk_file(chunk: int) -> str:
+    return f"chunk-{chunk:06d}.jsonl"
 
-    # journals
+
+def _checkpoint_values(checkpoint: Checkpoint) -> tuple[Any, ...]:
+    token = json.dumps(checkpoint.token) if checkpoint.token is not None else None
+    return (checkpoint.bytes, checkpoint.records, checkpoint.pages, checkpoint.requests, token,
+            int(checkpoint.done))
+
+
+@contextmanager
+def _reader_lock(folder: Path, exclusive: bool) -> Iterator[bool]:
+    """Readers of a snapshot hold it shared; removal needs it alone (and skips if it cannot have it).
+
+    Raises ``FileNotFoundError`` when the snapshot's folder is gone (removed by a publish).
+    """
+    with (folder / ".readers").open("a") as lock:
+        try:
+            fcntl.flock(lock, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class PartitionWriter:
+    """Collects one partition's pages in a temporary file; ``commit`` publishes file and state."""
+
+    def __init__(self, store: LocalStore, source: str, stream: str, key: str) -> None:
+        self._store, self.source, self.stream, self.key = store, source, stream, key
+        self.path = store.partition_path(source, stream, key)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        self._file = self._tmp.open("w", encoding="utf-8")
+        self._encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        self.records = 0
+
+    def write(self, records: Iterable[dict[str, Any]]) -> None:
+        lines = [self._encode(record) + "\n" for record in records]
+        self._file.write("".join(lines))
+        self.records += len(lines)
+
+    def commit(
+        self, window: Window | None, pages: int, requests: int, bytes_read: int, max_cursor: datetime | None
+    ) -> PartitionState:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        state = PartitionState(
+            self.key, window, self.records, pages, requests, bytes_read, max_cursor, datetime.now(UTC)
+        )
+        self._store.publish_partition(self.source, self.stream, self._tmp, state)
+        return state
+
+    def abort(self) -> None:
+        """Drop what was written; the partition keeps its previous data and state."""
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    """Partition files and state under ``root``; safe for many threads and processes at once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """One connection per thread; each use is one transaction."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.root / "state.sqlite", timeout=60)
+            # WAL without a sync per commit: a killed process loses nothing committed; after a power
+            # loss a journal whose file is shorter than its checkpoint starts its scope over.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        with conn:
+            yield conn
+
+    def partition_path(self, source: str, stream: str, key: str) -> Path:
+        return (
+            self.root / safe_name(source, "source") / safe_name(stream, "stream")
+            / f"{safe_name(key, 'partition key')}.jsonl"
+        )
+
+    @contextmanager
+    def partition_lock(self, path: Path) -> Iterator[None]:
+        """Serialises publishing within a stream's folder; held for a rename and one state row."""
+        with (path.parent / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def writer(self, source: str, stream: str, key: str) -> PartitionWriter:
+        return PartitionWriter(self, source, stream, key)
+
+    def publish_partition(
+        self, source: str, stream: str, staged: Path, state: PartitionState, journal: str | None = None
+    ) -> None:
+        """Make ``staged`` (flushed to disk) the partition's file, then commit its state: in that order.
+
+        ``journal`` (the scope ``staged`` was written under) is dropped in the same transaction.
+        """
+        path = self.partition_path(source, stream, state.partition_key)
+        with self.partition_lock(path):
+            staged.replace(path)
+            _fsync_dir(path.parent)
+            self.save_state(source, stream, state, drop_journal=journal)
+
+    def save_state(self, source: str, stream: str, state: PartitionState, drop_journal: str | None = None) -> None:
+        window = state.window
+        with self._db() as db:
+            if drop_journal is not None:
+                db.execute("DELETE FROM journals WHERE scope = ?", (drop_journal,))
+                db.execute("DELETE FROM journal_items WHERE scope = ?", (drop_journal,))
+            db.execute(
+                "INSERT OR REPLACE INTO partitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    source, stream, state.partition_key,
+                    window.start.isoformat() if window else None, window.end.isoformat() if window else None,
+                    state.records, state.pages, state.requests, state.bytes,
+                    state.max_cursor.isoformat() if state.max_cursor else None, state.completed_at.isoformat(),
+                ),
+            )
+
+    def partition_states(self, source: str, stream: str) -> dict[str, PartitionState]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT partition_key, window_start, window_end, records, pages, requests, bytes, max_cursor, "
+                "completed_at FROM partitions WHERE source = ? AND stream = ? ORDER BY partition_key",
+                (source, stream),
+            ).fetchall()
+        return {row[0]: _state_from_row(row) for row in rows}
+
+    def iter_records(self, source: str, stream: str, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Records of the given partitions, streamed from disk; a missing partition is an error."""
+        for key in keys:
+            path = self.partition_path(source, stream, key)
+            if not path.exists():
+                raise FileNotFoundError(f"partition {key!r} of {source}/{stream} has not been synced ({path})")
+            with path.open(encoding="utf-8") as lines:
+                for line in lines:
+                    yield json.loads(line)
+
+    # --- journals: checkpointed appends ---
 
     def checkpoint(self, scope: str) -> Checkpoint | None:
         with self._db() as db:
@@ -238,7 +397,7 @@ class _JournalMethods:
             if item is not None:
                 db.execute("INSERT OR IGNORE INTO journal_items VALUES (?, ?)", (scope, item))
 
-    # full refreshes
+    # --- full refreshes and snapshots ---
 
     def refresh_dir(self, source: str, stream: str, refresh: int) -> Path:
         return self.root / safe_name(source, "source") / safe_name(stream, "stream") / f"refresh-{refresh}"
@@ -283,6 +442,10 @@ class _JournalMethods:
         state = self.latest_refresh(source, stream, "running")
         assert state is not None
         return state
+
+    def chunk_checkpoints(self, source: str, stream: str, state: RefreshState) -> dict[int, Checkpoint | None]:
+        """Where each chunk of a refresh stands, in reading order (``None``: not started)."""
+        return {c: self.checkpoint(chunk_scope(source, stream, state.refresh, c)) for c in sorted(state.chunks)}
 
     def add_chunks(self, source: str, stream: str, refresh: int, start_tokens: dict[int, Any]) -> None:
         with self._db() as db:
@@ -385,174 +548,6 @@ class _JournalMethods:
         finally:
             os.close(fd)  # closing drops a lock we may have taken
         return False
-
-
-def chunk_scope(source: str, stream: str, refresh: int, chunk: int) -> str:
-    """The journal of one chunk of one refresh."""
-    return f"{source}/{stream}/refresh-{refresh}/chunk-{chunk:06d}"
-
-
-def chunk_file(chunk: int) -> str:
-    return f"chunk-{chunk:06d}.jsonl"
-
-
-def _checkpoint_values(checkpoint: Checkpoint) -> tuple[Any, ...]:
-    token = json.dumps(checkpoint.token) if checkpoint.token is not None else None
-    return (checkpoint.bytes, checkpoint.records, checkpoint.pages, checkpoint.requests, token,
-            int(checkpoint.done))
-
-
-@contextmanager
-def _reader_lock(folder: Path, exclusive: bool) -> Iterator[bool]:
-    """Readers of a snapshot hold it shared; removal needs it alone (and skips if it cannot have it).
-
-    Raises ``FileNotFoundError`` when the snapshot's folder is gone (removed by a publish).
-    """
-    with (folder / ".readers").open("a") as lock:
-        try:
-            fcntl.flock(lock, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-class PartitionWriter:
-    """Collects one partition's pages in a temporary file; ``commit`` publishes file and state."""
-
-    def __init__(self, store: LocalStore, source: str, stream: str, key: str) -> None:
-        self._store, self.source, self.stream, self.key = store, source, stream, key
-        self.path = store.partition_path(source, stream, key)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        self._file = self._tmp.open("w", encoding="utf-8")
-        self._encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-        self.records = 0
-
-    def write(self, records: Iterable[dict[str, Any]]) -> None:
-        lines = [self._encode(record) + "\n" for record in records]
-        self._file.write("".join(lines))
-        self.records += len(lines)
-
-    def commit(
-        self, window: Window | None, pages: int, requests: int, bytes_read: int, max_cursor: datetime | None
-    ) -> PartitionState:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        state = PartitionState(
-            self.key, window, self.records, pages, requests, bytes_read, max_cursor, datetime.now(UTC)
-        )
-        self._store.publish_partition(self.source, self.stream, self._tmp, state)
-        return state
-
-    def abort(self) -> None:
-        """Drop what was written; the partition keeps its previous data and state."""
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class LocalStore(_JournalMethods):
-    """Partition files and state under ``root``; safe for many threads and processes at once."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        """One connection per thread; each use is one transaction."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.root / "state.sqlite", timeout=60)
-            # WAL without a sync per commit: a killed process loses nothing committed; after a power
-            # loss a journal whose file is shorter than its checkpoint starts its scope over.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        with conn:
-            yield conn
-
-    def partition_path(self, source: str, stream: str, key: str) -> Path:
-        return (
-            self.root / safe_name(source, "source") / safe_name(stream, "stream")
-            / f"{safe_name(key, 'partition key')}.jsonl"
-        )
-
-    @contextmanager
-    def partition_lock(self, path: Path) -> Iterator[None]:
-        """Serialises publishing within a stream's folder; held for a rename and one state row."""
-        with (path.parent / ".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def writer(self, source: str, stream: str, key: str) -> PartitionWriter:
-        return PartitionWriter(self, source, stream, key)
-
-    def publish_partition(
-        self, source: str, stream: str, staged: Path, state: PartitionState, journal: str | None = None
-    ) -> None:
-        """Make ``staged`` (flushed to disk) the partition's file, then commit its state: in that order.
-
-        ``journal`` (the scope ``staged`` was written under) is dropped in the same transaction.
-        """
-        path = self.partition_path(source, stream, state.partition_key)
-        with self.partition_lock(path):
-            staged.replace(path)
-            _fsync_dir(path.parent)
-            self.save_state(source, stream, state, drop_journal=journal)
-
-    def save_state(self, source: str, stream: str, state: PartitionState, drop_journal: str | None = None) -> None:
-        window = state.window
-        with self._db() as db:
-            if drop_journal is not None:
-                db.execute("DELETE FROM journals WHERE scope = ?", (drop_journal,))
-                db.execute("DELETE FROM journal_items WHERE scope = ?", (drop_journal,))
-            db.execute(
-                "INSERT OR REPLACE INTO partitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    source, stream, state.partition_key,
-                    window.start.isoformat() if window else None, window.end.isoformat() if window else None,
-                    state.records, state.pages, state.requests, state.bytes,
-                    state.max_cursor.isoformat() if state.max_cursor else None, state.completed_at.isoformat(),
-                ),
-            )
-
-    def partition_states(self, source: str, stream: str) -> dict[str, PartitionState]:
-        with self._db() as db:
-            rows = db.execute(
-                "SELECT partition_key, window_start, window_end, records, pages, requests, bytes, max_cursor, "
-                "completed_at FROM partitions WHERE source = ? AND stream = ? ORDER BY partition_key",
-                (source, stream),
-            ).fetchall()
-        return {row[0]: _state_from_row(row) for row in rows}
-
-    def iter_records(self, source: str, stream: str, keys: Iterable[str]) -> Iterator[dict[str, Any]]:
-        """Records of the given partitions, streamed from disk; a missing partition is an error."""
-        for key in keys:
-            path = self.partition_path(source, stream, key)
-            if not path.exists():
-                raise FileNotFoundError(f"partition {key!r} of {source}/{stream} has not been synced ({path})")
-            with path.open(encoding="utf-8") as lines:
-                for line in lines:
-                    yield json.loads(line)
 
 
 def _state_from_row(row: tuple[Any, ...]) -> PartitionState:

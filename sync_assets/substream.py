@@ -102,7 +102,7 @@ def sync_substream(
                     except Exception as exc:
                         result.error = result.error or exc
                         continue
-                    _add(result.stats, stats)
+                    result.stats.merge(stats)
                     result.parents += 1
                     # Kept even if a sibling failed: a re-run then skips this parent.
                     journals[key].append(children, stats.requests, item=ident)
@@ -142,10 +142,6 @@ def _children(reader: StreamReader, record: dict[str, Any]) -> tuple[list[dict[s
     stats = RequestStats()
     children = [child for page in reader.pages(stats, parent=record) for child in page.records]
     return children, stats
-
-
-def _add(total: RequestStats, part: RequestStats) -> None:
-    total.add(**{name: value for name, value in part.as_dict().items()})
 
 
 def _publish_ready(

@@ -9,14 +9,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import requests
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.reader import StreamReader, open_client
-from sync_assets.refresh import FullRefresh
+from sync_assets.refresh import ChunkResult, FullRefresh
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.store import Journal, JournalBusyError, LocalStore, chunk_file, chunk_scope
 from sync_assets_tests.helpers import make_source_data
@@ -37,13 +37,20 @@ def refresh_api(demo_api: Callable[..., DemoApi]) -> DemoApi:
     return demo_api(**SIZES)
 
 
-def refresh(source: ApiSource, stream: str, state_dir: Path, concurrency: int = 4) -> FullRefresh:
+class RefreshRun(NamedTuple):
+    refresh: int
+    published: bool
+    results: list[ChunkResult]
+
+
+def refresh(source: ApiSource, stream: str, state_dir: Path, concurrency: int = 4) -> RefreshRun:
+    """One run of a stream's refresh to the end of what it can do, in this process."""
     client = open_client(source, state_dir)
     runner = FullRefresh(StreamReader(source, source.stream(stream), client), LocalStore(state_dir / "data"),
                          concurrency)
-    runner.results = list(runner.run())  # type: ignore[attr-defined]
+    results = list(runner.run())
     client.close()
-    return runner
+    return RefreshRun(runner.refresh, runner.published, results)
 
 
 @pytest.mark.parametrize(("stream", "chunks"), [("customers", 4), ("orders", 7), ("events", 3)])
@@ -52,7 +59,7 @@ def test_a_refresh_reads_every_record_once_in_chunks(
 ) -> None:
     runner = refresh(source_from_dict(make_source_data(refresh_api.url)), stream, tmp_path)
     assert runner.published
-    assert sorted(r.chunk for r in runner.results) == list(range(chunks))  # type: ignore[attr-defined]
+    assert sorted(r.chunk for r in runner.results) == list(range(chunks))
     assert list(LocalStore(tmp_path / "data").iter_snapshot("demo", stream)) == truth(stream)
 
 
@@ -123,7 +130,7 @@ def test_readers_see_the_last_complete_snapshot_until_the_next_is_published(
     broken = demo_api(fail_rate=0.6, **SIZES)  # same seed, same data: only the faults differ
     source = source_from_dict(make_source_data(broken.url, retry={"max_attempts": 1}))
     failed = refresh(source, "customers", tmp_path)
-    assert not failed.published and any(r.error for r in failed.results)  # type: ignore[attr-defined]
+    assert not failed.published and any(r.error for r in failed.results)
     assert list(store.iter_snapshot("demo", "customers")) == first == truth("customers")
     # The next run finishes that refresh; the old snapshot is removed once the new one is published.
     resumed = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path)
@@ -177,7 +184,7 @@ def test_pages_of_another_size_than_configured_fail_instead_of_skipping_records(
     if paginator["type"] == "page_number":
         stream = {**stream, "path": "/v3/surveys", "records_path": "data", "name": "surveys"}
     runner = refresh(source_from_dict(make_source_data(refresh_api.url, [stream])), stream["name"], tmp_path)
-    errors = [str(r.error) for r in runner.results if r.error]  # type: ignore[attr-defined]
+    errors = [str(r.error) for r in runner.results if r.error]
     assert not runner.published and errors and "not the page size 50" in errors[0]
     assert list(LocalStore(tmp_path / "data").iter_snapshot("demo", stream["name"])) == []
 

@@ -30,7 +30,7 @@ from sync_assets.dagster.assets import chunk_partitions_name
 from sync_assets.dagster.io_manager import SyncStoreIOManager
 from sync_assets.refresh import chunk_key
 from sync_assets.spec import ApiSource
-from sync_assets.store import chunk_file, chunk_scope
+from sync_assets.store import chunk_file
 
 REFRESH_TAG = "sync_assets/refresh"
 _ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
@@ -66,8 +66,8 @@ def build_refresh_sensor(
             name = chunk_partitions_name(source, source.stream(stream))
             running = store.latest_refresh(source.name, stream, "running")
             if running is not None:
-                unfinished = [c for c in sorted(running.chunks)
-                              if not _done(store, source.name, stream, running.refresh, c)]
+                unfinished = [c for c, checkpoint in store.chunk_checkpoints(source.name, stream, running).items()
+                              if checkpoint is None or not checkpoint.done]
                 chunk = unfinished[0] if unfinished else max(running.chunks)
                 path = store.refresh_dir(source.name, stream, running.refresh) / chunk_file(chunk)
                 if store.journal_busy(path):
@@ -97,7 +97,3 @@ def _add_request(asset: AssetsDefinition, keys: list[str]) -> Any:
     assert isinstance(partitions_def, DynamicPartitionsDefinition)
     return partitions_def.build_add_request(keys)
 
-
-def _done(store: Any, source: str, stream: str, refresh: int, chunk: int) -> bool:
-    checkpoint = store.checkpoint(chunk_scope(source, stream, refresh, chunk))
-    return checkpoint is not None and checkpoint.done
