@@ -26,7 +26,8 @@ from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.refresh import FullRefresh
 from sync_assets.spec import ApiSource, source_from_dict
-from sync_assets.store import LocalStore
+from sync_assets.storage import open_store
+from sync_assets.storage.statedb import StateDB
 
 
 def source(url: str, page_size: int) -> ApiSource:
@@ -39,7 +40,7 @@ def source(url: str, page_size: int) -> ApiSource:
 
 def refresh(src: ApiSource, state_dir: Path) -> int:
     client = open_client(src, state_dir)
-    runner = FullRefresh(StreamReader(src, src.stream("customers"), client), LocalStore(state_dir / "data"), 4)
+    runner = FullRefresh(StreamReader(src, src.stream("customers"), client), open_store(state_dir / "store"), 4)
     records = sum(r.checkpoint.records for r in runner.run() if r.checkpoint)
     client.close()
     assert runner.published
@@ -62,15 +63,15 @@ def no_checkpoints(src: ApiSource, state_dir: Path) -> int:
 def child(url: str, page_size: int, state_dir: Path, die_at: int) -> None:
     """Run in a subprocess: a refresh that SIGKILLs itself at checkpoint ``die_at`` (0 = never)."""
     if die_at:
-        original, commits = LocalStore.save_checkpoint, [0]
+        original, commits = StateDB.append_page, [0]
 
-        def save_checkpoint(self: LocalStore, *args: object) -> None:
+        def append_page(self: StateDB, *args: object) -> None:
             commits[0] += 1
             original(self, *args)  # type: ignore[arg-type]
             if commits[0] == die_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        LocalStore.save_checkpoint = save_checkpoint  # type: ignore[method-assign]
+        StateDB.append_page = append_page  # type: ignore[method-assign]
     refresh(source(url, page_size), state_dir)
 
 

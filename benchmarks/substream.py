@@ -19,7 +19,7 @@ from pathlib import Path
 from benchmarks.demo_server import TOKEN, demo_api
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.spec import ApiSource, source_from_dict
-from sync_assets.store import LocalStore
+from sync_assets.storage import open_store
 from sync_assets.substream import sync_substream
 from sync_assets.sync import sync_windows
 from sync_assets.windows import Window
@@ -53,7 +53,7 @@ def main() -> None:
         walls, parents = [], 0
         for _ in range(args.repeats):
             work = Path(tempfile.mkdtemp(prefix="sync-assets-substream-"))
-            client, store = open_client(src, work), LocalStore(work / "data")
+            client, store = open_client(src, work), open_store(work / "store")
             (window,) = sync_windows(StreamReader(src, src.stream("surveys"), client), store, [DAY], 1)
             assert window.state is not None
             parents = window.state.records

@@ -4,6 +4,7 @@
   a summary (records, pages, requests, retries, 429s) goes to stderr.
 - ``sync-assets check SOURCE``: validate a source's config and list its streams.
 - ``sync-assets state SOURCE [--store DIR]``: each stream's state, as Airbyte STATE messages.
+- ``sync-assets sql QUERY [--store DIR]``: query the synced tables (the store's DuckDB database), read-only.
 - ``sync-assets demo-api``: the bundled local API that the quickstart, tests and benchmarks use.
 
 Exit codes: 0 ok, 2 configuration error (fix the config or credentials), 1 any other failure.
@@ -21,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import duckdb
+
 from sync_assets.demo_api import server as demo_server
 from sync_assets.errors import ConfigurationError, SyncError
 from sync_assets.http import RequestStats
@@ -28,7 +31,9 @@ from sync_assets.reader import Page, StreamReader, open_client
 from sync_assets.redaction import mask
 from sync_assets.spec import load_source
 from sync_assets.state import airbyte_state_messages
-from sync_assets.store import LocalStore
+from sync_assets.storage import Store, open_store
+from sync_assets.storage.duckdb import DuckDBStore
+from sync_assets.storage.layout import store_dir
 from sync_assets.windows import Window, as_utc, windows_between
 
 
@@ -91,13 +96,38 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_store(args: argparse.Namespace) -> Store:
+    """The store that ``--store`` names (a folder or a postgresql:// URL), else the instance's."""
+    location = args.store or os.environ.get("SYNC_ASSETS_STORE_URL")
+    if location is None and not (os.environ.get("DAGSTER_HOME") or os.environ.get("SYNC_ASSETS_HOME")):
+        raise ConfigurationError("pass --store, or set DAGSTER_HOME to the instance whose store to read")
+    if not str(location or "").startswith(("postgresql://", "postgres://")):
+        folder = Path(location) if location else store_dir()
+        if not (folder / "state.sqlite").exists():
+            raise ConfigurationError(f"{folder} holds no sync-assets store; sync something first, or pass --store")
+    return open_store(location)
+
+
 def _state(args: argparse.Namespace) -> int:
     source = load_source(args.source)
-    if args.store is None and not os.environ.get("DAGSTER_HOME"):
-        raise ConfigurationError("pass --store DIR, or set DAGSTER_HOME to the instance whose store to read")
-    store = LocalStore(args.store or Path(os.environ["DAGSTER_HOME"]) / "sync_assets" / "data")
-    for message in airbyte_state_messages(store, source):
+    for message in airbyte_state_messages(_open_store(args), source):
         print(json.dumps(message))
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    if not isinstance(store, DuckDBStore):
+        raise ConfigurationError("this store is in PostgreSQL: query its tables with psql or any PostgreSQL client")
+    store.apply_views()  # views that a publish could not create while the database was held open
+    try:
+        with duckdb.connect(str(store.catalog_path), read_only=True) as db:
+            relation = db.sql(args.query)
+            if relation is not None:
+                relation.show(max_width=200)
+    except duckdb.Error as exc:
+        print(f"query failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -121,8 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     state = commands.add_parser("state", help="print each stream's state as Airbyte STATE messages")
     state.add_argument("source")
-    state.add_argument("--store", type=Path, help="the store's folder (default: $DAGSTER_HOME/sync_assets/data)")
+    state.add_argument("--store", help="the store's folder or postgresql:// URL (default: the instance's)")
     state.set_defaults(handler=_state)
+
+    sql = commands.add_parser("sql", help="query the synced tables with DuckDB (read-only)")
+    sql.add_argument("query", help='e.g. "SELECT count(*) FROM demo.surveys"')
+    sql.add_argument("--store", help="the store's folder (default: $DAGSTER_HOME/sync_assets/store)")
+    sql.set_defaults(handler=_sql)
 
     demo = commands.add_parser("demo-api", help="serve the bundled demo API")
     demo_server.add_arguments(demo)

@@ -1,12 +1,15 @@
 """The three kinds of failure a sync can meet, and what each one means for the caller.
 
-Every error the engine raises is one of these, so callers (the CLI, the Dagster layer, a retry
-loop) decide by *kind*, never by parsing messages:
+Every error the engine raises on purpose is one of these, so callers (the CLI, the Dagster layer, a
+retry loop) decide by *kind*, never by parsing messages (what escapes from below, a full disk say,
+stays what it is):
 
-- ``ConfigurationError``: the user must change something (credentials, a path, a field). Retrying
-  cannot help, so nothing retries it: a bad token is one request, not a retry storm.
-- ``TransientError``: the API is busy or flaky (429, 5xx, timeouts, resets). The HTTP client
-  retries these with backoff; one escaping the client means the retry budget ran out.
+- ``ConfigurationError``: the user must change something (credentials, a path, a field, a
+  partition to materialize first). Retrying cannot help, so nothing retries it: a bad token is one
+  request, not a retry storm.
+- ``TransientError``: the API is busy or flaky (429, 5xx, timeouts, resets), or another run holds
+  the chunk this one wants. The HTTP client retries the API's; one escaping it means the retry
+  budget ran out.
 - ``SyncSystemError``: the API answered something we cannot trust (malformed JSON, records not
   where the config says). The partition fails and its state stays where it was.
 

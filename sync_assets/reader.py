@@ -8,7 +8,6 @@ to the window (see ``windows``), with the number dropped reported alongside.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -24,22 +23,10 @@ from sync_assets.records import select_records
 from sync_assets.redaction import get_logger
 from sync_assets.secrets import resolve_text
 from sync_assets.spec import ApiSource, Stream
+from sync_assets.storage.layout import sync_assets_home
 from sync_assets.windows import Window, record_instant, window_params
 
 log = get_logger(__name__)
-
-
-def default_state_dir() -> Path:
-    """Where shared state (rate-limit budgets) lives when the caller does not say.
-
-    ``SYNC_ASSETS_HOME`` wins; under Dagster it is the instance directory, so that every run and
-    step process of one instance shares one budget.
-    """
-    if os.environ.get("SYNC_ASSETS_HOME"):
-        return Path(os.environ["SYNC_ASSETS_HOME"])
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"]) / "sync_assets"
-    return Path.home() / ".sync_assets"
 
 
 def open_client(source: ApiSource, state_dir: Path | None = None) -> HttpClient:
@@ -52,7 +39,7 @@ def open_client(source: ApiSource, state_dir: Path | None = None) -> HttpClient:
         log.warning("TLS certificates are not verified for source %s (verify_tls: false)", source.name)
     limiter = SharedRateLimiter(
         source.rate_limit_key or source.name, source.rate_limits, source.rate_limit_store,
-        state_dir or default_state_dir(), margin_seconds=source.rate_limit_margin_seconds,
+        state_dir or sync_assets_home(), margin_seconds=source.rate_limit_margin_seconds,
     )
     return HttpClient(
         base_url, auth or ResolvedAuth(), limiter, source.retry, headers=source.headers,
@@ -68,13 +55,18 @@ class Page:
     token: Token | None
     next_token: Token | None
     dropped: int = 0
-    max_cursor: datetime | None = None
+    cursors: list[datetime] | None = None
+    """The parsed cursor value of each record (incremental streams), stored beside it."""
     total_pages: int | None = None
     """How many pages the whole read has, when the API says (page number or offset with a total)."""
 
     @property
     def is_last(self) -> bool:
         return self.next_token is None
+
+    @property
+    def max_cursor(self) -> datetime | None:
+        return max(self.cursors) if self.cursors else None
 
 
 class StreamReader:
@@ -126,10 +118,10 @@ class StreamReader:
         if incremental is None:
             return Page(records, token, next_token)
         kept: list[dict[str, Any]] = []
-        max_cursor: datetime | None = None
+        cursors: list[datetime] = []
         for record in records:
             instant = record_instant(record, incremental.cursor_field)
             if window is None or window.contains(instant):
                 kept.append(record)
-                max_cursor = instant if max_cursor is None or instant > max_cursor else max_cursor
-        return Page(kept, token, next_token, len(records) - len(kept), max_cursor)
+                cursors.append(instant)
+        return Page(kept, token, next_token, len(records) - len(kept), cursors)

@@ -1,6 +1,6 @@
 """Resumable full refresh: a stream without a cursor field, read in checkpointed chunks of pages.
 
-After every page, its records and the next page token are committed together (a ``Journal``
+After every page, its records and the next page token are committed together (a ``Stage``
 append), so a run killed at any point, run again, continues from the last committed token. The
 paginator's token *is* the checkpoint: stream authors write no state code.
 
@@ -22,12 +22,8 @@ from dataclasses import dataclass
 from sync_assets.errors import SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
-from sync_assets.store import Checkpoint, Journal, LocalStore, RefreshState, chunk_file, chunk_scope
-
-
-def chunk_key(chunk: int) -> str:
-    """Partition keys that sort in reading order."""
-    return f"chunk-{chunk:06d}"
+from sync_assets.storage import Checkpoint, Published, RefreshState, Stage, Store, TableSpec
+from sync_assets.storage.layout import chunk_key, chunk_scope
 
 
 @dataclass(frozen=True)
@@ -47,14 +43,15 @@ class ChunkResult:
 class FullRefresh:
     """Advances a stream's running refresh (or starts one) as far as it can go in this run."""
 
-    def __init__(self, reader: StreamReader, store: LocalStore, concurrency: int) -> None:
+    def __init__(self, reader: StreamReader, store: Store, concurrency: int) -> None:
         self.reader, self.store, self.concurrency = reader, store, concurrency
+        self.table = TableSpec.of(reader.source, reader.stream)
         self.source, self.stream = reader.source.name, reader.stream.name
-        self.published = False
+        self.published: Published | None = None
 
     def state(self) -> RefreshState:
-        state = self.store.latest_refresh(self.source, self.stream, "running")
-        return state or self.store.start_refresh(self.source, self.stream)
+        state = self.store.state.latest_refresh(self.source, self.stream, "running")
+        return state or self.store.state.start_refresh(self.source, self.stream)
 
     def run(self) -> Iterator[ChunkResult]:
         """Read every unfinished chunk, registering new ones as they appear; yields each as it ends."""
@@ -79,7 +76,7 @@ class FullRefresh:
         self._publish_if_complete()
 
     def _chunks(self) -> dict[int, object]:
-        state = self.store.latest_refresh(self.source, self.stream, "running")
+        state = self.store.state.latest_refresh(self.source, self.stream, "running")
         return state.chunks if state is not None and state.refresh == self.refresh else {}
 
     def _scope(self, chunk: int) -> str:
@@ -87,36 +84,34 @@ class FullRefresh:
 
     def _read_chunk(self, chunk: int, start_token: object) -> ChunkResult:
         started, stats = time.monotonic(), RequestStats()
-        path = self.store.refresh_dir(self.source, self.stream, self.refresh) / chunk_file(chunk)
         try:
-            journal = Journal(self.store, self._scope(chunk), path, start_token)
+            stage = self.store.open_stage(self.table, self._scope(chunk), start_token)
         except Exception as exc:
             return ChunkResult(self.refresh, chunk, stats, time.monotonic() - started, error=exc)
         try:
-            if journal.checkpoint.done:
+            if stage.checkpoint.done:
                 return ChunkResult(self.refresh, chunk, stats, 0.0)  # finished by an earlier run
-            return self._read_pages(chunk, journal, stats, started)
+            return self._read_pages(chunk, stage, stats, started)
         except Exception as exc:
             return ChunkResult(self.refresh, chunk, stats, time.monotonic() - started, error=exc)
         finally:
-            journal.close()
+            stage.close()
 
-    def _read_pages(self, chunk: int, journal: Journal, stats: RequestStats, started: float) -> ChunkResult:
+    def _read_pages(self, chunk: int, stage: Stage, stats: RequestStats, started: float) -> ChunkResult:
         chunk_pages = self.reader.stream.chunk_pages
-        token = journal.checkpoint.token
-        requests_before = 0
-        for page in self.reader.pages(stats, start_token=token):
+        counted = RequestStats()  # what earlier pages of this run already put into the checkpoint
+        for page in self.reader.pages(stats, start_token=stage.checkpoint.token):
             if page.total_pages is not None and chunk == 0:
                 self._register_all(page.total_pages)
-            pages = journal.checkpoint.pages + 1
-            end_of_chunk = page.is_last or pages >= chunk_pages
+            end_of_chunk = page.is_last or stage.checkpoint.pages + 1 >= chunk_pages
             if end_of_chunk and not page.is_last:
                 self._hand_over(chunk + 1, page.next_token)
-            journal.append(page.records, stats.requests - requests_before, token=page.next_token, done=end_of_chunk)
-            requests_before = stats.requests
+            stage.append(page.records, stats.requests - counted.requests, stats.bytes - counted.bytes,
+                         token=page.next_token, done=end_of_chunk)
+            counted = RequestStats(requests=stats.requests, bytes=stats.bytes)
             if end_of_chunk:
                 break
-        return ChunkResult(self.refresh, chunk, stats, time.monotonic() - started, checkpoint=journal.checkpoint)
+        return ChunkResult(self.refresh, chunk, stats, time.monotonic() - started, checkpoint=stage.checkpoint)
 
     def _hand_over(self, chunk: int, start_token: object) -> None:
         """Where the next chunk starts, settled before this chunk's last checkpoint.
@@ -133,22 +128,21 @@ class FullRefresh:
                     f"{chunk} was planned to start at {planned!r}; the API's pages are not the configured size"
                 )
             return
-        self.store.set_chunk_start(self.source, self.stream, self.refresh, chunk, start_token)
+        self.store.state.set_chunk_start(self.source, self.stream, self.refresh, chunk, start_token)
 
     def _register_all(self, total_pages: int) -> None:
         """Random access: every chunk's start token is known from the first response."""
         chunk_pages = self.reader.stream.chunk_pages
         paginator = self.reader.stream.paginator
         chunks = -(-total_pages // chunk_pages)
-        self.store.add_chunks(self.source, self.stream, self.refresh,
+        self.store.state.add_chunks(self.source, self.stream, self.refresh,
                               {c: paginator.token_for_page(c * chunk_pages) for c in range(1, chunks)})
 
     def _publish_if_complete(self) -> None:
-        state = self.store.latest_refresh(self.source, self.stream, "running")
+        state = self.store.state.latest_refresh(self.source, self.stream, "running")
         if state is None or state.refresh != self.refresh or not state.chunks:
             return
-        checkpoints = list(self.store.chunk_checkpoints(self.source, self.stream, state).values())
+        checkpoints = list(self.store.state.chunk_checkpoints(self.source, self.stream, state).values())
         last = checkpoints[-1]
         if all(c is not None and c.done for c in checkpoints) and last is not None and last.token is None:
-            self.store.publish_refresh(self.source, self.stream, self.refresh, len(checkpoints))
-            self.published = True
+            self.published = self.store.publish_refresh(self.table, self.refresh, len(checkpoints))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync_assets.spec import ApiSource, Stream
-from sync_assets.store import LocalStore, PartitionState
+from sync_assets.storage import PartitionState, Store
 from sync_assets.windows import merge_windows
 
 
@@ -27,21 +27,21 @@ def merged_slices(states: list[PartitionState]) -> list[dict[str, Any]]:
     return slices
 
 
-def stream_state(store: LocalStore, source: ApiSource, stream: Stream) -> dict[str, Any]:
+def stream_state(store: Store, source: ApiSource, stream: Stream) -> dict[str, Any]:
     if stream.incremental is not None or stream.parent is not None:
-        states = list(store.partition_states(source.name, stream.name).values())
+        states = list(store.state.partition_states(source.name, stream.name).values())
         return {"state_type": "date-range", "slices": merged_slices(states)}
-    running = store.latest_refresh(source.name, stream.name, "running")
-    published = store.latest_refresh(source.name, stream.name, "published")
+    running = store.state.latest_refresh(source.name, stream.name, "running")
+    published = store.state.latest_refresh(source.name, stream.name, "published")
     if running is None:
         return {"__ab_full_refresh_sync_complete": published is not None}
-    checkpoints = store.chunk_checkpoints(source.name, stream.name, running)
+    checkpoints = store.state.chunk_checkpoints(source.name, stream.name, running)
     done = [c for c, checkpoint in checkpoints.items() if checkpoint is not None and checkpoint.done]
     return {"__ab_full_refresh_sync_complete": False, "refresh": running.refresh,
             "chunks_done": len(done), "chunks_known": len(running.chunks)}
 
 
-def airbyte_state_messages(store: LocalStore, source: ApiSource) -> list[dict[str, Any]]:
+def airbyte_state_messages(store: Store, source: ApiSource) -> list[dict[str, Any]]:
     return [
         {"type": "STATE", "state": {"type": "STREAM", "stream": {
             "stream_descriptor": {"name": stream.name, "namespace": source.name},

@@ -2,9 +2,9 @@
 
 The parents come from the store (what the parent asset synced), never from the parent's API again.
 Children are fetched on a bounded thread pool shared by all partitions of the run (under the API's
-shared rate limit); each parent's children are appended to its partition's journal together with
-the parent's key, so a killed run, re-run, skips the parents already done. A partition is published
-(file renamed into place, then its state committed) once all of its parents are done.
+shared rate limit); each parent's children are staged in its partition's stage together with the
+parent's key, in one transaction, so a killed run, re-run, skips the parents already done. A
+partition is published (data and state together) once all of its parents are done.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from sync_assets.errors import SyncSystemError
+from sync_assets.errors import SyncError, SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
 from sync_assets.records import dig
 from sync_assets.spec import Stream
-from sync_assets.store import Journal, LocalStore, PartitionState
+from sync_assets.storage import PartitionState, Published, Stage, Store, TableSpec
+from sync_assets.storage.layout import partition_scope
 from sync_assets.windows import Window
 
 
@@ -40,6 +40,7 @@ class PartitionResult:
     started: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
     state: PartitionState | None = None
+    published: Published | None = None
     error: Exception | None = None
 
 
@@ -61,18 +62,19 @@ def parent_id(parent: Stream, record: dict[str, Any]) -> str:
 
 
 def sync_substream(
-    reader: StreamReader, store: LocalStore, parent: Stream, partitions: Sequence[tuple[str, Window | None]],
+    reader: StreamReader, store: Store, parent: Stream, partitions: Sequence[tuple[str, Window | None]],
     concurrency: int,
 ) -> Iterator[PartitionResult]:
     """Sync the children of every parent in ``partitions``; yields each partition as it is published."""
     source, child = reader.source.name, reader.stream.name
+    table, parent_table = TableSpec.of(reader.source, reader.stream), TableSpec.of(reader.source, parent)
     results = {key: PartitionResult(key, window) for key, window in partitions}
-    journals: dict[str, Journal] = {}
+    stages: dict[str, Stage] = {}
     try:
         for key, _ in partitions:
-            journals[key] = Journal(store, f"{source}/{child}/partition/{key}", _staging(store, source, child, key))
-        work = _parents(store, source, parent, [key for key, _ in partitions], journals, results)
-        in_flight: dict[Future[tuple[list[dict[str, Any]], RequestStats]], tuple[str, str]] = {}
+            stages[key] = store.open_stage(table, partition_scope(source, child, key))
+        work = _parents(store, parent_table, parent, [key for key, _ in partitions], stages, results)
+        in_flight: dict[Future[tuple[list[dict[str, Any]], int, RequestStats]], tuple[str, str]] = {}
         open_keys: dict[str, int] = {key: 0 for key, _ in partitions}
         listed: set[str] = set()
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="children") as pool:
@@ -89,7 +91,7 @@ def sync_substream(
                     if results[key].error is None:
                         open_keys[key] += 1
                         in_flight[pool.submit(_children, reader, record)] = (key, ident)
-                yield from _publish_ready(store, source, child, journals, results, open_keys, listed)
+                yield from _publish_ready(store, stages, results, open_keys, listed)
                 if not in_flight:
                     break
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -98,27 +100,22 @@ def sync_substream(
                     open_keys[key] -= 1
                     result = results[key]
                     try:
-                        children, stats = future.result()
+                        children, pages, stats = future.result()
                     except Exception as exc:
                         result.error = result.error or exc
                         continue
                     result.stats.merge(stats)
                     result.parents += 1
                     # Kept even if a sibling failed: a re-run then skips this parent.
-                    journals[key].append(children, stats.requests, item=ident)
-        yield from _publish_ready(store, source, child, journals, results, open_keys, listed)
+                    stages[key].append(children, stats.requests, stats.bytes, pages=pages, item=ident)
+        yield from _publish_ready(store, stages, results, open_keys, listed)
     finally:
-        for journal in journals.values():
-            journal.close()
-
-
-def _staging(store: LocalStore, source: str, stream: str, key: str) -> Path:
-    path = store.partition_path(source, stream, key)
-    return path.parent / ".staging" / path.name
+        for stage in stages.values():
+            stage.close()
 
 
 def _parents(
-    store: LocalStore, source: str, parent: Stream, keys: list[str], journals: dict[str, Journal],
+    store: Store, parent_table: TableSpec, parent: Stream, keys: list[str], stages: dict[str, Stage],
     results: dict[str, PartitionResult],
 ) -> Iterator[tuple[str, str, dict[str, Any], list[str]]]:
     """(key, parent id, parent record, keys fully listed so far) for every parent not done yet."""
@@ -126,41 +123,44 @@ def _parents(
     for key in keys:
         seen: set[str] = set()  # a parent listed twice in its partition (pages shifted under the read)
         try:
-            for record in store.iter_records(source, parent.name, [key]):
+            for record in store.records(parent_table, [key]):
                 ident = parent_id(parent, record)
-                if ident in journals[key].items or ident in seen:
+                if ident in stages[key].items or ident in seen:
                     results[key].parents_skipped += 1
                     continue
                 seen.add(ident)
                 yield key, ident, record, listed
-        except (FileNotFoundError, SyncSystemError) as exc:
+        except SyncError as exc:
             results[key].error = exc
         listed = [*listed, key]
 
 
-def _children(reader: StreamReader, record: dict[str, Any]) -> tuple[list[dict[str, Any]], RequestStats]:
-    stats = RequestStats()
-    children = [child for page in reader.pages(stats, parent=record) for child in page.records]
-    return children, stats
+def _children(reader: StreamReader, record: dict[str, Any]) -> tuple[list[dict[str, Any]], int, RequestStats]:
+    """One parent's children, the pages they took, and what the requests cost."""
+    stats, children, pages = RequestStats(), [], 0
+    for page in reader.pages(stats, parent=record):
+        children.extend(page.records)
+        pages += 1
+    return children, pages, stats
 
 
 def _publish_ready(
-    store: LocalStore, source: str, child: str, journals: dict[str, Journal], results: dict[str, PartitionResult],
+    store: Store, stages: dict[str, Stage], results: dict[str, PartitionResult],
     open_keys: dict[str, int], listed: set[str],
 ) -> Iterator[PartitionResult]:
     """Publish (or report as failed) every partition whose parents are all listed and answered."""
     for key in [k for k in listed if open_keys.get(k) == 0]:
         del open_keys[key]
-        result, journal = results[key], journals[key]
+        result, stage = results[key], stages[key]
         result.seconds = time.monotonic() - result.started
         if result.error is None:
-            checkpoint = journal.checkpoint
-            journal.sync()
-            state = PartitionState(
-                key, result.window, checkpoint.records, checkpoint.pages, checkpoint.requests, checkpoint.bytes,
-                None, datetime.now(UTC),
-            )
-            store.publish_partition(source, child, journal.path, state, journal=journal.scope)
-            result.state = state
+            c = stage.checkpoint
+            state = PartitionState(key, result.window, c.records, c.pages, c.requests, c.bytes_received, None,
+                                   datetime.now(UTC))
+            try:
+                result.published = store.publish_partition(stage, state)
+                result.state = state
+            except Exception as exc:
+                result.error = exc
         yield result
 

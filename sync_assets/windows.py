@@ -124,6 +124,18 @@ def merge_windows(windows: Iterable[Window]) -> list[Window]:
     return merged
 
 
+def contiguous_end(start: datetime, windows: Iterable[Window]) -> datetime:
+    """The end of the longest run of windows that covers ``[start, end)`` without a gap.
+
+    This is the stream's state: everything before it is synced, whatever order windows finished
+    in. A window that completes after a gap is kept, and extends the run once the gap is filled.
+    """
+    for run in merge_windows(windows):
+        if run.start <= start < run.end:
+            return run.end
+    return start
+
+
 def partition_key(window_start: datetime, size: WindowSize) -> str:
     return as_utc(window_start).strftime(_KEY_FORMATS[size])
 
@@ -150,9 +162,11 @@ def window_params(incremental: Incremental, window: Window) -> dict[str, str]:
 
 
 def parse_cursor(value: Any) -> datetime:
-    """A record's cursor value as an aware UTC datetime: ISO 8601 (any offset; naive = UTC) or epoch."""
+    """A record's cursor value as an aware UTC datetime: ISO 8601 (any offset; naive = UTC), epoch, or a datetime."""
     if isinstance(value, bool):
         raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, datetime):  # a typed column read back from storage
+        return as_utc(value)
     if isinstance(value, int | float):
         seconds = value / 1000 if value > 1e11 else value  # epoch milliseconds are far past year 5000 in s
         return datetime.fromtimestamp(seconds, tz=UTC)

@@ -1,8 +1,11 @@
-"""Shared fixtures: real demo APIs on loopback."""
+"""Shared fixtures: real demo APIs on loopback, and real stores on every backend."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,3 +34,36 @@ def demo_api() -> Iterator[Callable[..., DemoApi]]:
 def api(demo_api: Callable[..., DemoApi]) -> DemoApi:
     """A small demo API requiring the bearer token TOKEN."""
     return demo_api(customers=230, orders=310, events=170, surveys=400)
+
+
+# --- stores: every storage guarantee is tested on every backend ---------------------------------
+
+POSTGRES_URL = os.environ.get("SYNC_ASSETS_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
+
+
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped after it); skips if there is no server."""
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install 'sync-assets[postgres]'): PostgreSQL-backed tests skipped")
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server at {POSTGRES_URL} (set SYNC_ASSETS_TEST_POSTGRES): {exc}")
+    name = f"sync_assets_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a test's store lives, once per backend: a folder (DuckDB and Parquet) or a PostgreSQL URL."""
+    if request.param == "duckdb":
+        yield str(tmp_path / "store")
+    else:
+        yield from postgres_database()

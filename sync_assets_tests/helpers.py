@@ -9,6 +9,7 @@ from sync_assets.demo_api import DemoApi
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.spec import ApiSource, source_from_dict
+from sync_assets.storage import Store, TableSpec
 
 TOKEN = "s3cret-demo-token"
 
@@ -41,6 +42,13 @@ def make_source_data(url: str, streams: list[dict[str, Any]] | None = None, **ov
 
 def make_source(api: DemoApi, streams: list[dict[str, Any]], **overrides: Any) -> ApiSource:
     return source_from_dict(make_source_data(api.url, streams, **overrides))
+
+
+def stored(store: Store, stream: str, keys: list[str] | None = None) -> list[dict[str, Any]]:
+    """What the store holds for a demo stream: the given partitions, or (``None``) the published snapshot."""
+    if keys is None:
+        return list(store.snapshot_records(TableSpec("demo", stream, "snapshot")))
+    return list(store.records(TableSpec("demo", stream), keys))
 
 
 def read_all(

@@ -6,6 +6,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +19,13 @@ from sync_assets.demo_api import DemoApi, data
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.refresh import ChunkResult, FullRefresh
 from sync_assets.spec import ApiSource, source_from_dict
-from sync_assets.store import Journal, JournalBusyError, LocalStore, chunk_file, chunk_scope
-from sync_assets_tests.helpers import make_source_data
+from sync_assets.storage import StageBusyError, Store, TableSpec, open_store
+from sync_assets.storage.duckdb import DuckDBStore
+from sync_assets.storage.layout import chunk_scope
+from sync_assets_tests.helpers import make_source_data, stored
 
 SIZES = {"customers": 230, "orders": 310, "events": 170}
+CUSTOMERS = TableSpec("demo", "customers", "snapshot", ("id",))
 
 
 def truth(stream: str, seed: int = 0) -> list[dict[str, Any]]:
@@ -43,41 +47,51 @@ class RefreshRun(NamedTuple):
     results: list[ChunkResult]
 
 
-def refresh(source: ApiSource, stream: str, state_dir: Path, concurrency: int = 4) -> RefreshRun:
+def refresh(source: ApiSource, stream: str, state_dir: Path, store: str, concurrency: int = 4) -> RefreshRun:
     """One run of a stream's refresh to the end of what it can do, in this process."""
     client = open_client(source, state_dir)
-    runner = FullRefresh(StreamReader(source, source.stream(stream), client), LocalStore(state_dir / "data"),
-                         concurrency)
+    runner = FullRefresh(StreamReader(source, source.stream(stream), client), open_store(store), concurrency)
     results = list(runner.run())
     client.close()
-    return RefreshRun(runner.refresh, runner.published, results)
+    return RefreshRun(runner.refresh, runner.published is not None, results)
+
+
+def refresh_data(store: Store, table: TableSpec) -> list[str]:
+    """Where a backend keeps each refresh's published data: what a publish or an abandon must clean up."""
+    if isinstance(store, DuckDBStore):
+        return sorted(p.name for p in store.stream_dir(table).glob("refresh-*"))
+    rows = store.state.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+                            "AND table_name LIKE ?", (table.source, f"{table.stream}%"))
+    return sorted(name for (name,) in rows)
 
 
 @pytest.mark.parametrize(("stream", "chunks"), [("customers", 4), ("orders", 7), ("events", 3)])
 def test_a_refresh_reads_every_record_once_in_chunks(
-    refresh_api: DemoApi, tmp_path: Path, stream: str, chunks: int
+    refresh_api: DemoApi, tmp_path: Path, store_location: str, stream: str, chunks: int
 ) -> None:
-    runner = refresh(source_from_dict(make_source_data(refresh_api.url)), stream, tmp_path)
+    runner = refresh(source_from_dict(make_source_data(refresh_api.url)), stream, tmp_path, store_location)
     assert runner.published
     assert sorted(r.chunk for r in runner.results) == list(range(chunks))
-    assert list(LocalStore(tmp_path / "data").iter_snapshot("demo", stream)) == truth(stream)
+    assert stored(open_store(store_location), stream) == truth(stream)
 
 
-def test_random_access_chunks_are_all_registered_from_the_first_page(refresh_api: DemoApi, tmp_path: Path) -> None:
+def test_random_access_chunks_are_all_registered_from_the_first_page(
+    refresh_api: DemoApi, tmp_path: Path, store_location: str
+) -> None:
     source = source_from_dict(make_source_data(refresh_api.url))
-    store = LocalStore(tmp_path / "data")
+    store = open_store(store_location)
     client = open_client(source, tmp_path)
     runner = FullRefresh(StreamReader(source, source.stream("orders"), client), store, concurrency=1)
     first = next(runner.run())  # chunk 0 done: 13 pages of 25 in chunks of 2 are all known by now
     assert first.chunk == 0
-    state = store.latest_refresh("demo", "orders", "running")
+    state = store.state.latest_refresh("demo", "orders", "running")
     assert state is not None and state.chunks == {c: (None if c == 0 else c * 50) for c in range(7)}
     client.close()
 
 
-def _run_driver(state_dir: Path, url: str, stream: str, *extra: str) -> subprocess.Popen[str]:
+def _run_driver(state_dir: Path, store: str, url: str, stream: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "sync_assets_tests.refresh_driver", str(state_dir), url, stream, *extra],
+        [sys.executable, "-m", "sync_assets_tests.refresh_driver", str(state_dir), store, url, stream, *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -85,20 +99,22 @@ def _run_driver(state_dir: Path, url: str, stream: str, *extra: str) -> subproce
 @pytest.mark.slow
 @pytest.mark.parametrize("stream", ["customers", "orders"])
 def test_killed_between_writing_a_page_and_its_checkpoint_then_resumed(
-    refresh_api: DemoApi, tmp_path: Path, stream: str
+    refresh_api: DemoApi, tmp_path: Path, store_location: str, stream: str
 ) -> None:
     for die_at in (1, 3, 6):  # the first page, inside a chunk, at a chunk boundary (3 pages a chunk)
-        killed = _run_driver(tmp_path, refresh_api.url, stream, "--die-at-checkpoint", str(die_at))
+        killed = _run_driver(tmp_path, store_location, refresh_api.url, stream, "--die-at-checkpoint", str(die_at))
         killed.communicate(timeout=60)
         assert killed.returncode == -signal.SIGKILL
-    finished = _run_driver(tmp_path, refresh_api.url, stream)
+    finished = _run_driver(tmp_path, store_location, refresh_api.url, stream)
     out, err = finished.communicate(timeout=60)
     assert "published" in out, err
-    assert list(LocalStore(tmp_path / "data").iter_snapshot("demo", stream)) == truth(stream)
+    assert stored(open_store(store_location), stream) == truth(stream)
 
 
 @pytest.mark.slow
-def test_killed_at_random_moments_then_resumed(demo_api: Callable[..., DemoApi], tmp_path: Path) -> None:
+def test_killed_at_random_moments_then_resumed(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+) -> None:
     big = {"customers": 3000, "orders": 3000, "events": 10}
     api = demo_api(latency_ms=10, **big)
     expected = {"customers": data.all_customers(0, 3000), "orders": data.all_orders(0, 3000, 3000)}
@@ -106,70 +122,77 @@ def test_killed_at_random_moments_then_resumed(demo_api: Callable[..., DemoApi],
     for stream, records in expected.items():
         kills = 0
         for _ in range(4):
-            process = _run_driver(tmp_path, api.url, stream)
+            process = _run_driver(tmp_path, store_location, api.url, stream)
             assert process.stdout is not None and process.stdout.readline().strip() == "started"
             time.sleep(rng.uniform(0.05, 0.4))  # a whole refresh takes one to two seconds here
             process.send_signal(signal.SIGKILL)
             out, _ = process.communicate(timeout=60)
             kills += process.returncode == -signal.SIGKILL and "published" not in out
-        finished = _run_driver(tmp_path, api.url, stream)
+        finished = _run_driver(tmp_path, store_location, api.url, stream)
         out, err = finished.communicate(timeout=60)
         assert "published" in out, err
         assert kills >= 3  # the attempts really were cut short, at different points
-        assert list(LocalStore(tmp_path / "data").iter_snapshot("demo", stream)) == records
+        assert stored(open_store(store_location), stream) == records
 
 
 def test_readers_see_the_last_complete_snapshot_until_the_next_is_published(
-    demo_api: Callable[..., DemoApi], tmp_path: Path
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
 ) -> None:
     healthy = demo_api(**SIZES)
-    store = LocalStore(tmp_path / "data")
-    assert refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path).published
-    first = list(store.iter_snapshot("demo", "customers"))
+    store = open_store(store_location)
+    assert refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path, store_location).published
+    first = stored(store, "customers")
     # A refresh that fails half-way (the API breaks down after a few pages) publishes nothing.
     broken = demo_api(fail_rate=0.6, **SIZES)  # same seed, same data: only the faults differ
     source = source_from_dict(make_source_data(broken.url, retry={"max_attempts": 1}))
-    failed = refresh(source, "customers", tmp_path)
+    failed = refresh(source, "customers", tmp_path, store_location)
     assert not failed.published and any(r.error for r in failed.results)
-    assert list(store.iter_snapshot("demo", "customers")) == first == truth("customers")
+    assert stored(store, "customers") == first == truth("customers")
     # The next run finishes that refresh; the old snapshot is removed once the new one is published.
-    resumed = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path)
+    resumed = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path, store_location)
     assert resumed.published and resumed.refresh == failed.refresh == 2
-    assert list(store.iter_snapshot("demo", "customers")) == first
-    folders = sorted(p.name for p in (tmp_path / "data" / "demo" / "customers").iterdir())
-    assert folders == ["refresh-2"]
+    assert stored(store, "customers") == first
+    assert store.state.superseded("demo", "customers") == []  # refresh 1's data is removed
+    assert refresh_data(store, CUSTOMERS) == (["refresh-2"] if isinstance(store, DuckDBStore) else ["customers"])
     # And the refresh after that starts from the first page again.
     requests.post(f"{healthy.url}/stats/reset", timeout=5)
-    third = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path)
+    third = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path, store_location)
     assert third.refresh == 3 and requests.get(f"{healthy.url}/stats", timeout=5).json()["requests"] == 12
 
 
-def test_a_chunk_file_that_lost_committed_bytes_is_read_again(refresh_api: DemoApi, tmp_path: Path) -> None:
-    """After a power loss the checkpoint may survive while the page data did not: the chunk starts over."""
-    source = source_from_dict(make_source_data(refresh_api.url))
-    store = LocalStore(tmp_path / "data")
-    client = open_client(source, tmp_path)
-    runner = FullRefresh(StreamReader(source, source.stream("customers"), client), store, concurrency=1)
-    next(runner.run())  # chunk 0 done
-    path = store.refresh_dir("demo", "customers", runner.refresh) / chunk_file(0)
-    path.write_bytes(path.read_bytes()[:100])  # the OS lost the tail of the file
-    client.close()
-    finished = refresh(source, "customers", tmp_path)
-    assert finished.published
-    assert list(store.iter_snapshot("demo", "customers")) == truth("customers")
-
-
-def test_one_chunk_is_read_by_one_process_at_a_time(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    path = tmp_path / "chunk.jsonl"
-    first = Journal(store, chunk_scope("demo", "customers", 1, 0), path)
-    with pytest.raises(JournalBusyError):
-        Journal(store, chunk_scope("demo", "customers", 1, 0), path)
+def test_one_chunk_is_read_by_one_process_at_a_time(store_location: str) -> None:
+    store = open_store(store_location)
+    scope = chunk_scope("demo", "customers", 1, 0)
+    first = store.open_stage(CUSTOMERS, scope)
+    assert store.stage_busy(scope)
+    with pytest.raises(StageBusyError):
+        store.open_stage(CUSTOMERS, scope)
     first.append([{"id": 1}], requests=1, token="next")
     first.close()
-    again = Journal(store, chunk_scope("demo", "customers", 1, 0), path)
+    assert not store.stage_busy(scope)
+    again = store.open_stage(CUSTOMERS, scope)
     assert again.checkpoint.records == 1 and again.checkpoint.token == "next"
     again.close()
+
+
+def test_asking_whether_a_chunk_is_busy_never_makes_its_reader_fail(store_location: str) -> None:
+    """The sensor probes chunks while runs open them; a probe holds the lock for a moment only."""
+    store = open_store(store_location)
+    scope = chunk_scope("demo", "customers", 1, 0)
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            store.stage_busy(scope)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for _ in range(200):
+            store.open_stage(CUSTOMERS, scope).close()
+    finally:
+        stop.set()
+        prober.join()
 
 
 @pytest.mark.parametrize("paginator", [
@@ -177,28 +200,30 @@ def test_one_chunk_is_read_by_one_process_at_a_time(tmp_path: Path) -> None:
     {"type": "page_number", "page_param": "page", "size_param": "per", "size": 50, "total_path": "total"},
 ])
 def test_pages_of_another_size_than_configured_fail_instead_of_skipping_records(
-    refresh_api: DemoApi, tmp_path: Path, paginator: dict[str, Any]
+    refresh_api: DemoApi, tmp_path: Path, store_location: str, paginator: dict[str, Any]
 ) -> None:
     stream = {"name": "orders", "path": "/v1/orders", "records_path": "items", "chunk_pages": 2,
               "paginator": paginator}
     if paginator["type"] == "page_number":
         stream = {**stream, "path": "/v3/surveys", "records_path": "data", "name": "surveys"}
-    runner = refresh(source_from_dict(make_source_data(refresh_api.url, [stream])), stream["name"], tmp_path)
+    source = source_from_dict(make_source_data(refresh_api.url, [stream]))
+    runner = refresh(source, stream["name"], tmp_path, store_location)
     errors = [str(r.error) for r in runner.results if r.error]
     assert not runner.published and errors and "not the page size 50" in errors[0]
-    assert list(LocalStore(tmp_path / "data").iter_snapshot("demo", stream["name"])) == []
+    assert stored(open_store(store_location), stream["name"]) == []
 
 
 def test_an_abandoned_refresh_is_removed_and_the_next_one_starts_over(
-    demo_api: Callable[..., DemoApi], tmp_path: Path
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
 ) -> None:
     flaky = demo_api(fail_rate=0.6, **SIZES)
-    failed = refresh(source_from_dict(make_source_data(flaky.url, retry={"max_attempts": 1})), "customers", tmp_path)
-    store = LocalStore(tmp_path / "data")
-    assert not failed.published and store.abandon_refresh("demo", "customers") == failed.refresh
-    assert not store.refresh_dir("demo", "customers", failed.refresh).exists()
+    source = source_from_dict(make_source_data(flaky.url, retry={"max_attempts": 1}))
+    failed = refresh(source, "customers", tmp_path, store_location)
+    store = open_store(store_location)
+    assert not failed.published and store.abandon_refresh(CUSTOMERS) == failed.refresh
+    assert refresh_data(store, CUSTOMERS) == []
     healthy = demo_api(**SIZES)
-    again = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path)
+    again = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path, store_location)
     assert again.published and again.refresh == failed.refresh + 1
     assert requests.get(f"{healthy.url}/stats", timeout=5).json()["requests"] == 12  # every page, from the first
-    assert list(store.iter_snapshot("demo", "customers")) == truth("customers")
+    assert stored(store, "customers") == truth("customers")

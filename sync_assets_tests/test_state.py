@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from sync_assets.cli import main
 from sync_assets.sources import DEMO_SOURCE_PATH, demo_source
-from sync_assets.store import LocalStore, contiguous_end
-from sync_assets.windows import Window
+from sync_assets.storage import PartitionState, Store, TableSpec, open_store
+from sync_assets.windows import Window, contiguous_end
 
 
 def day(n: int) -> datetime:
     return datetime(2024, 1, n, tzinfo=UTC)
 
 
-def commit_day(store: LocalStore, n: int, cursor_hour: int) -> None:
-    writer = store.writer("demo", "surveys", f"2024-01-{n:02d}")
-    writer.write([{"id": n}])
-    writer.commit(Window(day(n), day(n + 1)), 1, 1, 10, day(n) + timedelta(hours=cursor_hour))
+def commit_day(store: Store, n: int, cursor_hour: int) -> None:
+    key = f"2024-01-{n:02d}"
+    stage = store.private_stage(TableSpec("demo", "surveys"), key)
+    stage.append([{"id": n}])
+    store.publish_partition(stage, PartitionState(key, Window(day(n), day(n + 1)), 1, 1, 1, 10,
+                                                  day(n) + timedelta(hours=cursor_hour), datetime.now(UTC)))
 
 
 def test_contiguous_end_waits_for_gaps_to_fill() -> None:
@@ -32,13 +33,13 @@ def test_contiguous_end_waits_for_gaps_to_fill() -> None:
 
 
 def test_state_command_prints_merged_slices_and_refresh_progress(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store_location: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = LocalStore(tmp_path)
+    store = open_store(store_location)
     for n, hour in ((1, 5), (2, 7), (4, 3)):
         commit_day(store, n, hour)
-    store.start_refresh("demo", "customers")
-    assert main(["state", str(DEMO_SOURCE_PATH), "--store", str(tmp_path)]) == 0
+    store.state.start_refresh("demo", "customers")
+    assert main(["state", str(DEMO_SOURCE_PATH), "--store", store_location]) == 0
     messages = {m["state"]["stream"]["stream_descriptor"]["name"]: m["state"]["stream"]["stream_state"]
                 for m in map(json.loads, capsys.readouterr().out.splitlines())}
     assert set(messages) == {s.name for s in demo_source().streams}

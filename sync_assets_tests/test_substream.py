@@ -12,11 +12,11 @@ import requests
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.spec import ApiSource, source_from_dict
-from sync_assets.store import LocalStore
+from sync_assets.storage import Store, TableSpec, open_store
 from sync_assets.substream import PartitionResult, sync_substream
 from sync_assets.sync import sync_windows
 from sync_assets.windows import Window
-from sync_assets_tests.helpers import make_source_data
+from sync_assets_tests.helpers import make_source_data, stored
 
 SURVEYS = 4000  # about 11 a day
 PAGE = {"type": "page_number", "size": 100, "total_path": "total"}
@@ -35,14 +35,14 @@ def source(api: DemoApi, **overrides: Any) -> ApiSource:
     return source_from_dict(make_source_data(api.url, STREAMS, **overrides))
 
 
-def sync_parents(api: DemoApi, store: LocalStore, state_dir: Path) -> None:
+def sync_parents(api: DemoApi, store: Store, state_dir: Path) -> None:
     src = source(api)
     client = open_client(src, state_dir)
     assert all(r.state for r in sync_windows(StreamReader(src, src.stream("surveys"), client), store, DAYS, 4))
     client.close()
 
 
-def sync_children(src: ApiSource, store: LocalStore, state_dir: Path) -> list[PartitionResult]:
+def sync_children(src: ApiSource, store: Store, state_dir: Path) -> list[PartitionResult]:
     client = open_client(src, state_dir)
     reader = StreamReader(src, src.stream("survey_responses"), client)
     results = list(sync_substream(reader, store, src.stream("surveys"), DAYS, concurrency=8))
@@ -50,33 +50,33 @@ def sync_children(src: ApiSource, store: LocalStore, state_dir: Path) -> list[Pa
     return results
 
 
-def expected_children(store: LocalStore, key: str) -> list[str]:
-    parents = list(store.iter_records("demo", "surveys", [key]))
+def expected_children(store: Store, key: str) -> list[str]:
+    parents = stored(store, "surveys", [key])
     return sorted(r["id"] for p in parents for r in data.survey_responses(0, p["id"]))
 
 
 def test_children_of_every_stored_parent_land_in_the_parents_partition(
-    demo_api: Callable[..., DemoApi], tmp_path: Path
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
 ) -> None:
     api = demo_api(surveys=SURVEYS)
-    store = LocalStore(tmp_path / "data")
+    store = open_store(store_location)
     sync_parents(api, store, tmp_path)
     requests.post(f"{api.url}/stats/reset", timeout=5)
     results = sync_children(source(api), store, tmp_path)
     assert {r.key for r in results if r.state} == {key for key, _ in DAYS}
     for key, _ in DAYS:
-        stored = [r["id"] for r in store.iter_records("demo", "survey_responses", [key])]
-        assert sorted(stored) == expected_children(store, key) and len(stored) == len(set(stored))
+        children = [r["id"] for r in stored(store, "survey_responses", [key])]
+        assert sorted(children) == expected_children(store, key) and len(children) == len(set(children))
     stats = requests.get(f"{api.url}/stats", timeout=5).json()
     assert stats["by_path"].get("/v3/surveys", 0) == 0  # parents came from the store, not the API
     assert stats["by_path"]["/v3/surveys/{id}/responses"] == sum(r.stats.requests for r in results)
 
 
 def test_a_resumed_substream_asks_nothing_for_parents_already_done(
-    demo_api: Callable[..., DemoApi], tmp_path: Path
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
 ) -> None:
     healthy = demo_api(surveys=SURVEYS)
-    store = LocalStore(tmp_path / "data")
+    store = open_store(store_location)
     sync_parents(healthy, store, tmp_path)
     flaky = demo_api(surveys=SURVEYS, fail_rate=0.3)
     first = sync_children(source(flaky, retry={"max_attempts": 1}), store, tmp_path)
@@ -95,18 +95,18 @@ def test_a_resumed_substream_asks_nothing_for_parents_already_done(
     assert parents_fetched == sum(r.parents + r.parents_skipped for r in second) - sum(done_before.values())
     assert fetches == sum(r.stats.requests for r in second)  # no request for a parent already done
     for key, _ in DAYS:
-        stored = [r["id"] for r in store.iter_records("demo", "survey_responses", [key])]
-        assert sorted(stored) == expected_children(store, key) and len(stored) == len(set(stored))
+        children = [r["id"] for r in stored(store, "survey_responses", [key])]
+        assert sorted(children) == expected_children(store, key) and len(children) == len(set(children))
 
 
 def test_parents_without_their_primary_key_fail_the_partition_instead_of_being_skipped(
-    demo_api: Callable[..., DemoApi], tmp_path: Path
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
 ) -> None:
     api = demo_api(surveys=SURVEYS)
-    store = LocalStore(tmp_path / "data")
+    store = open_store(store_location)
     sync_parents(api, store, tmp_path)
     streams = [{**STREAMS[0], "primary_key": "uuid"}, STREAMS[1]]  # a field the surveys do not have
     src = source_from_dict(make_source_data(api.url, streams))
     results = sync_children(src, store, tmp_path)
     assert all(r.state is None and "no value for its primary key uuid" in str(r.error) for r in results)
-    assert not list((tmp_path / "data" / "demo" / "survey_responses").glob("*.jsonl"))
+    assert store.partition_states(TableSpec("demo", "survey_responses")) == {}

@@ -37,18 +37,20 @@ from dagster import (
 )
 
 from sync_assets.dagster.partitions import partitions_for, window_for
-from sync_assets.dagster.translator import SyncAssetsTranslator
+from sync_assets.dagster.translator import SyncAssetsTranslator, table_schema
 from sync_assets.errors import ConfigurationError
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
-from sync_assets.refresh import ChunkResult, FullRefresh, chunk_key
+from sync_assets.refresh import ChunkResult, FullRefresh
 from sync_assets.spec import ApiSource, Stream
-from sync_assets.store import LocalStore, contiguous_end
+from sync_assets.storage import Published, Store, TableSpec
+from sync_assets.storage.layout import chunk_key
 from sync_assets.substream import PartitionResult, sync_substream
 from sync_assets.sync import WindowResult, sync_windows
-from sync_assets.windows import window_floor
+from sync_assets.windows import contiguous_end, window_floor
 
 UNIQUE_KEY_CHECK = "unique_primary_key"
+SCHEMA_DRIFT_CHECK = "schema_drift"
 _PROGRESS_EVERY_SECONDS = 5.0
 
 
@@ -71,6 +73,26 @@ class _StreamAsset:
         self.translator = translator
         self.key = translator.get_asset_key(source, stream)
 
+    def checks(self) -> list[AssetCheckSpec]:
+        """Every stream asset's checks, evaluated on what each run published."""
+        checks = [AssetCheckSpec(SCHEMA_DRIFT_CHECK, asset=self.key,
+                                 description="No column had to change type (the change is made; this says which).")]
+        if self.stream.primary_keys:
+            checks.append(AssetCheckSpec(UNIQUE_KEY_CHECK, asset=self.key,
+                                         description="No primary key appears twice within a partition."))
+        return checks
+
+    def check_results(self, published: Sequence[Published]) -> Iterator[AssetCheckResult]:
+        drift = [str(change) for p in published for change in p.drift]
+        yield AssetCheckResult(check_name=SCHEMA_DRIFT_CHECK, passed=not drift, severity=AssetCheckSeverity.WARN,
+                               metadata={"changed_columns": MetadataValue.json(drift)})
+        if self.stream.primary_keys:
+            duplicates = sum(p.duplicate_keys for p in published)
+            yield AssetCheckResult(
+                check_name=UNIQUE_KEY_CHECK, passed=duplicates == 0, severity=AssetCheckSeverity.WARN,
+                metadata={"duplicate_keys": duplicates, "primary_key": ", ".join(self.stream.primary_keys)},
+            )
+
     def define(
         self, partitions_def: PartitionsDefinition, extra_metadata: dict[str, Any], **more: Any
     ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
@@ -92,11 +114,12 @@ class _StreamAsset:
                 pool=pool_name(source),
                 io_manager_key=self.store_key,
                 required_resource_keys={self.api_key, self.store_key},
+                check_specs=self.checks(),
                 **more,
             )
         return decorator
 
-    def open(self, context: AssetExecutionContext) -> tuple[Any, LocalStore, StreamReader]:
+    def open(self, context: AssetExecutionContext) -> tuple[Any, Store, StreamReader]:
         """The API resource, the store, and a reader for this stream with the resource's settings."""
         api = getattr(context.resources, self.api_key)
         store = getattr(context.resources, self.store_key).store
@@ -123,14 +146,27 @@ class _StreamAsset:
         )
 
 
-def _request_metadata(stats: Sequence[RequestStats]) -> dict[str, Any]:
-    """What the reads cost the API."""
-    return {
+def sync_metadata(
+    records: int, pages: int, stats: Sequence[RequestStats], published: Sequence[Published]
+) -> dict[str, Any]:
+    """What every stream asset reports: one meaning per key, whatever the kind of sync.
+
+    ``pages`` are API pages read; ``bytes_received`` the response bytes downloaded; the columns are
+    the stream's table after this run's publishes.
+    """
+    metadata: dict[str, Any] = {
+        "dagster/row_count": records,
+        "records": records,
+        "pages": pages,
         "requests": sum(s.requests for s in stats),
         "retries": sum(s.retries for s in stats),
         "rate_limited_429s": sum(s.rate_limited for s in stats),
         "seconds_waited": round(sum(s.seconds_waited for s in stats), 3),
+        "bytes_received": sum(s.bytes for s in stats),
     }
+    if published:
+        metadata["dagster/column_schema"] = table_schema(published[-1].columns)
+    return metadata
 
 
 # --- incremental streams -------------------------------------------------------------------------
@@ -144,10 +180,8 @@ def build_incremental_asset(
         raise ValueError(f"stream {stream.name!r} is not incremental")
     partitions_def = partitions_for(incremental)
     base = _StreamAsset(source, stream, translator, api_key, store_key)
-    checks = [AssetCheckSpec(UNIQUE_KEY_CHECK, asset=base.key,
-                             description="No primary key appears twice within a partition.")]
 
-    @base.define(partitions_def, {}, check_specs=checks if stream.primary_keys else None)
+    @base.define(partitions_def, {})
     def _sync(context: AssetExecutionContext) -> Iterator[Any]:
         started = time.monotonic()
         api, store, reader = base.open(context)
@@ -165,7 +199,7 @@ def build_incremental_asset(
                 records = sum(r.state.records for r in results if r.state)
                 context.log.info(f"{len(results)}/{len(windows)} windows done, {records} records")
                 last_report = time.monotonic()
-        states = store.partition_states(source.name, stream.name)
+        states = store.partition_states(TableSpec.of(source, stream))
         stream_state = contiguous_end(
             window_floor(incremental.start, incremental.window), [s.window for s in states.values() if s.window]
         )
@@ -176,12 +210,7 @@ def build_incremental_asset(
         metadata = window_metadata(results, stream_state)
         metadata["duration_seconds"] = round(time.monotonic() - started, 3)
         yield Output(value=None, metadata=metadata)
-        if stream.primary_keys:
-            duplicates = sum(r.duplicate_keys for r in results)
-            yield AssetCheckResult(
-                check_name=UNIQUE_KEY_CHECK, passed=duplicates == 0, severity=AssetCheckSeverity.WARN,
-                metadata={"duplicate_keys": duplicates, "primary_key": ", ".join(stream.primary_keys)},
-            )
+        yield from base.check_results([r.published for r in results if r.published])
 
     return _sync
 
@@ -189,19 +218,15 @@ def build_incremental_asset(
 def window_metadata(results: list[WindowResult], stream_state: Any) -> dict[str, Any]:
     """What a user looks at after a sync: volumes, API cost, the window, and where state stands."""
     states = [r.state for r in results if r.state is not None]
-    records = sum(s.records for s in states)
     cursors = [s.max_cursor for s in states if s.max_cursor is not None]
-    metadata: dict[str, Any] = {
-        "dagster/row_count": records,
-        "records": records,
-        "pages": sum(s.pages for s in states),
-        **_request_metadata([r.stats for r in results]),
-        "bytes": sum(r.stats.bytes for r in results),
+    metadata = sync_metadata(sum(s.records for s in states), sum(s.pages for s in states), [r.stats for r in results],
+                             [r.published for r in results if r.published])
+    metadata.update({
         "dropped_out_of_window": sum(r.dropped for r in results),
         "window_start": MetadataValue.timestamp(min(r.window.start for r in results)),
         "window_end": MetadataValue.timestamp(max(r.window.end for r in results)),
         "stream_state": MetadataValue.timestamp(stream_state),
-    }
+    })
     if cursors:
         metadata["max_cursor"] = MetadataValue.timestamp(max(cursors))
     if len(results) > 1:
@@ -232,7 +257,7 @@ def build_refresh_asset(
         started = time.monotonic()
         api, store, reader = base.open(context)
         targets = set(context.partition_keys)
-        if store.latest_refresh(source.name, stream.name, "running") is None and chunk_key(0) not in targets:
+        if store.state.latest_refresh(source.name, stream.name, "running") is None and chunk_key(0) not in targets:
             raise Failure(description=f"no refresh of {source.name}/{stream.name} is running; materialize "
                                       f"{chunk_key(0)} to start one", allow_retries=False)
         refresh = FullRefresh(reader, store, api.concurrency)
@@ -246,26 +271,27 @@ def build_refresh_asset(
             if result.key not in targets:
                 context.log_event(AssetMaterialization(asset_key=base.key, partition=result.key,
                                                        metadata=chunk_metadata([result])))
-        _register_chunks(context, store, source, stream, partitions_def, prune=refresh.published)
+        _register_chunks(context, store, source, stream, partitions_def, prune=refresh.published is not None)
         failed = [(r.key, r.error) for r in results if r.error is not None]
         if failed:
             done = [(r.key, chunk_metadata([r])) for r in results if r.error is None and r.key in targets]
             raise base.fail_keeping(context, done, failed, len(results))
-        metadata = chunk_metadata(results)
-        metadata.update({"refresh": refresh.refresh, "snapshot_published": refresh.published,
+        metadata = chunk_metadata(results, [refresh.published] if refresh.published else [])
+        metadata.update({"refresh": refresh.refresh, "snapshot_published": refresh.published is not None,
                          "duration_seconds": round(time.monotonic() - started, 3)})
         yield Output(value=None, metadata=metadata)
+        yield from base.check_results([refresh.published] if refresh.published else [])
 
     return _refresh
 
 
 def _register_chunks(
-    context: AssetExecutionContext, store: LocalStore, source: ApiSource, stream: Stream,
+    context: AssetExecutionContext, store: Store, source: ApiSource, stream: Stream,
     partitions_def: DynamicPartitionsDefinition, prune: bool = False,
 ) -> None:
     """Mirror the store's chunks as dynamic partitions; after a publish, drop chunks past the end."""
     name = partitions_def.name or ""
-    state = store.latest_refresh(source.name, stream.name)
+    state = store.state.latest_refresh(source.name, stream.name)
     wanted = [chunk_key(c) for c in sorted(state.chunks)] if state else []
     existing = set(context.instance.get_dynamic_partitions(name))
     missing = [key for key in wanted if key not in existing]
@@ -276,16 +302,12 @@ def _register_chunks(
             context.instance.delete_dynamic_partition(name, key)
 
 
-def chunk_metadata(results: list[ChunkResult]) -> dict[str, Any]:
+def chunk_metadata(results: list[ChunkResult], published: Sequence[Published] = ()) -> dict[str, Any]:
     done = [r.checkpoint for r in results if r.checkpoint is not None]
-    return {
-        "dagster/row_count": sum(c.records for c in done),
-        "records": sum(c.records for c in done),
-        "pages": sum(c.pages for c in done),
-        "chunks": len(done),
-        **_request_metadata([r.stats for r in results]),
-        "bytes": sum(c.bytes for c in done),
-    }
+    metadata = sync_metadata(sum(c.records for c in done), sum(c.pages for c in done), [r.stats for r in results],
+                             published)
+    metadata["chunks"] = len(done)
+    return metadata
 
 
 # --- substreams ----------------------------------------------------------------------------------
@@ -317,18 +339,16 @@ def build_substream_asset(
         metadata = substream_metadata(results)
         metadata["duration_seconds"] = round(time.monotonic() - started, 3)
         yield Output(value=None, metadata=metadata)
+        yield from base.check_results([r.published for r in results if r.published])
 
     return _children
 
 
 def substream_metadata(results: list[PartitionResult]) -> dict[str, Any]:
     states = [r.state for r in results if r.state is not None]
-    return {
-        "dagster/row_count": sum(s.records for s in states),
-        "records": sum(s.records for s in states),
-        "parents": sum(r.parents for r in results),
-        "parents_skipped_as_done": sum(r.parents_skipped for r in results),
-        **_request_metadata([r.stats for r in results]),
-        "bytes": sum(s.bytes for s in states),
-    }
+    metadata = sync_metadata(sum(s.records for s in states), sum(s.pages for s in states), [r.stats for r in results],
+                             [r.published for r in results if r.published])
+    metadata.update({"parents": sum(r.parents for r in results),
+                     "parents_skipped_as_done": sum(r.parents_skipped for r in results)})
+    return metadata
 

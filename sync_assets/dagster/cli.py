@@ -19,7 +19,8 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance, Definitions, DynamicPartitionsDefinition
 
 from sync_assets.dagster import STORE_KEY, SyncStoreIOManager
-from sync_assets.refresh import chunk_key
+from sync_assets.storage import TableSpec
+from sync_assets.storage.layout import chunk_key
 
 
 def _definitions(module: str) -> Definitions:
@@ -44,8 +45,8 @@ def start_refresh(
         if restart:
             metadata = asset.specs_by_key[asset.key].metadata
             store = (defs.resources or {}).get(STORE_KEY) or SyncStoreIOManager(base_dir=None)
-            abandoned = store.store.abandon_refresh(str(metadata["sync_assets/source"]),
-                                                    str(metadata["sync_assets/stream"]))
+            abandoned = store.store.abandon_refresh(TableSpec(str(metadata["sync_assets/source"]),
+                                                              str(metadata["sync_assets/stream"]), "snapshot"))
             if abandoned is not None:
                 print(f"{key}: abandoned refresh {abandoned}; starting again from the first page")
         if not instance.has_dynamic_partition(partitions.name, chunk_key(0)):

@@ -6,8 +6,9 @@ finished, and a resumable refresh must checkpoint after every page. An IO manage
 ``handle_output`` runs once, after the body returns: too late for either. So the asset body writes
 through the store (this IO manager, injected as a resource), and ``handle_output`` receives the
 sync report and checks that every partition of the output is committed. Downstream assets load
-records through ``load_input`` as usual, as a list of dicts or, with the input metadata
-``{"sync_assets/load_as": "iterator"}``, as a lazy iterator that streams from disk.
+what was stored through ``load_input``, in the type their parameter is annotated with: a pyarrow
+``Table``, a pandas or polars ``DataFrame``, or records (``list[dict]``; with the input metadata
+``{"sync_assets/load_as": "iterator"}``, a lazy iterator that holds one batch at a time).
 """
 
 from __future__ import annotations
@@ -17,78 +18,115 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from dagster import ConfigurableIOManager, InitResourceContext, InputContext, OutputContext
 from pydantic import Field, PrivateAttr
 
 from sync_assets.errors import ConfigurationError
-from sync_assets.store import LocalStore
+from sync_assets.schema import PARTITION_COLUMN, to_records
+from sync_assets.storage import Store, TableSpec, open_store
+from sync_assets.storage.layout import home_under
 
 LOAD_AS = "sync_assets/load_as"
-ALLOW_MISSING = "allow_missing_partitions"
+ALLOW_MISSING = "sync_assets/allow_missing_partitions"
 
 
 class SyncStoreIOManager(ConfigurableIOManager):
-    """Partition files (JSON lines) and sync state (SQLite) under the Dagster instance."""
+    """Synced records as typed tables (Parquet files behind a DuckDB database), state beside them."""
 
-    base_dir: str | None = Field(None, description="Default: <DAGSTER_HOME>/sync_assets/data.")
+    base_dir: str | None = Field(default=None, description="The local store's folder. "
+                                                           "Default: <DAGSTER_HOME>/sync_assets/store.")
+    url: str | None = Field(default=None, description="postgresql://... keeps everything in PostgreSQL (runs on "
+                                                      "several machines); an EnvVar. Default: $SYNC_ASSETS_STORE_URL.")
 
-    _store: LocalStore | None = PrivateAttr(default=None)
+    _store: Store | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._store = LocalStore(self._root(context))
+        self._store = self._open(context)
 
-    def _root(self, context: InitResourceContext | None) -> Path:
-        if self.base_dir:
-            return Path(self.base_dir)
+    def _open(self, context: InitResourceContext | None) -> Store:
+        location = self.url or self.base_dir
         instance = context.instance if context else None
-        home = instance.root_directory if instance else os.environ.get("DAGSTER_HOME")
-        if not home:
+        if instance is not None:
+            return open_store(location, home=home_under(Path(instance.root_directory)))
+        if not (location or os.environ.get("SYNC_ASSETS_STORE_URL") or _has_home()):
             raise ConfigurationError("the sync-assets store needs a Dagster instance: set DAGSTER_HOME, or base_dir")
-        return Path(home) / "sync_assets" / "data"
+        return open_store(location)
 
     @property
-    def store(self) -> LocalStore:
+    def store(self) -> Store:
         if self._store is None:
-            self._store = LocalStore(self._root(None))
+            self._store = self._open(None)
         return self._store
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
-        if _is_full_refresh(context.definition_metadata):
+        table = _table_of(context.definition_metadata)
+        if table.kind == "snapshot":
             return  # chunks are committed page by page, and published as a snapshot, by the asset itself
-        source, stream = _stream_of(context.definition_metadata)
-        committed = self.store.partition_states(source, stream)
+        committed = self.store.partition_states(table)
         missing = [key for key in context.asset_partition_keys if key not in committed]
         if missing:
             raise RuntimeError(
-                f"{source}/{stream}: partitions {missing[:5]} were reported synced but are not in the store"
+                f"{table.name}: partitions {missing[:5]} were reported synced but are not in the store"
             )
 
-    def load_input(self, context: InputContext) -> list[dict[str, Any]] | Iterator[dict[str, Any]]:
+    def load_input(self, context: InputContext) -> Any:
         upstream = context.upstream_output
         if upstream is None:
             raise RuntimeError("sync-assets stores load only the outputs of stream assets")
-        source, stream = _stream_of(upstream.definition_metadata)
+        table = _table_of(upstream.definition_metadata)
         input_metadata = context.definition_metadata or {}
-        if _is_full_refresh(upstream.definition_metadata):
+        if table.kind == "snapshot":
             # The last complete refresh, whatever chunks were asked for: a refresh in progress or
             # one that failed half-way is never visible downstream.
-            snapshot = self.store.iter_snapshot(source, stream)
-            return snapshot if input_metadata.get(LOAD_AS) == "iterator" else list(snapshot)
-        keys = context.asset_partition_keys  # every stream asset is partitioned
-        if input_metadata.get(ALLOW_MISSING):
-            committed = self.store.partition_states(source, stream)
-            keys = [key for key in keys if key in committed]
-        records = self.store.iter_records(source, stream, keys)
-        return records if input_metadata.get(LOAD_AS) == "iterator" else list(records)
+            batches = self.store.read_snapshot(table)
+        else:
+            keys = context.asset_partition_keys  # every stream asset is partitioned
+            if input_metadata.get(ALLOW_MISSING):
+                committed = self.store.partition_states(table)
+                keys = [key for key in keys if key in committed]
+            batches = self.store.read_partitions(table, list(keys))
+        if input_metadata.get(LOAD_AS) == "iterator":
+            return _records(batches)
+        return _as_type(batches, self.store, table, context.dagster_type.typing_type)
 
 
-def _is_full_refresh(metadata: Mapping[str, Any] | None) -> bool:
-    kind = (metadata or {}).get("sync_assets/kind")
-    return getattr(kind, "value", kind) == "full_refresh"
+def _records(batches: Iterator[pa.RecordBatch]) -> Iterator[dict[str, Any]]:
+    for batch in batches:
+        yield from to_records(batch)
 
 
-def _stream_of(metadata: Mapping[str, Any] | None) -> tuple[str, str]:
-    """The (source, stream) an asset was built from; definition metadata may hold MetadataValues."""
+def _as_type(batches: Iterator[pa.RecordBatch], store: Store, table: TableSpec, wanted: Any) -> Any:
+    """What the downstream parameter is annotated with; records for anything else."""
+    module = getattr(wanted, "__module__", "") or ""
+    if wanted is pa.Table or module.startswith(("pandas", "polars")):
+        arrow = pa.Table.from_batches(list(batches), _schema(store, table))
+        if module.startswith("pandas"):
+            return arrow.to_pandas()
+        if module.startswith("polars"):
+            import polars
+
+            return polars.from_arrow(arrow)
+        return arrow
+    return list(_records(batches))
+
+
+def _schema(store: Store, table: TableSpec) -> pa.Schema:
+    return store.stream_schema(table).append(pa.field(PARTITION_COLUMN, pa.string()))
+
+
+def _has_home() -> bool:
+    return bool(os.environ.get("DAGSTER_HOME") or os.environ.get("SYNC_ASSETS_HOME"))
+
+
+def _table_of(metadata: Mapping[str, Any] | None) -> TableSpec:
+    """The stream an asset was built from; definition metadata may hold MetadataValues."""
     metadata = metadata or {}
-    source, stream = (metadata[f"sync_assets/{name}"] for name in ("source", "stream"))
-    return str(getattr(source, "value", source)), str(getattr(stream, "value", stream))
+
+    def value(name: str) -> str:
+        item = metadata[f"sync_assets/{name}"]
+        return str(getattr(item, "value", item))
+
+    kind = metadata.get("sync_assets/kind")
+    snapshot = getattr(kind, "value", kind) == "full_refresh"
+    return TableSpec(value("source"), value("stream"), "snapshot" if snapshot else "partitions")

@@ -16,9 +16,10 @@ from pydantic import Field, PrivateAttr, SecretStr
 
 from sync_assets.http import HttpClient
 from sync_assets.rate_limit import Rate
-from sync_assets.reader import default_state_dir, open_client
+from sync_assets.reader import open_client
 from sync_assets.secrets import Env
 from sync_assets.spec import ApiSource
+from sync_assets.storage.layout import home_under, sync_assets_home
 
 
 class RateLimitConfig(Config):
@@ -52,7 +53,7 @@ class SyncApiResource(ConfigurableResource):  # type: ignore[type-arg]
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         instance = context.instance
-        self._state_dir = Path(instance.root_directory) / "sync_assets" if instance else default_state_dir()
+        self._state_dir = home_under(Path(instance.root_directory)) if instance else sync_assets_home()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         for client in self._clients.values():

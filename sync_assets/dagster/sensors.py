@@ -28,9 +28,8 @@ from dagster import (
 
 from sync_assets.dagster.assets import chunk_partitions_name
 from sync_assets.dagster.io_manager import SyncStoreIOManager
-from sync_assets.refresh import chunk_key
 from sync_assets.spec import ApiSource
-from sync_assets.store import chunk_file
+from sync_assets.storage.layout import chunk_key, chunk_scope
 
 REFRESH_TAG = "sync_assets/refresh"
 _ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
@@ -64,13 +63,12 @@ def build_refresh_sensor(
             if context.instance.get_runs(RunsFilter(statuses=_ACTIVE, tags={REFRESH_TAG: tag}), limit=1):
                 continue  # a run is on it
             name = chunk_partitions_name(source, source.stream(stream))
-            running = store.latest_refresh(source.name, stream, "running")
+            running = store.state.latest_refresh(source.name, stream, "running")
             if running is not None:
-                unfinished = [c for c, checkpoint in store.chunk_checkpoints(source.name, stream, running).items()
+                unfinished = [c for c, checkpoint in store.state.chunk_checkpoints(source.name, stream, running).items()
                               if checkpoint is None or not checkpoint.done]
                 chunk = unfinished[0] if unfinished else max(running.chunks)
-                path = store.refresh_dir(source.name, stream, running.refresh) / chunk_file(chunk)
-                if store.journal_busy(path):
+                if store.stage_busy(chunk_scope(source.name, stream, running.refresh, chunk)):
                     continue  # a run started outside this sensor (UI, CLI) is reading it
                 # The store may know chunks Dagster does not yet (a run killed before copying them over).
                 missing = [chunk_key(c) for c in sorted(running.chunks)
@@ -80,8 +78,8 @@ def build_refresh_sensor(
                 requests.append(RunRequest(asset_selection=[asset.key], partition_key=chunk_key(chunk),
                                            tags={REFRESH_TAG: tag}))
                 continue
-            published = store.latest_refresh(source.name, stream, "published")
-            finished = store.refresh_finished_at(source.name, stream, published.refresh) if published else None
+            published = store.state.latest_refresh(source.name, stream, "published")
+            finished = store.state.refresh_finished_at(source.name, stream, published.refresh) if published else None
             if finished is None or datetime.now(UTC) - finished >= refresh_every:
                 if not context.instance.has_dynamic_partition(name, chunk_key(0)):
                     new_partitions.append(_add_request(asset, [chunk_key(0)]))

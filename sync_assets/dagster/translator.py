@@ -73,3 +73,8 @@ def column_schema(json_schema: dict[str, Any] | None) -> TableSchema | None:
     return TableSchema(columns=columns)
 
 
+
+
+def table_schema(columns: dict[str, str]) -> TableSchema:
+    """The stream's stored columns (name -> type, as ``sync_assets.schema`` names them) as Dagster metadata."""
+    return TableSchema(columns=[TableColumn(name=name, type=kind) for name, kind in columns.items()])

@@ -10,7 +10,8 @@ from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResu
 from sync_assets.dagster import SyncApiResource, build_definitions
 from sync_assets.demo_api import DemoApi
 from sync_assets.sources import demo_source
-from sync_assets.store import LocalStore
+from sync_assets.storage import Store, open_store
+from sync_assets.storage.layout import home_under, store_dir
 from sync_assets_tests.helpers import TOKEN
 
 SURVEYS = AssetKey(["demo", "surveys"])
@@ -35,5 +36,5 @@ def run(
     )
 
 
-def store_of(instance: DagsterInstance) -> LocalStore:
-    return LocalStore(Path(instance.root_directory) / "sync_assets" / "data")
+def store_of(instance: DagsterInstance) -> Store:
+    return open_store(store_dir(home_under(Path(instance.root_directory))))

@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
 import requests
 from dagster import AssetKey, DagsterInstance
 
 from sync_assets.demo_api import DemoApi, data
+from sync_assets.storage import TableSpec
 from sync_assets.windows import parse_cursor
 from sync_assets_tests.dagster.helpers import SURVEYS, demo_defs, run, store_of
+from sync_assets_tests.helpers import stored
 
 SURVEY_COUNT = 2000
 
@@ -30,14 +35,14 @@ def test_a_range_run_puts_every_record_in_exactly_one_window(surveys_api: DemoAp
     assert result.success
     assert len(result.get_asset_materialization_events()) == 60
     store = store_of(instance)
-    stored = []
+    synced = []
     for key in (f"{(day('2024-01-01') + timedelta(days=i)).date()}" for i in range(60)):
-        records = list(store.iter_records("demo", "surveys", [key]))
+        records = stored(store, "surveys", [key])
         start = day(key)
         assert all(start <= parse_cursor(r["date_modified"]) < start + timedelta(days=1) for r in records)
-        stored.extend(records)
+        synced.extend(records)
     truth = data.surveys_modified_between(0, SURVEY_COUNT, day("2024-01-01"), day("2024-03-01"))
-    assert sorted(r["id"] for r in stored) == sorted(r["id"] for r in truth)
+    assert sorted(r["id"] for r in synced) == sorted(r["id"] for r in truth)
     edge = [r for r in truth if parse_cursor(r["date_modified"]).time() == datetime.min.time()]
     offsets = {r["date_modified"][19:] for r in truth}
     assert edge and {"+02:00", "-05:00", "+05:30"} <= offsets  # the edges and offsets were really exercised
@@ -50,21 +55,25 @@ def test_materialization_metadata_describes_the_sync(surveys_api: DemoApi, insta
     truth = data.surveys_modified_between(0, SURVEY_COUNT, day("2024-01-05"), day("2024-01-06"))
     assert metadata["records"] == metadata["dagster/row_count"] == len(truth)
     assert metadata["requests"] == metadata["pages"] == 1 and metadata["retries"] == 0
-    assert metadata["bytes"] > 0 and metadata["dropped_out_of_window"] == 0
+    assert metadata["bytes_received"] > 0 and metadata["dropped_out_of_window"] == 0
     assert metadata["window_start"] == day("2024-01-05").timestamp()
     assert metadata["window_end"] == day("2024-01-06").timestamp()
     assert metadata["max_cursor"] == max(parse_cursor(r["date_modified"]) for r in truth).timestamp()
     assert metadata["stream_state"] == day("2024-01-01").timestamp()  # 01-01 to 01-04 not synced yet
-    (check,) = result.get_asset_check_evaluations()
-    assert check.passed
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {"unique_primary_key", "schema_drift"} and all(c.passed for c in checks.values())
+    schema = event.materialization.metadata["dagster/column_schema"].value
+    assert {c.name: c.type for c in schema.columns} == {  # type: ignore[attr-defined]
+        "id": "integer", "title": "string", "date_created": "timestamp", "date_modified": "timestamp",
+        "question_count": "integer", "_sync_extracted_at": "timestamp", "_sync_cursor": "timestamp"}
 
 
 def test_rematerializing_a_partition_replaces_it(surveys_api: DemoApi, instance: DagsterInstance) -> None:
     defs = demo_defs(surveys_api)
     assert run(defs, instance, partition="2024-01-05").success
-    first = list(store_of(instance).iter_records("demo", "surveys", ["2024-01-05"]))
+    first = stored(store_of(instance), "surveys", ["2024-01-05"])
     assert run(defs, instance, partition="2024-01-05").success
-    again = list(store_of(instance).iter_records("demo", "surveys", ["2024-01-05"]))
+    again = stored(store_of(instance), "surveys", ["2024-01-05"])
     assert again == first and len({r["id"] for r in again}) == len(again) > 0
 
 
@@ -87,16 +96,16 @@ def test_a_failed_partition_keeps_its_previous_data_and_state(
 ) -> None:
     assert run(demo_defs(surveys_api), instance, partition="2024-01-05").success
     store = store_of(instance)
-    before = (list(store.iter_records("demo", "surveys", ["2024-01-05"])),
-              store.partition_states("demo", "surveys")["2024-01-05"])
+    before = (stored(store, "surveys", ["2024-01-05"]),
+              store.partition_states(TableSpec("demo", "surveys"))["2024-01-05"])
     result = run(demo_defs(surveys_api, credential="wrong-token"), instance, partition="2024-01-05")
     assert not result.success
     failure = result.failure_data_for_node("demo__surveys")
     assert failure is not None and "401" in str(failure.error) and "wrong-token" not in str(failure.error)
-    after = (list(store.iter_records("demo", "surveys", ["2024-01-05"])),
-             store.partition_states("demo", "surveys")["2024-01-05"])
+    after = (stored(store, "surveys", ["2024-01-05"]),
+             store.partition_states(TableSpec("demo", "surveys"))["2024-01-05"])
     assert after == before
-    assert not list((store.root / "demo" / "surveys").glob("*.tmp"))
+    assert not list(store.stream_dir(TableSpec("demo", "surveys")).glob(".*.tmp"))
 
 
 def test_a_range_that_fails_part_way_keeps_and_reports_the_finished_windows(
@@ -110,7 +119,7 @@ def test_a_range_that_fails_part_way_keeps_and_reports_the_finished_windows(
     done = instance.get_materialized_partitions(SURVEYS)
     failed = {f"2024-01-{d:02d}" for d in range(1, 11)} - done
     assert done and failed
-    assert set(store_of(instance).partition_states("demo", "surveys")) == done
+    assert set(store_of(instance).partition_states(TableSpec("demo", "surveys"))) == done
 
     healthy = demo_api(surveys=SURVEY_COUNT, seed=3)  # same data, no faults
     for key in sorted(failed):
@@ -118,8 +127,8 @@ def test_a_range_that_fails_part_way_keeps_and_reports_the_finished_windows(
     stats = requests.get(f"{healthy.url}/stats", timeout=5).json()
     assert stats["requests"] == len(failed)  # the re-run fetched only what was missing
     truth = data.surveys_modified_between(3, SURVEY_COUNT, day("2024-01-01"), day("2024-01-11"))
-    stored = list(store_of(instance).iter_records("demo", "surveys", sorted(done | failed)))
-    assert sorted(r["id"] for r in stored) == sorted(r["id"] for r in truth)
+    synced = stored(store_of(instance), "surveys", sorted(done | failed))
+    assert sorted(r["id"] for r in synced) == sorted(r["id"] for r in truth)
 
 
 def test_a_configuration_error_fails_fast_and_says_so(surveys_api: DemoApi, instance: DagsterInstance) -> None:
@@ -156,6 +165,40 @@ def test_downstream_assets_load_records_as_a_list_or_an_iterator(
     assert result.success
     truth = data.surveys_modified_between(0, SURVEY_COUNT, day("2024-01-05"), day("2024-01-06"))
     assert result.output_for_node("survey_titles") == result.output_for_node("survey_count") == len(truth)
+
+
+def test_downstream_assets_load_what_their_parameter_is_annotated_with(
+    surveys_api: DemoApi, instance: DagsterInstance
+) -> None:
+    from dagster import AssetIn, asset, materialize
+
+    defs = demo_defs(surveys_api)
+    assert run(defs, instance, partition_range=("2024-01-05", "2024-01-07")).success
+    partitions_def = defs.get_assets_def(SURVEYS).partitions_def
+    seen: dict[str, object] = {}
+
+    @asset(ins={"surveys": AssetIn(key=SURVEYS)}, partitions_def=partitions_def)
+    def as_arrow(surveys: pa.Table) -> None:
+        seen["arrow"] = surveys
+
+    @asset(ins={"surveys": AssetIn(key=SURVEYS)}, partitions_def=partitions_def)
+    def as_pandas(surveys: pd.DataFrame) -> None:
+        seen["pandas"] = surveys
+
+    @asset(ins={"surveys": AssetIn(key=SURVEYS)}, partitions_def=partitions_def)
+    def as_polars(surveys: pl.DataFrame) -> None:
+        seen["polars"] = surveys
+
+    result = materialize([defs.get_assets_def(SURVEYS).to_source_asset(), as_arrow, as_pandas, as_polars],
+                         instance=instance, resources=defs.resources, partition_key="2024-01-06")
+    assert result.success
+    truth = data.surveys_modified_between(0, SURVEY_COUNT, day("2024-01-06"), day("2024-01-07"))
+    arrow, frame, polars_frame = seen["arrow"], seen["pandas"], seen["polars"]
+    assert isinstance(arrow, pa.Table) and isinstance(frame, pd.DataFrame) and isinstance(polars_frame, pl.DataFrame)
+    assert sorted(arrow["id"].to_pylist()) == sorted(frame["id"]) == sorted(polars_frame["id"]) == sorted(
+        r["id"] for r in truth)  # only the partition asked for
+    assert str(arrow.schema.field("date_modified").type) == "timestamp[us, tz=UTC]"
+    assert set(arrow["_sync_partition"].to_pylist()) == {"2024-01-06"}
 
 
 def test_a_translator_renames_assets() -> None:

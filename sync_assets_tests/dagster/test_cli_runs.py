@@ -19,8 +19,9 @@ import requests
 from dagster import DagsterInstance
 
 from sync_assets.demo_api import DemoApi, data
-from sync_assets.store import LocalStore
-from sync_assets_tests.helpers import TOKEN
+from sync_assets.storage import TableSpec, open_store
+from sync_assets.storage.layout import home_under, store_dir
+from sync_assets_tests.helpers import TOKEN, stored
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -68,12 +69,12 @@ def test_range_and_single_partition_runs_share_one_rate_limit(
     assert stats["max_requests_in_window"] <= 50, stats
     assert stats["by_path"]["/v3/surveys"] >= 90 and stats["by_path"]["/v1/prices"] >= 60
 
-    store = LocalStore(Path(env["DAGSTER_HOME"]) / "sync_assets" / "data")
-    assert len(store.partition_states("demo", "surveys")) == 90 + 1
+    store = open_store(store_dir(home_under(Path(env["DAGSTER_HOME"]))))
+    assert len(store.partition_states(TableSpec("demo", "surveys"))) == 90 + 1
     feb = [f"2024-02-{d:02d}" for d in range(1, 30)]
-    stored = sorted(r["id"] for r in store.iter_records("demo", "surveys", feb))
+    synced = sorted(r["id"] for r in stored(store, "surveys", feb))
     truth = data.surveys_modified_between(0, 2000, datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
-    assert stored == sorted(r["id"] for r in truth)
+    assert synced == sorted(r["id"] for r in truth)
 
 
 def _free_port() -> int:

@@ -25,11 +25,11 @@ from dagster import (
 
 from sync_assets.dagster import chunk_partitions_name
 from sync_assets.demo_api import DemoApi, data
-from sync_assets.refresh import chunk_key
 from sync_assets.sources import demo_source
-from sync_assets.store import chunk_scope
+from sync_assets.storage.layout import chunk_key, chunk_scope, home_under, store_dir
 from sync_assets_tests.dagster.helpers import SURVEYS, demo_defs, run, store_of
 from sync_assets_tests.dagster.test_cli_runs import BIN, REPO, _env, _home
+from sync_assets_tests.helpers import stored
 
 CUSTOMERS = AssetKey(["demo", "customers"])
 RESPONSES = AssetKey(["demo", "survey_responses"])
@@ -78,10 +78,10 @@ def test_downstream_loads_the_previous_snapshot_while_a_refresh_fails(
     flaky = demo_api(customers=COUNT, fail_rate=0.4)  # same data; some pages fail, nothing retried
     failed = refresh(demo_defs(flaky, max_attempts=1), instance)
     assert not failed.success
-    assert store_of(instance).latest_refresh("demo", "customers", "running") is not None
+    assert store_of(instance).state.latest_refresh("demo", "customers", "running") is not None
     assert downstream_load(demo_defs(healthy), instance) == data.all_customers(0, COUNT)
     assert refresh(demo_defs(healthy), instance).success  # resumes that refresh and publishes it
-    assert store_of(instance).latest_refresh("demo", "customers", "running") is None
+    assert store_of(instance).state.latest_refresh("demo", "customers", "running") is None
     assert downstream_load(demo_defs(healthy), instance) == data.all_customers(0, COUNT)
 
 
@@ -105,9 +105,9 @@ def test_a_substream_runs_with_its_parent_and_reads_it_from_the_store(
     assert result.success
     store = store_of(instance)
     keys = ["2024-01-03", "2024-01-04", "2024-01-05"]
-    parents = list(store.iter_records("demo", "surveys", keys))
+    parents = stored(store, "surveys", keys)
     expected = sorted(r["id"] for p in parents for r in data.survey_responses(0, p["id"]))
-    assert sorted(r["id"] for r in store.iter_records("demo", "survey_responses", keys)) == expected
+    assert sorted(r["id"] for r in stored(store, "survey_responses", keys)) == expected
     assert instance.get_materialized_partitions(RESPONSES) == set(keys)
 
 
@@ -125,7 +125,7 @@ def test_the_refresh_sensor_starts_and_resumes_refreshes(
     flaky = demo_api(customers=COUNT, fail_rate=0.4)
     assert not refresh(demo_defs(flaky, max_attempts=1), instance).success
     store = store_of(instance)
-    state = store.latest_refresh("demo", "customers", "running")
+    state = store.state.latest_refresh("demo", "customers", "running")
     assert state is not None
     with build_sensor_context(instance=instance, resources=defs.resources) as context:
         result = sensor(context)  # resources by parameter name, as the daemon passes them
@@ -134,7 +134,7 @@ def test_the_refresh_sensor_starts_and_resumes_refreshes(
     name = chunk_partitions_name(demo_source(), demo_source().stream("customers"))
     known = set(instance.get_dynamic_partitions(name))
     assert {chunk_key(c) for c in state.chunks} <= known | registered  # every chunk the store knows is asked for
-    checkpoints = {c: store.checkpoint(chunk_scope("demo", "customers", state.refresh, c)) for c in state.chunks}
+    checkpoints = {c: store.state.checkpoint(chunk_scope("demo", "customers", state.refresh, c)) for c in state.chunks}
     first_unfinished = min(c for c, checkpoint in checkpoints.items() if checkpoint is None or not checkpoint.done)
     assert resume.partition_key == chunk_key(first_unfinished)
 
@@ -149,7 +149,7 @@ def test_a_dagster_run_killed_mid_refresh_resumes_where_it_stopped(
                "--select", "demo/customers"]
     killed = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
-    state_db = Path(env["DAGSTER_HOME"]) / "sync_assets" / "data" / "state.sqlite"
+    state_db = store_dir(home_under(Path(env["DAGSTER_HOME"]))) / "state.sqlite"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and _pages_committed(state_db) < 2:
         time.sleep(0.05)
@@ -160,7 +160,7 @@ def test_a_dagster_run_killed_mid_refresh_resumes_where_it_stopped(
     finished = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stdout[-3000:]
     instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
-    assert list(store_of(instance).iter_snapshot("demo", "customers")) == data.all_customers(0, COUNT)
+    assert stored(store_of(instance), "customers") == data.all_customers(0, COUNT)
     instance.dispose()
 
 
@@ -169,7 +169,7 @@ def _pages_committed(state_db: Path) -> int:
         return 0
     with sqlite3.connect(state_db) as db:
         try:
-            return int(db.execute("SELECT COALESCE(SUM(pages), 0) FROM journals "
+            return int(db.execute("SELECT COALESCE(SUM(pages), 0) FROM sync_stages "
                                   "WHERE scope LIKE 'demo/customers/%'").fetchone()[0])
         except sqlite3.OperationalError:
             return 0

@@ -1,0 +1,289 @@
+"""Where synced records and sync state live: the one interface every kind of sync writes through.
+
+The three kinds of sync need four things of storage, and nothing more:
+
+- **stage** pages durably together with their checkpoint (``Store.open_stage``, ``Stage.append``):
+  a page and the checkpoint that covers it are one transaction, so a run killed at any moment,
+  run again, resumes after the last committed page;
+- **publish a partition** atomically together with its state row (``publish_partition``): readers
+  see the old partition or the new one, and the state row always comes from the same writer;
+- **publish a snapshot** of a full refresh (``publish_refresh``): readers switch at once, and a
+  failed refresh never empties what they see;
+- **read** records back as Arrow batches (``read_partitions``, ``read_snapshot``), so downstream
+  gets a table without a copy per row.
+
+The contract every reader relies on: **state is never ahead of data**. Staging, checkpoints,
+refreshes and state rows are the same SQL on every backend (``statedb``); a backend adds where
+published data lives and how a publish swaps it in: ``duckdb`` (Parquet files a DuckDB database
+exposes as views; the embedded default) and ``postgres`` (typed tables; runs on several machines).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sync_assets.errors import TransientError
+from sync_assets.schema import Drift, arrow_schema, conform, declared_types, merge_schemas, page_batch, to_records
+from sync_assets.spec import ApiSource, Stream
+from sync_assets.storage.layout import store_dir, window_scope
+from sync_assets.storage.statedb import Checkpoint, PartitionState, RefreshState, StateDB
+
+__all__ = [
+    "Checkpoint",
+    "PartitionState",
+    "Published",
+    "RefreshState",
+    "Stage",
+    "StageBusyError",
+    "Store",
+    "TableSpec",
+    "open_store",
+]
+
+log = logging.getLogger(__name__)
+
+# A window writer that died (SIGKILL) leaves its private stage behind; the next writer of the stream clears it.
+_ABANDONED_AFTER = timedelta(hours=6)
+
+
+class StageBusyError(TransientError):
+    """Another run is reading the same chunk or partition right now; it passes when that run ends."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a publish changed: the stream's columns after it, and what in the published rows needs a look."""
+
+    columns: dict[str, str]
+    drift: list[Drift]
+    duplicate_keys: int
+    """Rows whose primary key another row of the same partition (or snapshot) also has; nulls never count."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What storage needs to know of a stream: its names, its declared columns, how its rows are keyed."""
+
+    source: str
+    stream: str
+    kind: str = "partitions"  # or "snapshot": a full refresh's table is its last published refresh
+    primary_key: tuple[str, ...] = ()
+    declared: Mapping[str, str] = field(default_factory=dict)
+    cursor: bool = False  # rows carry the parsed cursor value (_sync_cursor)
+
+    @classmethod
+    def of(cls, source: ApiSource, stream: Stream) -> TableSpec:
+        refresh = stream.incremental is None and stream.parent is None
+        return cls(source.name, stream.name, "snapshot" if refresh else "partitions", tuple(stream.primary_keys),
+                   declared_types(stream.json_schema), stream.incremental is not None)
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}/{self.stream}"
+
+
+class Stage:
+    """A unit of work being read: its committed pages, its checkpoint, the items it finished."""
+
+    def __init__(self, store: Store, table: TableSpec, scope: str, checkpoint: Checkpoint, items: set[str],
+                 lock: AbstractContextManager[None] | None) -> None:
+        self.store, self.table, self.scope = store, table, scope
+        self.checkpoint, self.items, self._lock = checkpoint, items, lock
+
+    def append(
+        self, records: list[dict[str, Any]], requests: int = 0, bytes_received: int = 0, pages: int = 1,
+        token: Any = None, item: str | None = None, done: bool = False, cursors: list[datetime] | None = None,
+    ) -> Checkpoint:
+        """Commit ``records`` and the checkpoint that covers them (``token``, ``item``) in one transaction."""
+        batch = None
+        if records:
+            batch = _ipc(page_batch(records, self.table.declared, datetime.now(UTC), cursors))
+        previous = self.checkpoint
+        checkpoint = Checkpoint(previous.records + len(records), previous.pages + pages,
+                                previous.requests + requests, previous.bytes_received + bytes_received, token, done)
+        self.store.state.append_page(self.scope, batch, checkpoint, item)
+        self.checkpoint = checkpoint
+        if item is not None:
+            self.items.add(item)
+        return checkpoint
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _ipc(batch: pa.RecordBatch) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+class Store(ABC):
+    """Staging, checkpoints and state (shared SQL), plus a backend's published data."""
+
+    state: StateDB
+
+    # --- staging ---
+
+    def open_stage(self, table: TableSpec, scope: str, start_token: Any = None) -> Stage:
+        """A resumable stage: it goes on from its checkpoint, held by one process at a time."""
+        lock = self.lock(scope)
+        lock.__enter__()
+        try:
+            checkpoint = self.state.checkpoint(scope)
+            if checkpoint is None:
+                checkpoint = Checkpoint(token=start_token)
+                self.state.reset_stage(scope, checkpoint)
+            return Stage(self, table, scope, checkpoint, self.state.stage_items(scope), lock)
+        except BaseException:
+            lock.__exit__(None, None, None)
+            raise
+
+    def private_stage(self, table: TableSpec, key: str) -> Stage:
+        """A stage of one writer of one window: not resumable, never shared, dropped by the publish."""
+        prefix = window_scope(table.source, table.stream, "", "")[:-2]
+        self.state.drop_abandoned_stages(prefix, datetime.now(UTC) - _ABANDONED_AFTER)
+        scope = window_scope(table.source, table.stream, key, uuid.uuid4().hex)
+        checkpoint = Checkpoint()
+        self.state.reset_stage(scope, checkpoint)
+        return Stage(self, table, scope, checkpoint, set(), None)
+
+    def staged_batches(self, scope: str) -> Iterator[pa.RecordBatch]:
+        """A stage's pages, one at a time."""
+        for data in self.state.staged_pages(scope):
+            with pa.ipc.open_stream(data) as reader:
+                yield from reader
+
+    def discard(self, stage: Stage) -> None:
+        """Drop what a stage holds; its partition keeps its previous data and state."""
+        with self.state.transaction() as db:
+            self.state.drop_stage(db, stage.scope)
+        stage.close()
+
+    @abstractmethod
+    def lock(self, scope: str) -> AbstractContextManager[None]:
+        """Held while a process reads a resumable stage; raises ``StageBusyError`` if another holds it."""
+
+    @abstractmethod
+    def stage_busy(self, scope: str) -> bool:
+        """Whether a process holds ``scope``'s lock right now (without ever making it fail to get it)."""
+
+    # --- publishing ---
+
+    @abstractmethod
+    def publish_partition(self, stage: Stage, state: PartitionState) -> Published:
+        """Replace the partition's data with the stage's, and commit its state row: atomically."""
+
+    @abstractmethod
+    def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
+        """Make the staged chunks of ``refresh`` the stream's snapshot at once; remove older ones."""
+
+    @abstractmethod
+    def _remove_refresh_data(self, table: TableSpec, refresh: int) -> None:
+        """Delete a superseded refresh's published data."""
+
+    def abandon_refresh(self, table: TableSpec) -> int | None:
+        """Give up the running refresh (its cursor expired, say); the next run starts from the first page."""
+        refresh = self.state.supersede_running(table.source, table.stream)
+        self._remove_superseded(table)
+        return refresh
+
+    def _remove_superseded(self, table: TableSpec) -> None:
+        for refresh in self.state.superseded(table.source, table.stream):
+            self._remove_refresh_data(table, refresh)
+            self.state.mark_removed(table.source, table.stream, refresh)
+
+    def _partition_columns(self, stage_scopes: list[str], table: TableSpec) -> tuple[dict[str, str], pa.Schema]:
+        """The columns of what the stages hold (declared first), and the schema to publish it with."""
+        schemas = [batch.schema for scope in stage_scopes for batch in self.staged_batches(scope)]
+        columns, _ = merge_schemas(dict(table.declared), schemas)
+        return columns, arrow_schema(columns)
+
+    def _merge_stream_columns(self, db: Any, table: TableSpec, columns: dict[str, str]) -> tuple[dict[str, str],
+                                                                                                list[Drift]]:
+        """Widen the stream's columns by ``columns`` inside the publish transaction; the changes are drift."""
+        known = self.state.columns_in(db, table.source, table.stream)
+        merged, drift = merge_schemas(known, [arrow_schema(columns)])
+        if merged != known:
+            self.state.save_columns(db, table.source, table.stream, merged)
+        for change in drift:
+            log.warning("%s: column %s", table.name, change)
+        return merged, drift
+
+    def _duplicate_keys(self, stage_scopes: list[str], table: TableSpec, schema: pa.Schema) -> int:
+        """Rows of the stages whose (typed) primary key appears more than once; only the key columns are held."""
+        keys = [k for k in table.primary_key if k in schema.names]
+        if not table.primary_key or len(keys) < len(table.primary_key):
+            return 0
+        key_schema = pa.schema([schema.field(k) for k in keys])
+        parts = [conform(batch, key_schema) for scope in stage_scopes for batch in self.staged_batches(scope)]
+        if not parts:
+            return 0
+        rows = pa.Table.from_batches(parts, key_schema).drop_null()
+        counts = rows.group_by(keys).aggregate([([], "count_all")])["count_all"]
+        return int(pc.sum(pc.subtract(counts, 1)).as_py() or 0)
+
+    # --- reading ---
+
+    @abstractmethod
+    def read_partitions(self, table: TableSpec, keys: list[str]) -> Iterator[pa.RecordBatch]:
+        """The given partitions' rows, in the stream's current columns; a partition never synced is an error."""
+
+    @abstractmethod
+    def read_snapshot(self, table: TableSpec) -> Iterator[pa.RecordBatch]:
+        """The last published refresh; nothing if none was published."""
+
+    def records(self, table: TableSpec, keys: list[str]) -> Iterator[dict[str, Any]]:
+        for batch in self.read_partitions(table, keys):
+            yield from to_records(batch)
+
+    def snapshot_records(self, table: TableSpec) -> Iterator[dict[str, Any]]:
+        for batch in self.read_snapshot(table):
+            yield from to_records(batch)
+
+    def stream_schema(self, table: TableSpec) -> pa.Schema:
+        return arrow_schema(self.state.columns(table.source, table.stream))
+
+    # --- state ---
+
+    def partition_states(self, table: TableSpec) -> dict[str, PartitionState]:
+        return self.state.partition_states(table.source, table.stream)
+
+    def close(self) -> None:
+        self.state.close()
+
+
+def open_store(location: str | Path | None = None, home: Path | None = None) -> Store:
+    """The store at ``location``: a ``postgresql://`` URL or a folder.
+
+    Without one, ``SYNC_ASSETS_STORE_URL`` says, and without that it is the local store in ``home``
+    (default: under the instance, see ``layout``). This is the one place that decides.
+    """
+    from sync_assets.storage.duckdb import DuckDBStore  # the backends import this module
+
+    text = str(location or os.environ.get("SYNC_ASSETS_STORE_URL") or "")
+    if text.startswith(("postgresql://", "postgres://")):
+        from sync_assets.storage.postgres import PostgresStore
+
+        return PostgresStore(text)
+    return DuckDBStore(Path(text) if text else store_dir(home))

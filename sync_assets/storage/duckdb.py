@@ -1,0 +1,320 @@
+"""The embedded default: Parquet files per partition, exposed by a DuckDB database as views.
+
+Why not tables inside the DuckDB file? DuckDB lets one process at a time open a database file for
+writing, and a Dagster run writes from several step processes (and several runs at once); a person
+holding the file open in a DuckDB shell would stall them all. So published data is Parquet, one
+file per partition (or per chunk of a refresh), each written aside and renamed into place: atomic,
+and no reader can ever block a writer. The DuckDB database (``warehouse.duckdb``) holds only views
+over those files (``demo.surveys``, and ``demo.surveys_current`` for streams with a primary key),
+defined once per stream with a glob, so publishing a partition never touches it. A refresh's
+snapshot is a folder that a symbolic link (``snapshot``) points at, swapped in one rename.
+
+Staging, checkpoints and state rows live in SQLite (``state.sqlite``, WAL) next to the files. A
+partition is published by renaming its file into place and committing its state row while holding
+SQLite's write lock, so two writers of one partition are serialised, and file and row always come
+from the same writer; a kill between the two leaves data ahead of state, never behind it.
+
+Layout under the store's folder::
+
+    state.sqlite                                   staging, checkpoints, state, columns
+    warehouse.duckdb                               views: one schema per source, one view per stream
+    tables/<source>/<stream>/<partition>.parquet   window and substream partitions
+    tables/<source>/<stream>/refresh-<n>/chunk-<k>.parquet, snapshot -> refresh-<n>
+    locks/                                         who is reading which resumable stage
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sync_assets.errors import ConfigurationError
+from sync_assets.schema import CURSOR_COLUMN, EXTRACTED_AT_COLUMN, PARTITION_COLUMN, conform
+from sync_assets.storage import PartitionState, Published, Stage, StageBusyError, Store, TableSpec
+from sync_assets.storage.layout import chunk_key, chunk_scope, legacy_store_dir, quote, safe_name
+from sync_assets.storage.statedb import Dialect, StateDB
+
+log = logging.getLogger(__name__)
+
+_LOCK_PATIENCE_SECONDS = 2.0  # a stage lock held this long is another run, not a passing probe
+_CATALOG_PATIENCE_SECONDS = 10.0
+_CATALOG_LOCK = threading.Lock()
+
+
+def _sqlite_connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    # WAL without a sync per commit: a killed process loses nothing committed; a power loss may lose the
+    # last commits, whole (page and checkpoint together), so a resumed read fetches those pages again.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class DuckDBStore(Store):
+    """Parquet partitions, DuckDB views, SQLite bookkeeping, all under ``root``; many processes at once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        legacy = legacy_store_dir(root.parent) / "state.sqlite"
+        if legacy.exists() and not (root / "state.sqlite").exists():
+            raise ConfigurationError(
+                f"{legacy.parent} holds data synced by sync-assets 0.1 (JSON-lines files), which this release "
+                f"does not read. Re-sync into tables: move that folder aside (mv {legacy.parent} "
+                f"{legacy.parent}.0.1) and materialize the assets again; nothing in it is deleted"
+            )
+        for folder in ("tables", "locks"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        path = root / "state.sqlite"
+        with contextlib.closing(_sqlite_connect(path)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+        self.state = StateDB(Dialect(connect=lambda: _sqlite_connect(path), begin="BEGIN IMMEDIATE", blob="BLOB"))
+        self.catalog_path = root / "warehouse.duckdb"
+        self._views: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"DuckDBStore({str(self.root)!r})"
+
+    # --- places ---
+
+    def stream_dir(self, table: TableSpec) -> Path:
+        return self.root / "tables" / safe_name(table.source, "source") / safe_name(table.stream, "stream")
+
+    def partition_path(self, table: TableSpec, key: str) -> Path:
+        return self.stream_dir(table) / f"{safe_name(key, 'partition key')}.parquet"
+
+    def refresh_dir(self, table: TableSpec, refresh: int) -> Path:
+        return self.stream_dir(table) / f"refresh-{refresh}"
+
+    # --- locks ---
+
+    def _lock_path(self, scope: str) -> Path:
+        return self.root / "locks" / f"{hashlib.sha1(scope.encode()).hexdigest()}.lock"
+
+    @contextmanager
+    def lock(self, scope: str) -> Iterator[None]:
+        with self._lock_path(scope).open("a") as handle:
+            deadline = time.monotonic() + _LOCK_PATIENCE_SECONDS
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StageBusyError(f"{scope} is being read by another run right now") from None
+                    time.sleep(0.05)
+            yield  # closing the file releases the lock, also when the process dies
+
+    def stage_busy(self, scope: str) -> bool:
+        path = self._lock_path(scope)
+        if not path.exists():
+            return False
+        with path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        return False
+
+    # --- publishing ---
+
+    def _write(self, path: Path, parts: list[tuple[str, str]], schema: pa.Schema) -> Path:
+        """Write the stages' pages (each with its partition key) to a temporary file beside ``path``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
+        try:
+            with pq.ParquetWriter(tmp, full) as writer:
+                for scope, key in parts:
+                    for batch in self.staged_batches(scope):
+                        rows = conform(batch, schema)
+                        writer.write_batch(pa.RecordBatch.from_arrays(
+                            [*rows.columns, pa.array([key] * rows.num_rows, pa.string())], schema=full))
+            with tmp.open("rb") as handle:
+                os.fsync(handle.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def publish_partition(self, stage: Stage, state: PartitionState) -> Published:
+        table = stage.table
+        columns, schema = self._partition_columns([stage.scope], table)
+        duplicates = self._duplicate_keys([stage.scope], table, schema)
+        path = self.partition_path(table, state.partition_key)
+        tmp = self._write(path, [(stage.scope, state.partition_key)], schema)
+        try:
+            with self.state.transaction() as db:  # SQLite's write lock: one publisher at a time
+                os.replace(tmp, path)
+                _fsync_dir(path.parent)
+                self.state.save_partition(db, table.source, table.stream, state)
+                merged, drift = self._merge_stream_columns(db, table, columns)
+                self.state.drop_stage(db, stage.scope)
+        finally:
+            tmp.unlink(missing_ok=True)
+        stage.close()
+        self._ensure_views(table)
+        return Published(merged, drift, duplicates)
+
+    def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
+        scopes = [chunk_scope(table.source, table.stream, refresh, c) for c in range(chunks)]
+        columns, schema = self._partition_columns(scopes, table)
+        duplicates = self._duplicate_keys(scopes, table, schema)
+        folder = self.refresh_dir(table, refresh)
+        for chunk, scope in enumerate(scopes):
+            path = folder / f"{chunk_key(chunk)}.parquet"
+            os.replace(self._write(path, [(scope, chunk_key(chunk))], schema), path)
+        _fsync_dir(folder)
+        link = self.stream_dir(table) / "snapshot"
+        with self.state.transaction() as db:
+            tmp = link.with_name(f".snapshot.{uuid.uuid4().hex}")
+            tmp.symlink_to(folder.name)
+            os.replace(tmp, link)  # readers of the view switch here, at once
+            _fsync_dir(link.parent)
+            self.state.mark_published(db, table.source, table.stream, refresh, chunks)
+            merged, drift = self._merge_stream_columns(db, table, columns)
+        self._remove_superseded(table)
+        self._ensure_views(table)
+        return Published(merged, drift, duplicates)
+
+    def _remove_refresh_data(self, table: TableSpec, refresh: int) -> None:
+        shutil.rmtree(self.refresh_dir(table, refresh), ignore_errors=True)
+
+    # --- reading ---
+
+    def _read(self, files: list[pq.ParquetFile], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
+        for file in files:
+            with contextlib.closing(file):
+                for batch in file.iter_batches(batch_size=65536):
+                    yield conform(batch, full)
+
+    def read_partitions(self, table: TableSpec, keys: list[str]) -> Iterator[pa.RecordBatch]:
+        schema = self.stream_schema(table)
+        for key in keys:
+            path = self.partition_path(table, key)
+            try:
+                file = pq.ParquetFile(path)
+            except FileNotFoundError:
+                raise ConfigurationError(
+                    f"partition {key!r} of {table.name} has not been synced; materialize it first"
+                ) from None
+            yield from self._read([file], schema)
+
+    def read_snapshot(self, table: TableSpec) -> Iterator[pa.RecordBatch]:
+        for _ in range(5):  # a publish can remove the snapshot between our look and our open: look again
+            published = self.state.latest_refresh(table.source, table.stream, "published")
+            if published is None:
+                return
+            folder = self.refresh_dir(table, published.refresh)
+            try:  # open every file first: a later publish may remove the folder, not what is open
+                files = [pq.ParquetFile(path) for path in sorted(folder.glob("chunk-*.parquet"))]
+            except FileNotFoundError:
+                continue
+            if files or folder.exists():
+                yield from self._read(files, self.stream_schema(table))
+                return
+        raise StageBusyError(f"the snapshot of {table.name} kept changing while it was being opened")
+
+    # --- the DuckDB catalog ---
+
+    def view_sql(self, table: TableSpec) -> str:
+        """The views of one stream: its table, and for a primary key the latest version of each key."""
+        schema, name = quote(table.source), quote(table.stream)
+        folder = self.stream_dir(table) / ("snapshot" if table.kind == "snapshot" else "")
+        files = str(folder / "*.parquet").replace("'", "''")
+        statements = [
+            f"CREATE SCHEMA IF NOT EXISTS {schema}",
+            f"CREATE OR REPLACE VIEW {schema}.{name} AS SELECT * FROM read_parquet('{files}', union_by_name = true)",
+        ]
+        if table.primary_key and table.kind == "partitions":
+            order = f"{quote(CURSOR_COLUMN)} DESC NULLS LAST, " if table.cursor else ""
+            statements.append(
+                f"CREATE OR REPLACE VIEW {schema}.{quote(table.stream + '_current')} AS SELECT * FROM {schema}.{name} "
+                f"QUALIFY row_number() OVER (PARTITION BY {', '.join(quote(k) for k in table.primary_key)} "
+                f"ORDER BY {order}{quote(EXTRACTED_AT_COLUMN)} DESC) = 1"
+            )
+        return ";\n".join(statements)
+
+    def _ensure_views(self, table: TableSpec) -> None:
+        sql = self.view_sql(table)
+        if self._views.get(table.name) == sql:
+            return
+        with self.state.transaction() as db:
+            db.execute("SELECT sql, applied FROM sync_views WHERE source = ? AND stream = ?",
+                       (table.source, table.stream))
+            row = db.fetchone()
+            if row is None or row[0] != sql:
+                db.execute("INSERT INTO sync_views (source, stream, sql, applied) VALUES (?, ?, ?, 0) "
+                           "ON CONFLICT (source, stream) DO UPDATE SET sql = excluded.sql, applied = 0",
+                           (table.source, table.stream, sql))
+            elif row[1]:
+                self._views[table.name] = sql
+                return
+        self.apply_views()
+
+    def apply_views(self, patience: float = _CATALOG_PATIENCE_SECONDS) -> bool:
+        """Create the views not yet in the DuckDB database; ``False`` if that could not be done now.
+
+        Never raises for the database itself: the data is already published when this runs, and a
+        view that is late must not fail the sync (the next publish, or ``sync-assets sql``, catches up).
+        """
+        with _CATALOG_LOCK:  # threads of one process share one DuckDB instance; one writer at a time
+            try:
+                return self._apply_views(patience)
+            except duckdb.Error as exc:
+                log.warning("the views of the store %s could not be created now (%s); the data is stored, and "
+                            "the next publish, or `sync-assets sql`, tries again", self.root, exc)
+                return False
+
+    def _apply_views(self, patience: float) -> bool:
+        pending = self.state.rows("SELECT source, stream, sql FROM sync_views WHERE applied = 0")
+        if not pending:
+            return True
+        deadline, warned = time.monotonic() + patience, False
+        while True:
+            try:
+                catalog = duckdb.connect(str(self.catalog_path))
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() > deadline:
+                    log.warning("the views of %s are not created yet: %s is open in another process (%s). The "
+                                "data is stored; the next publish, or `sync-assets sql`, creates them",
+                                ", ".join(f"{s}.{t}" for s, t, _ in pending), self.catalog_path, exc)
+                    return False
+                if not warned:
+                    log.warning("waiting for %s, which another process holds open: %s", self.catalog_path, exc)
+                    warned = True
+                time.sleep(0.2)
+        with catalog:
+            for *_, sql in pending:
+                catalog.execute(sql)
+        with self.state.transaction() as db:
+            for source, stream, sql in pending:
+                db.execute("UPDATE sync_views SET applied = 1 WHERE source = ? AND stream = ? AND sql = ?",
+                           (source, stream, sql))
+                self._views[f"{source}/{stream}"] = sql
+        return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,88 @@
+"""Names and places: where the store lives, and how streams, stages and tables are named.
+
+This is the one module that spells out paths and names, so that moving the store, or adding a
+backend, changes one place. Every name that reaches a file path or an SQL identifier passes
+``safe_name`` first: stream and source names come from user config.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from sync_assets.errors import ConfigurationError
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,127}$")
+_SAFE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def safe_name(name: str, what: str) -> str:
+    """``name`` if it is safe as one path component."""
+    if not _SAFE_NAME.match(name) or ".." in name:
+        raise ConfigurationError(
+            f"{what} {name!r} cannot be used as a file name; use letters, digits and _ . : + - only"
+        )
+    return name
+
+
+def safe_identifier(name: str, what: str) -> str:
+    """``name`` if it is safe as an SQL schema or table name (what both DuckDB and PostgreSQL accept unquoted)."""
+    if not _SAFE_IDENTIFIER.match(name):
+        raise ConfigurationError(
+            f"{what} {name!r} cannot name a table; use letters, digits and _ only, starting with a letter"
+        )
+    return name
+
+
+def quote(identifier: str) -> str:
+    """An SQL identifier quoted for DuckDB and PostgreSQL (column names come from the API's fields)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def sync_assets_home() -> Path:
+    """Where sync-assets keeps its files when nothing else is said.
+
+    ``SYNC_ASSETS_HOME`` wins; under Dagster it is ``<DAGSTER_HOME>/sync_assets``, so that every run
+    and step process of one instance shares one store and one rate-limit budget.
+    """
+    if os.environ.get("SYNC_ASSETS_HOME"):
+        return Path(os.environ["SYNC_ASSETS_HOME"])
+    if os.environ.get("DAGSTER_HOME"):
+        return home_under(Path(os.environ["DAGSTER_HOME"]))
+    return Path.home() / ".sync_assets"
+
+
+def home_under(instance_dir: Path) -> Path:
+    """sync-assets' folder inside a Dagster instance's directory."""
+    return instance_dir / "sync_assets"
+
+
+def store_dir(home: Path | None = None) -> Path:
+    """The local store under ``home``: ``state.sqlite``, ``warehouse.duckdb``, ``tables/``."""
+    return (home or sync_assets_home()) / "store"
+
+
+def legacy_store_dir(home: Path | None = None) -> Path:
+    """Where release 0.1 kept JSON-lines partitions and their state."""
+    return (home or sync_assets_home()) / "data"
+
+
+def window_scope(source: str, stream: str, key: str, writer: str) -> str:
+    """The stage of one writer of one window (each writer has its own; the publish decides)."""
+    return f"{source}/{stream}/window/{key}/{writer}"
+
+
+def partition_scope(source: str, stream: str, key: str) -> str:
+    """The resumable stage of one substream partition."""
+    return f"{source}/{stream}/partition/{key}"
+
+
+def chunk_scope(source: str, stream: str, refresh: int, chunk: int) -> str:
+    """The resumable stage of one chunk of one refresh."""
+    return f"{source}/{stream}/refresh-{refresh}/chunk-{chunk:06d}"
+
+
+def chunk_key(chunk: int) -> str:
+    """A chunk's partition key; keys sort in reading order."""
+    return f"chunk-{chunk:06d}"

@@ -1,0 +1,235 @@
+"""PostgreSQL, for runs on several machines: data, staging, checkpoints and state all in the database.
+
+Nothing is kept on a local disk, so a run on any machine can finish a refresh that a killed run on
+another machine began: its staged pages and checkpoints are rows like everything else. Stage locks
+are session advisory locks, which PostgreSQL releases by itself when the holder's connection dies
+(a SIGKILLed pod included), so a killed run never blocks the next one.
+
+Each stream is a typed table ``"<source>"."<stream>"``, with a view ``"<source>"."<stream>_current"``
+(the latest version of each primary key) for streams with one. A partition is published in one
+transaction: its old rows deleted, its staged rows loaded by ``COPY``, its state row written. A full
+refresh is loaded into a table of its own and swapped in by renaming it, in one short transaction at
+the end; readers see the old snapshot until that commit, then the new one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from sync_assets.errors import ConfigurationError
+from sync_assets.redaction import mask
+from sync_assets.schema import (
+    BOOLEAN,
+    CURSOR_COLUMN,
+    EXTRACTED_AT_COLUMN,
+    INTEGER,
+    JSON,
+    NUMBER,
+    PARTITION_COLUMN,
+    STRING,
+    TIMESTAMP,
+    Drift,
+    arrow_schema,
+    conform,
+    merge_schemas,
+)
+from sync_assets.storage import PartitionState, Published, Stage, StageBusyError, Store, TableSpec
+from sync_assets.storage.layout import chunk_key, chunk_scope, quote, safe_name
+from sync_assets.storage.statedb import Cursor, Dialect, StateDB
+
+STATE_SCHEMA = "sync_assets"
+_SQL_TYPES = {BOOLEAN: "BOOLEAN", INTEGER: "BIGINT", NUMBER: "DOUBLE PRECISION", STRING: "TEXT",
+              TIMESTAMP: "TIMESTAMPTZ", JSON: "JSONB"}
+_CONVERT = {STRING: "{c}::text", JSON: "to_jsonb({c})", NUMBER: "{c}::double precision"}
+_CSV = pa_csv.WriteOptions(include_header=False)
+_SEQ = "_sync_seq"  # rows in the order they were loaded (COPY fills it); reads come back in that order
+
+
+def _lock_id(text: str) -> int:
+    """A stable 63-bit key for ``pg_advisory_lock``."""
+    return zlib.crc32(text.encode()) << 31 | zlib.crc32(text[::-1].encode()) >> 1
+
+
+class PostgresStore(Store):
+    """Every part of the store in one PostgreSQL database, reachable from every machine."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise ConfigurationError("a postgresql:// store needs psycopg: install sync-assets[postgres]") from None
+        self._psycopg, self.url = psycopg, url
+
+        def connect() -> Any:
+            try:
+                conn = psycopg.connect(url, autocommit=True, options=f"-c search_path={STATE_SCHEMA} -c TimeZone=UTC")
+            except psycopg.OperationalError as exc:
+                raise ConfigurationError(f"cannot connect to the PostgreSQL store: {mask(str(exc))}") from None
+            return conn
+
+        with connect() as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
+        self._connect = connect
+        self.state = StateDB(Dialect(connect=connect, begin="BEGIN", blob="BYTEA", placeholder="%s"))
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({mask(self.url)!r})"
+
+    # --- locks: session advisory locks, released by the server when a holder dies ---
+
+    @contextmanager
+    def lock(self, scope: str) -> Iterator[None]:
+        conn = self._connect()
+        try:
+            (got,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_id(scope),)).fetchone()
+            if not got:
+                raise StageBusyError(f"{scope} is being read by another run right now")
+            yield
+        finally:
+            conn.close()  # ends the session, and with it the lock
+
+    def stage_busy(self, scope: str) -> bool:
+        key = _lock_id(scope)
+        rows = self.state.rows("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                               "AND ((classid::bigint << 32) | objid::bigint) = ?", (key,))
+        return bool(rows)
+
+    # --- tables ---
+
+    def _table(self, table: TableSpec, suffix: str = "") -> str:
+        return f"{quote(safe_name(table.source, 'source'))}.{quote(safe_name(table.stream, 'stream') + suffix)}"
+
+    def _prepare(self, db: Cursor, table: TableSpec, columns: dict[str, str]) -> tuple[dict[str, str], list[Drift]]:
+        """The stream's table holds (at least) ``columns``, widened where needed: returns its columns, and drift."""
+        known = self.state.columns_in(db, table.source, table.stream)
+        merged, drift = merge_schemas(known, [arrow_schema(columns)])
+        name, current = self._table(table), self._table(table, "_current")
+        with_view = bool(table.primary_key) and table.kind == "partitions"
+        db.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.source)}")
+        db.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                   (table.source, table.stream))
+        present = {row[0] for row in db.fetchall()}
+        if not present:
+            definitions = ", ".join(f"{quote(c)} {_SQL_TYPES[k]}" for c, k in merged.items())
+            db.execute(f"CREATE TABLE {name} ({definitions}, {quote(PARTITION_COLUMN)} TEXT, "
+                       f"{quote(_SEQ)} BIGINT GENERATED ALWAYS AS IDENTITY)")
+            if table.kind == "partitions":
+                db.execute(f"CREATE INDEX ON {name} ({quote(PARTITION_COLUMN)})")
+        changes = [(c, k) for c, k in merged.items() if present and (c not in present or known.get(c, k) != k)]
+        if changes and with_view:
+            db.execute(f"DROP VIEW IF EXISTS {current}")  # a view pins the types of its columns
+        for column, kind in changes:
+            if column not in present:
+                db.execute(f"ALTER TABLE {name} ADD COLUMN {quote(column)} {_SQL_TYPES[kind]}")
+            else:
+                using = _CONVERT.get(kind, "{c}").format(c=quote(column))
+                db.execute(f"ALTER TABLE {name} ALTER COLUMN {quote(column)} TYPE {_SQL_TYPES[kind]} USING {using}")
+        keys = [quote(k) for k in table.primary_key if k in merged]
+        if with_view and keys and (changes or not present):
+            order = f"{quote(CURSOR_COLUMN)} DESC NULLS LAST, " if CURSOR_COLUMN in merged else ""
+            db.execute(f"CREATE OR REPLACE VIEW {current} AS SELECT DISTINCT ON ({', '.join(keys)}) * FROM {name} "
+                       f"ORDER BY {', '.join(keys)}, {order}{quote(EXTRACTED_AT_COLUMN)} DESC")
+        if merged != known:
+            self.state.save_columns(db, table.source, table.stream, merged)
+        return merged, drift
+
+    def _copy(self, db: Cursor, name: str, scopes: list[tuple[str, str]], columns: dict[str, str]) -> None:
+        """Load the stages' pages (each with its partition key) into ``name`` by ``COPY``, a page at a time."""
+        schema = arrow_schema(columns)
+        names = [*columns, PARTITION_COLUMN]
+        with db.copy(f"COPY {name} ({', '.join(quote(c) for c in names)}) FROM STDIN (FORMAT csv)") as copy:
+            for scope, key in scopes:
+                for batch in self.staged_batches(scope):
+                    rows = conform(batch, schema)
+                    if not rows.num_rows:
+                        continue
+                    arrays = [a.storage if isinstance(a.type, pa.JsonType) else a for a in rows.columns]
+                    arrays.append(pa.array([key] * rows.num_rows, pa.string()))
+                    out = io.BytesIO()
+                    pa_csv.write_csv(pa.RecordBatch.from_arrays(arrays, names=names), out, _CSV)
+                    copy.write(out.getvalue())
+
+    # --- publishing ---
+
+    def publish_partition(self, stage: Stage, state: PartitionState) -> Published:
+        table = stage.table
+        columns, schema = self._partition_columns([stage.scope], table)
+        duplicates = self._duplicate_keys([stage.scope], table, schema)
+        name = self._table(table)
+        with self.state.transaction() as db:
+            db.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(f"publish:{table.name}"),))
+            merged, drift = self._prepare(db, table, columns)
+            db.execute(f"DELETE FROM {name} WHERE {quote(PARTITION_COLUMN)} = ?", (state.partition_key,))
+            self._copy(db, name, [(stage.scope, state.partition_key)], merged)
+            self.state.save_partition(db, table.source, table.stream, state)
+            self.state.drop_stage(db, stage.scope)
+        stage.close()
+        return Published(merged, drift, duplicates)
+
+    def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
+        scopes = [chunk_scope(table.source, table.stream, refresh, c) for c in range(chunks)]
+        columns, schema = self._partition_columns(scopes, table)
+        duplicates = self._duplicate_keys(scopes, table, schema)
+        name, loading = self._table(table), self._table(table, f"__refresh_{refresh}")
+        with self.state.transaction() as db:
+            db.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(f"publish:{table.name}"),))
+            merged, drift = self._prepare(db, table, columns)  # the stream's columns, and its table to copy
+            db.execute(f"DROP TABLE IF EXISTS {loading}")
+            db.execute(f"CREATE TABLE {loading} (LIKE {name} INCLUDING ALL)")
+            self._copy(db, loading, [(s, chunk_key(c)) for c, s in enumerate(scopes)], merged)
+            db.execute(f"DROP TABLE {name}")  # waits for readers of the old snapshot; new ones wait for the commit
+            db.execute(f"ALTER TABLE {loading} RENAME TO {quote(table.stream)}")
+            self.state.mark_published(db, table.source, table.stream, refresh, chunks)
+        self._remove_superseded(table)
+        return Published(merged, drift, duplicates)
+
+    def _remove_refresh_data(self, table: TableSpec, refresh: int) -> None:
+        with self.state.transaction() as db:  # a refresh abandoned while being swapped in leaves its table
+            db.execute(f"DROP TABLE IF EXISTS {self._table(table, f'__refresh_{refresh}')}")
+
+    # --- reading ---
+
+    def _select(self, table: TableSpec, where: str, order: str, params: tuple[Any, ...]) -> Iterator[pa.RecordBatch]:
+        columns = {**self.state.columns(table.source, table.stream), PARTITION_COLUMN: STRING}
+        schema = arrow_schema(columns)
+        json_columns = {c for c, k in columns.items() if k == JSON}
+        names = ", ".join(quote(c) for c in columns)
+        conn = self._connect()
+        try:
+            with conn.transaction(), conn.cursor(name="sync_assets_read") as cursor:
+                cursor.execute(f"SELECT {names} FROM {self._table(table)} {where} ORDER BY {order}", params)
+                while rows := cursor.fetchmany(10_000):
+                    yield pa.RecordBatch.from_arrays([
+                        pa.array([_json(r[i]) if c in json_columns else r[i] for r in rows], schema.field(i).type)
+                        for i, c in enumerate(columns)], schema=schema)
+        except self._psycopg.errors.UndefinedTable:
+            return
+        finally:
+            conn.close()
+
+    def read_partitions(self, table: TableSpec, keys: list[str]) -> Iterator[pa.RecordBatch]:
+        committed = self.state.partition_states(table.source, table.stream)
+        missing = [key for key in keys if key not in committed]
+        if missing:
+            raise ConfigurationError(
+                f"partition {missing[0]!r} of {table.name} has not been synced; materialize it first"
+            )
+        yield from self._select(table, f"WHERE {quote(PARTITION_COLUMN)} = ANY(%s)",
+                                f"array_position(%s, {quote(PARTITION_COLUMN)}), {quote(_SEQ)}", (keys, keys))
+
+    def read_snapshot(self, table: TableSpec) -> Iterator[pa.RecordBatch]:
+        if self.state.latest_refresh(table.source, table.stream, "published") is None:
+            return
+        yield from self._select(table, "", quote(_SEQ), ())
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)

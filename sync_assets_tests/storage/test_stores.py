@@ -1,0 +1,195 @@
+"""Every storage guarantee, once, on every backend (``store_location``: DuckDB and PostgreSQL).
+
+Engine-level: stages and publishes are driven directly, with records chosen to exercise each
+guarantee. The sync kinds that use them (windows, refreshes, substreams) are tested end to end, on
+both backends too, in ``test_refresh``, ``test_substream`` and ``test_state``.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pytest
+
+from sync_assets.schema import Drift
+from sync_assets.storage import PartitionState, Published, Store, TableSpec, open_store
+from sync_assets.storage.duckdb import DuckDBStore
+from sync_assets.windows import Window
+
+ORDERS = TableSpec("shop", "orders", primary_key=("id",), declared={"id": "integer"}, cursor=True)
+DAY = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def publish(store: Store, key: str, records: list[dict[str, Any]], table: TableSpec = ORDERS) -> Published:
+    """One partition, one page: staged, then published with a state row that counts it."""
+    stage = store.private_stage(table, key)
+    cursors = [r["updated"] for r in records] if table.cursor else None
+    stage.append(records, requests=1, bytes_received=100, cursors=cursors)
+    state = PartitionState(key, Window(DAY, DAY + timedelta(days=1)), len(records), 1, 1, 100, None,
+                           datetime.now(UTC))
+    return store.publish_partition(stage, state)
+
+
+def order(n: int, updated: datetime = DAY, **more: Any) -> dict[str, Any]:
+    return {"id": n, "amount": 10, "updated": updated, **more}
+
+
+def query(store: Store, sql: str) -> list[tuple[Any, ...]]:
+    """What a user querying the backend's tables sees (DuckDB's views, or PostgreSQL's tables)."""
+    if isinstance(store, DuckDBStore):
+        with duckdb.connect(str(store.catalog_path), read_only=True) as db:
+            return [tuple(row) for row in db.sql(sql).fetchall()]
+    return [tuple(row) for row in store.state.rows(sql)]
+
+
+def test_a_partition_is_replaced_with_its_state(store_location: str) -> None:
+    store = open_store(store_location)
+    publish(store, "2024-01-01", [order(1), order(2), order(3)])
+    publish(store, "2024-01-01", [order(4), order(5)])
+    assert [r["id"] for r in store.records(ORDERS, ["2024-01-01"])] == [4, 5]
+    assert store.partition_states(ORDERS)["2024-01-01"].records == 2
+    assert query(store, "SELECT count(*) FROM shop.orders") == [(2,)]
+
+
+def test_two_writers_of_one_partition_leave_data_and_state_of_the_same_writer(store_location: str) -> None:
+    store = open_store(store_location)
+    barrier = threading.Barrier(6)
+
+    def writer(n: int) -> None:
+        stage = store.private_stage(ORDERS, "2024-01-01")
+        stage.append([order(n * 100 + i, writer=n) for i in range(n + 1)], cursors=[DAY] * (n + 1))
+        barrier.wait()  # every writer has staged; now all publish at once
+        store.publish_partition(stage, PartitionState("2024-01-01", None, n + 1, 1, 1, 0, None, datetime.now(UTC)))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rows = list(store.records(ORDERS, ["2024-01-01"]))
+    writers = {r["writer"] for r in rows}
+    assert len(writers) == 1  # one writer's rows, not a mix
+    (winner,) = writers
+    assert len(rows) == winner + 1 == store.partition_states(ORDERS)["2024-01-01"].records
+
+
+def test_a_publish_that_fails_keeps_the_previous_partition_and_its_state(
+    store_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(store_location)
+    publish(store, "2024-01-01", [order(1), order(2)])
+    before = store.partition_states(ORDERS)["2024-01-01"]
+
+    def broken(self: Store, scope: str) -> Any:
+        raise OSError("disk full")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(type(store), "staged_batches", broken)
+    with pytest.raises(OSError, match="disk full"):
+        publish(store, "2024-01-01", [order(7)])
+    monkeypatch.undo()
+    assert [r["id"] for r in store.records(ORDERS, ["2024-01-01"])] == [1, 2]
+    assert store.partition_states(ORDERS)["2024-01-01"] == before
+
+
+def test_columns_are_typed_widened_as_data_arrives_and_each_change_is_reported(store_location: str) -> None:
+    store = open_store(store_location)
+    first = publish(store, "2024-01-01", [order(1, meta={"tier": "gold"}, tags=["a"])])
+    assert first.drift == [] and first.columns["amount"] == "integer" and first.columns["meta"] == "json"
+    second = publish(store, "2024-01-02", [order(2, amount=12.5, note="late", tags=[])])
+    assert second.drift == [Drift("amount", "integer", "number")]
+    assert second.columns["note"] == "string"  # a new field: a new nullable column, not an error
+    third = publish(store, "2024-01-03", [order(3, amount="n/a")])
+    assert third.drift == [Drift("amount", "number", "string")]
+    rows = {r["id"]: r for r in store.records(ORDERS, ["2024-01-01", "2024-01-02", "2024-01-03"])}
+    assert rows[1]["meta"] == {"tier": "gold"} and rows[1]["tags"] == ["a"] and rows[1]["note"] is None
+    assert rows[2]["note"] == "late" and rows[3]["amount"] == "n/a"
+    # Nested values are JSON that the database itself can query.
+    json_get = "meta->>'tier'"
+    assert query(store, f"SELECT {json_get} FROM shop.orders WHERE id = 1") == [("gold",)]
+
+
+def test_the_current_view_holds_the_latest_version_of_each_key(store_location: str) -> None:
+    store = open_store(store_location)
+    publish(store, "2024-01-01", [order(1, DAY + timedelta(hours=3), status="open"), order(2)])
+    publish(store, "2024-01-02", [order(1, DAY + timedelta(days=1, hours=2), status="paid")])
+    assert query(store, "SELECT count(*) FROM shop.orders WHERE id = 1") == [(2,)]  # history: one row a day
+    assert query(store, "SELECT id, status FROM shop.orders_current ORDER BY id") == [(1, "paid"), (2, None)]
+
+
+def test_duplicate_keys_are_counted_by_typed_value_and_nulls_never_count(store_location: str) -> None:
+    store = open_store(store_location)
+    table = TableSpec("shop", "codes", primary_key=("code",))
+    published = publish(store, "2024-01-01", [{"code": c} for c in ["1", "1", "None", None, None, "2"]], table)
+    assert published.duplicate_keys == 1  # "1" twice; "None" is a string, and two nulls are no duplicate
+
+
+# --- DuckDB: the database file is only a catalog of views, so holding it open blocks no writer ----
+
+
+HOLD_OPEN = """
+import sys, time, duckdb
+db = duckdb.connect(sys.argv[1])  # read-write, as a DuckDB shell opens it
+print("open", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _hold_open(path: str, seconds: float) -> Any:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, path, str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+    return holder
+
+
+def test_a_database_held_open_elsewhere_delays_only_the_views_never_the_data(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DuckDBStore(tmp_path / "store")
+    publish(store, "2024-01-01", [order(1)])  # the views exist now; later publishes need no lock at all
+    monkeypatch.setattr("sync_assets.storage.duckdb._CATALOG_PATIENCE_SECONDS", 0.5)
+    holder = _hold_open(str(store.catalog_path), 30)
+    try:
+        publish(store, "2024-01-02", [order(2)])  # an existing stream: no catalog write, no wait
+        refunds = TableSpec("shop", "refunds", primary_key=("id",), cursor=True)
+        with caplog.at_level("WARNING"):
+            publish(store, "2024-01-02", [order(3)], refunds)  # a new stream's view has to wait
+        assert "open in another process" in caplog.text
+        assert [r["id"] for r in store.records(refunds, ["2024-01-02"])] == [3]  # stored all the same
+    finally:
+        holder.kill()
+        holder.wait()
+    assert store.apply_views()  # what the next publish, or `sync-assets sql`, does
+    assert query(store, "SELECT id FROM shop.refunds") == [(3,)]
+    assert query(store, "SELECT count(*) FROM shop.orders") == [(2,)]
+
+
+def test_a_publish_waits_for_the_database_and_says_so(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    store = DuckDBStore(tmp_path / "store")
+    store.state.rows("SELECT 1")  # the store exists before the database is held
+    holder = _hold_open(str(store.catalog_path), 1.0)
+    try:
+        with caplog.at_level("WARNING"):
+            publish(store, "2024-01-01", [order(1)])
+    finally:
+        holder.wait()
+    assert "waiting for" in caplog.text and "PID" in caplog.text  # DuckDB names the holder
+    assert query(store, "SELECT id FROM shop.orders") == [(1,)]
+
+
+def test_a_store_of_release_0_1_is_never_read_as_empty(tmp_path: Any) -> None:
+    """0.1 kept JSON lines in <home>/data; this release refuses, once and clearly, instead of re-syncing over it."""
+    from sync_assets.errors import ConfigurationError
+    from sync_assets.storage.layout import legacy_store_dir, store_dir
+
+    legacy = legacy_store_dir(tmp_path)
+    legacy.mkdir(parents=True)
+    (legacy / "state.sqlite").write_bytes(b"")
+    with pytest.raises(ConfigurationError, match=r"synced by sync-assets 0\.1.*mv .*data .*data\.0\.1"):
+        open_store(store_dir(tmp_path))
+    assert (legacy / "state.sqlite").exists()
