@@ -14,6 +14,7 @@ of that API waits, not just the one that was told.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -27,7 +28,7 @@ from pyrate_limiter import Rate as PyrateRate
 
 from sync_assets.errors import ConfigurationError
 from sync_assets.redaction import get_logger
-from sync_assets.secrets import Secret, resolve_secret
+from sync_assets.secrets import Env, Secret, resolve_secret
 
 log = get_logger(__name__)
 
@@ -56,12 +57,28 @@ class Rate(BaseModel):
         return per
 
 
+SHARED_BUDGET_ENV = "SYNC_ASSETS_RATE_LIMIT_URL"
+
+
 class RateLimitStore(BaseModel):
     """Where budgets and pauses are kept; ``url`` is a Postgres DSN or a Redis URL."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: Literal["sqlite", "postgres", "redis"] = "sqlite"
     url: Secret | None = Field(None, description="postgresql://... or redis://...; unused for sqlite.")
+
+    @classmethod
+    def deployment_default(cls) -> RateLimitStore | None:
+        """The budget store an operator set for every source that names none (``SYNC_ASSETS_RATE_LIMIT_URL``).
+
+        One variable moves every budget of a deployment onto PostgreSQL or Redis, as a multi-machine
+        deployment needs, without editing sources.
+        """
+        url = os.environ.get(SHARED_BUDGET_ENV, "")
+        if not url:
+            return None
+        kind = "redis" if url.startswith(("redis://", "rediss://")) else "postgres"
+        return cls(kind=kind, url=Env(env=SHARED_BUDGET_ENV))
 
 
 class _PauseBoard(Protocol):

@@ -18,7 +18,7 @@ from sync_assets.auth import ResolvedAuth
 from sync_assets.errors import ConfigurationError, SyncSystemError
 from sync_assets.http import HttpClient, RequestStats
 from sync_assets.pagination import Token
-from sync_assets.rate_limit import SharedRateLimiter
+from sync_assets.rate_limit import RateLimitStore, SharedRateLimiter
 from sync_assets.records import select_records
 from sync_assets.redaction import get_logger
 from sync_assets.secrets import resolve_text
@@ -37,8 +37,11 @@ def open_client(source: ApiSource, state_dir: Path | None = None) -> HttpClient:
         raise ConfigurationError(f"base_url of source {source.name!r} must start with http:// or https://")
     if not source.verify_tls:
         log.warning("TLS certificates are not verified for source %s (verify_tls: false)", source.name)
+    budget_store = source.rate_limit_store
+    if "rate_limit_store" not in source.model_fields_set:
+        budget_store = RateLimitStore.deployment_default() or budget_store
     limiter = SharedRateLimiter(
-        source.rate_limit_key or source.name, source.rate_limits, source.rate_limit_store,
+        source.rate_limit_key or source.name, source.rate_limits, budget_store,
         state_dir or sync_assets_home(), margin_seconds=source.rate_limit_margin_seconds,
     )
     return HttpClient(

@@ -150,3 +150,14 @@ def test_a_pause_from_one_worker_holds_every_worker(store: dict[str, str], tmp_p
     assert other_api.acquire() < 0.1
     for limiter in (first, second, other_api):
         limiter.close()
+
+
+def test_one_variable_moves_every_default_budget_to_a_shared_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_ASSETS_RATE_LIMIT_URL", "redis://127.0.0.1:6379/0")
+    shared = RateLimitStore.deployment_default()
+    assert shared is not None and shared.kind == "redis"
+    monkeypatch.setenv("SYNC_ASSETS_RATE_LIMIT_URL", "postgresql://127.0.0.1/test")
+    shared = RateLimitStore.deployment_default()
+    assert shared is not None and shared.kind == "postgres"
+    monkeypatch.delenv("SYNC_ASSETS_RATE_LIMIT_URL")
+    assert RateLimitStore.deployment_default() is None
