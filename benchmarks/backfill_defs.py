@@ -1,10 +1,11 @@
-"""Definitions for `python -m benchmarks.backfill`: the demo source without its request budget, and a trivial asset.
+"""Definitions for the benchmarks: the demo source without its request budget, and trivial assets.
 
-The budget is dropped so the backfill measures what it is meant to: latency-bound windows read
-concurrently in one run. The trivial asset measures a Dagster CLI run's own overhead on this machine.
+The budget is dropped so the benchmarks measure what they are meant to: windows read concurrently
+in one run. ``trivial`` measures a Dagster CLI run's own overhead on this machine; ``trivial_daily``
+(the surveys' partitions and backfill policy, no work) what Dagster itself spends per partition.
 """
 
-from dagster import Definitions, asset
+from dagster import AssetKey, BackfillPolicy, Definitions, asset
 
 from sync_assets.dagster import build_definitions
 from sync_assets.sources import demo_source
@@ -15,5 +16,14 @@ def trivial() -> None:
     return None
 
 
-defs = Definitions.merge(build_definitions(demo_source().model_copy(update={"rate_limits": []})),
-                         Definitions(assets=[trivial]))
+def _sources() -> Definitions:
+    return build_definitions(demo_source().model_copy(update={"rate_limits": []}))
+
+
+@asset(partitions_def=_sources().get_assets_def(AssetKey(["demo", "surveys"])).partitions_def,
+       backfill_policy=BackfillPolicy.single_run())
+def trivial_daily() -> None:
+    return None
+
+
+defs = Definitions.merge(_sources(), Definitions(assets=[trivial, trivial_daily]))

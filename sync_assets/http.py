@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import random
 import threading
 import time
@@ -136,6 +137,13 @@ class HttpClient:
         self._session.headers.update(headers or {})
         self._session.headers.update(auth.headers)
         self._session.verify = verify_tls
+        # requests reads proxy and CA-bundle variables from the environment again on every request
+        # (a scan of os.environ each time); read them once, here, for this API.
+        self._session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if verify_tls and ca_bundle:
+            self._session.verify = ca_bundle
+        self._session.trust_env = False
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, max_connections))
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)

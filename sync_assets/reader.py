@@ -14,17 +14,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from sync_assets.auth import ResolvedAuth
 from sync_assets.errors import ConfigurationError, SyncSystemError
 from sync_assets.http import HttpClient, RequestStats
 from sync_assets.pagination import Token
 from sync_assets.rate_limit import RateLimitStore, SharedRateLimiter
-from sync_assets.records import select_records
+from sync_assets.records import dig, select_records
 from sync_assets.redaction import get_logger
 from sync_assets.secrets import resolve_text
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.storage.layout import sync_assets_home
-from sync_assets.windows import Window, record_instant, window_params
+from sync_assets.windows import UTC_MICROS, Window, parse_instants, window_params
 
 log = get_logger(__name__)
 
@@ -58,8 +61,8 @@ class Page:
     token: Token | None
     next_token: Token | None
     dropped: int = 0
-    cursors: list[datetime] | None = None
-    """The parsed cursor value of each record (incremental streams), stored beside it."""
+    cursors: pa.TimestampArray | None = None
+    """The parsed cursor value of each record (incremental streams, UTC), stored beside it."""
     total_pages: int | None = None
     """How many pages the whole read has, when the API says (page number or offset with a total)."""
 
@@ -69,7 +72,10 @@ class Page:
 
     @property
     def max_cursor(self) -> datetime | None:
-        return max(self.cursors) if self.cursors else None
+        if self.cursors is None or not len(self.cursors):
+            return None
+        latest: datetime = pc.max(self.cursors).as_py()
+        return latest
 
 
 class StreamReader:
@@ -120,11 +126,11 @@ class StreamReader:
         incremental = self.stream.incremental
         if incremental is None:
             return Page(records, token, next_token)
-        kept: list[dict[str, Any]] = []
-        cursors: list[datetime] = []
-        for record in records:
-            instant = record_instant(record, incremental.cursor_field)
-            if window is None or window.contains(instant):
-                kept.append(record)
-                cursors.append(instant)
-        return Page(kept, token, next_token, len(records) - len(kept), cursors)
+        field = incremental.cursor_field
+        instants = parse_instants([dig(record, field) for record in records], field)
+        if window is None or not records:
+            return Page(records, token, next_token, 0, instants)
+        start, end = pa.scalar(window.start, UTC_MICROS), pa.scalar(window.end, UTC_MICROS)
+        inside = pc.and_(pc.greater_equal(instants, start), pc.less(instants, end))
+        kept = [record for record, keep in zip(records, inside.to_pylist(), strict=True) if keep]
+        return Page(kept, token, next_token, len(records) - len(kept), instants.filter(inside))

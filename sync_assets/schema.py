@@ -99,7 +99,7 @@ def type_of(arrow: pa.DataType) -> str | None:
 
 def page_batch(
     records: Sequence[Mapping[str, Any]], declared: Mapping[str, str], extracted_at: datetime,
-    cursors: Sequence[datetime] | None = None,
+    cursors: pa.Array | Sequence[datetime] | None = None,
 ) -> pa.RecordBatch:
     """One page as a typed Arrow batch, with the engine's columns (extraction time, parsed cursor)."""
     seen: dict[str, str | None] = {}
@@ -122,7 +122,7 @@ def page_batch(
     arrays.append(pa.array([extracted_at] * n, ARROW_TYPES[TIMESTAMP]))
     if cursors is not None:
         names.append(CURSOR_COLUMN)
-        arrays.append(pa.array(cursors, ARROW_TYPES[TIMESTAMP]))
+        arrays.append(cursors if isinstance(cursors, pa.Array) else pa.array(cursors, ARROW_TYPES[TIMESTAMP]))
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
@@ -145,6 +145,11 @@ def _typed(values: list[Any], kind: str, force: bool = False) -> pa.Array:
     if kind == JSON:
         return pa.array([None if v is None else _encode_json(v) for v in values], pa.json_())
     if kind == TIMESTAMP:
+        if all(type(v) is str for v in values if v is not None):
+            try:  # Arrow's parser: values with an offset, as APIs send them
+                return pa.array(values, pa.string()).cast(ARROW_TYPES[TIMESTAMP])
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                pass
         return pa.array([None if v is None else parse_cursor(v) for v in values], ARROW_TYPES[TIMESTAMP])
     if kind == STRING and (force or any(v is not None and type(v) is not str for v in values)):
         values = [v if v is None or type(v) is str else _encode_json(v) for v in values]

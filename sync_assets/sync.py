@@ -45,8 +45,9 @@ def sync_window(reader: StreamReader, store: Store, key: str, window: Window) ->
         for page in reader.pages(stats, window=window):
             stage.append(page.records, cursors=page.cursors)
             dropped += page.dropped
-            if page.max_cursor is not None and (max_cursor is None or page.max_cursor > max_cursor):
-                max_cursor = page.max_cursor
+            latest = page.max_cursor
+            if latest is not None and (max_cursor is None or latest > max_cursor):
+                max_cursor = latest
         c = stage.checkpoint
         state = PartitionState(key, window, c.records, c.pages, stats.requests, stats.bytes, max_cursor,
                                datetime.now(UTC))

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
+import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,7 +38,7 @@ import pyarrow.compute as pc
 from sync_assets.errors import TransientError
 from sync_assets.schema import Drift, arrow_schema, conform, declared_types, merge_schemas, page_batch, to_records
 from sync_assets.spec import ApiSource, Stream
-from sync_assets.storage.layout import store_dir, window_scope
+from sync_assets.storage.layout import chunk_key, chunk_scope, store_dir
 from sync_assets.storage.statedb import Checkpoint, PartitionState, RefreshState, StateDB
 
 __all__ = [
@@ -54,8 +55,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# A window writer that died (SIGKILL) leaves its private stage behind; the next writer of the stream clears it.
-_ABANDONED_AFTER = timedelta(hours=6)
 
 
 class StageBusyError(TransientError):
@@ -95,16 +94,22 @@ class TableSpec:
 
 
 class Stage:
-    """A unit of work being read: its committed pages, its checkpoint, the items it finished."""
+    """A unit of work being read: its committed pages, its checkpoint, the items it finished.
+
+    A resumable stage (a refresh's chunk, a substream partition) commits each page to the state
+    database with its checkpoint. A private one (one writer of one window, which re-reads its window
+    whole if it dies) spools its pages to an unlinked local file instead: no transaction per page,
+    and nothing left behind by a killed process.
+    """
 
     def __init__(self, store: Store, table: TableSpec, scope: str, checkpoint: Checkpoint, items: set[str],
-                 lock: AbstractContextManager[None] | None) -> None:
+                 lock: AbstractContextManager[None] | None, spool: BinaryIO | None = None) -> None:
         self.store, self.table, self.scope = store, table, scope
-        self.checkpoint, self.items, self._lock = checkpoint, items, lock
+        self.checkpoint, self.items, self._lock, self._spool = checkpoint, items, lock, spool
 
     def append(
         self, records: list[dict[str, Any]], requests: int = 0, bytes_received: int = 0, pages: int = 1,
-        token: Any = None, item: str | None = None, done: bool = False, cursors: list[datetime] | None = None,
+        token: Any = None, item: str | None = None, done: bool = False, cursors: pa.Array | None = None,
     ) -> Checkpoint:
         """Commit ``records`` and the checkpoint that covers them (``token``, ``item``) in one transaction."""
         batch = None
@@ -113,16 +118,33 @@ class Stage:
         previous = self.checkpoint
         checkpoint = Checkpoint(previous.records + len(records), previous.pages + pages,
                                 previous.requests + requests, previous.bytes_received + bytes_received, token, done)
-        self.store.state.append_page(self.scope, batch, checkpoint, item)
+        if self._spool is not None:
+            if batch is not None:
+                self._spool.write(len(batch).to_bytes(8, "little") + batch)
+        else:
+            self.store.state.append_page(self.scope, batch, checkpoint, item)
         self.checkpoint = checkpoint
         if item is not None:
             self.items.add(item)
         return checkpoint
 
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The staged pages, one at a time."""
+        if self._spool is None:
+            yield from self.store.staged_batches(self.scope)
+            return
+        self._spool.flush()
+        with open(self._spool.fileno(), "rb", closefd=False) as spool:  # own offset: appends stay at the end
+            spool.seek(0)
+            while header := spool.read(8):
+                yield from _batches(spool.read(int.from_bytes(header, "little")))
+
     def close(self) -> None:
         if self._lock is not None:
             self._lock.__exit__(None, None, None)
             self._lock = None
+        if self._spool is not None:
+            self._spool.close()  # the file was never linked: closing it is deleting it
 
     def __enter__(self) -> Stage:
         return self
@@ -136,6 +158,15 @@ def _ipc(batch: pa.RecordBatch) -> bytes:
     with pa.ipc.new_stream(sink, batch.schema) as writer:
         writer.write_batch(batch)
     return bytes(sink.getvalue().to_pybytes())
+
+
+def _batches(data: bytes) -> Iterator[pa.RecordBatch]:
+    with pa.ipc.open_stream(data) as reader:
+        yield from reader
+
+
+Part = tuple[str, Callable[[], Iterator[pa.RecordBatch]]]
+"""What a publish writes: a partition (or chunk) key, and its staged pages."""
 
 
 class Store(ABC):
@@ -160,24 +191,23 @@ class Store(ABC):
             raise
 
     def private_stage(self, table: TableSpec, key: str) -> Stage:
-        """A stage of one writer of one window: not resumable, never shared, dropped by the publish."""
-        prefix = window_scope(table.source, table.stream, "", "")[:-2]
-        self.state.drop_abandoned_stages(prefix, datetime.now(UTC) - _ABANDONED_AFTER)
-        scope = window_scope(table.source, table.stream, key, uuid.uuid4().hex)
-        checkpoint = Checkpoint()
-        self.state.reset_stage(scope, checkpoint)
-        return Stage(self, table, scope, checkpoint, set(), None)
+        """A stage of one writer of one window: not resumable, never shared, gone when closed or killed."""
+        spool = tempfile.TemporaryFile(dir=self.spool_dir)  # noqa: SIM115 -- the stage owns and closes it
+        return Stage(self, table, f"{table.name}/window/{key}", Checkpoint(), set(), None, spool)
+
+    spool_dir: Path | None = None
+    """Where private stages spool their pages (a local disk; default: the system's temporary folder)."""
 
     def staged_batches(self, scope: str) -> Iterator[pa.RecordBatch]:
-        """A stage's pages, one at a time."""
+        """A resumable stage's pages, one at a time."""
         for data in self.state.staged_pages(scope):
-            with pa.ipc.open_stream(data) as reader:
-                yield from reader
+            yield from _batches(data)
 
     def discard(self, stage: Stage) -> None:
         """Drop what a stage holds; its partition keeps its previous data and state."""
-        with self.state.transaction() as db:
-            self.state.drop_stage(db, stage.scope)
+        if stage._spool is None:
+            with self.state.transaction() as db:
+                self.state.drop_stage(db, stage.scope)
         stage.close()
 
     @abstractmethod
@@ -198,6 +228,10 @@ class Store(ABC):
     def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
         """Make the staged chunks of ``refresh`` the stream's snapshot at once; remove older ones."""
 
+    def _chunk_parts(self, table: TableSpec, refresh: int, chunks: int) -> list[Part]:
+        return [(chunk_key(c), partial(self.staged_batches, chunk_scope(table.source, table.stream, refresh, c)))
+                for c in range(chunks)]
+
     @abstractmethod
     def _remove_refresh_data(self, table: TableSpec, refresh: int) -> None:
         """Delete a superseded refresh's published data."""
@@ -213,9 +247,9 @@ class Store(ABC):
             self._remove_refresh_data(table, refresh)
             self.state.mark_removed(table.source, table.stream, refresh)
 
-    def _partition_columns(self, stage_scopes: list[str], table: TableSpec) -> tuple[dict[str, str], pa.Schema]:
+    def _partition_columns(self, parts: list[Part], table: TableSpec) -> tuple[dict[str, str], pa.Schema]:
         """The columns of what the stages hold (declared first), and the schema to publish it with."""
-        schemas = [batch.schema for scope in stage_scopes for batch in self.staged_batches(scope)]
+        schemas = [batch.schema for _, batches in parts for batch in batches()]
         columns, _ = merge_schemas(dict(table.declared), schemas)
         return columns, arrow_schema(columns)
 
@@ -230,16 +264,16 @@ class Store(ABC):
             log.warning("%s: column %s", table.name, change)
         return merged, drift
 
-    def _duplicate_keys(self, stage_scopes: list[str], table: TableSpec, schema: pa.Schema) -> int:
+    def _duplicate_keys(self, parts: list[Part], table: TableSpec, schema: pa.Schema) -> int:
         """Rows of the stages whose (typed) primary key appears more than once; only the key columns are held."""
         keys = [k for k in table.primary_key if k in schema.names]
         if not table.primary_key or len(keys) < len(table.primary_key):
             return 0
         key_schema = pa.schema([schema.field(k) for k in keys])
-        parts = [conform(batch, key_schema) for scope in stage_scopes for batch in self.staged_batches(scope)]
-        if not parts:
+        keys_only = [conform(batch, key_schema) for _, batches in parts for batch in batches()]
+        if not keys_only:
             return 0
-        rows = pa.Table.from_batches(parts, key_schema).drop_null()
+        rows = pa.Table.from_batches(keys_only, key_schema).drop_null()
         counts = rows.group_by(keys).aggregate([([], "count_all")])["count_all"]
         return int(pc.sum(pc.subtract(counts, 1)).as_py() or 0)
 

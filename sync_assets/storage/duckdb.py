@@ -45,8 +45,8 @@ import pyarrow.parquet as pq
 
 from sync_assets.errors import ConfigurationError
 from sync_assets.schema import CURSOR_COLUMN, EXTRACTED_AT_COLUMN, PARTITION_COLUMN, conform
-from sync_assets.storage import PartitionState, Published, Stage, StageBusyError, Store, TableSpec
-from sync_assets.storage.layout import chunk_key, chunk_scope, legacy_store_dir, quote, safe_name
+from sync_assets.storage import Part, PartitionState, Published, Stage, StageBusyError, Store, TableSpec
+from sync_assets.storage.layout import legacy_store_dir, quote, safe_name
 from sync_assets.storage.statedb import Dialect, StateDB
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 _LOCK_PATIENCE_SECONDS = 2.0  # a stage lock held this long is another run, not a passing probe
 _CATALOG_PATIENCE_SECONDS = 10.0
 _CATALOG_LOCK = threading.Lock()
+_ROW_GROUP = 65_536  # rows held before a Parquet row group is written: memory stays bounded, files stay few-grouped
 
 
 def _sqlite_connect(path: Path) -> sqlite3.Connection:
@@ -76,8 +77,9 @@ class DuckDBStore(Store):
                 f"does not read. Re-sync into tables: move that folder aside (mv {legacy.parent} "
                 f"{legacy.parent}.0.1) and materialize the assets again; nothing in it is deleted"
             )
-        for folder in ("tables", "locks"):
+        for folder in ("tables", "locks", "spool"):
             (root / folder).mkdir(parents=True, exist_ok=True)
+        self.spool_dir = root / "spool"  # beside the tables: the same disk, not a RAM-backed /tmp
         path = root / "state.sqlite"
         with contextlib.closing(_sqlite_connect(path)) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -131,18 +133,24 @@ class DuckDBStore(Store):
 
     # --- publishing ---
 
-    def _write(self, path: Path, parts: list[tuple[str, str]], schema: pa.Schema) -> Path:
+    def _write(self, path: Path, parts: list[Part], schema: pa.Schema) -> Path:
         """Write the stages' pages (each with its partition key) to a temporary file beside ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
+        pending: list[pa.RecordBatch] = []  # pages gathered into row groups of up to _ROW_GROUP rows
         try:
             with pq.ParquetWriter(tmp, full) as writer:
-                for scope, key in parts:
-                    for batch in self.staged_batches(scope):
+                for key, batches in parts:
+                    for batch in batches():
                         rows = conform(batch, schema)
-                        writer.write_batch(pa.RecordBatch.from_arrays(
+                        pending.append(pa.RecordBatch.from_arrays(
                             [*rows.columns, pa.array([key] * rows.num_rows, pa.string())], schema=full))
+                        if sum(b.num_rows for b in pending) >= _ROW_GROUP:
+                            writer.write_table(pa.Table.from_batches(pending, full))
+                            pending = []
+                if pending:
+                    writer.write_table(pa.Table.from_batches(pending, full))
             with tmp.open("rb") as handle:
                 os.fsync(handle.fileno())
         except BaseException:
@@ -151,18 +159,18 @@ class DuckDBStore(Store):
         return tmp
 
     def publish_partition(self, stage: Stage, state: PartitionState) -> Published:
-        table = stage.table
-        columns, schema = self._partition_columns([stage.scope], table)
-        duplicates = self._duplicate_keys([stage.scope], table, schema)
+        table, parts = stage.table, [(state.partition_key, stage.batches)]
+        columns, schema = self._partition_columns(parts, table)
+        duplicates = self._duplicate_keys(parts, table, schema)
         path = self.partition_path(table, state.partition_key)
-        tmp = self._write(path, [(stage.scope, state.partition_key)], schema)
+        tmp = self._write(path, parts, schema)
         try:
             with self.state.transaction() as db:  # SQLite's write lock: one publisher at a time
                 os.replace(tmp, path)
                 _fsync_dir(path.parent)
                 self.state.save_partition(db, table.source, table.stream, state)
                 merged, drift = self._merge_stream_columns(db, table, columns)
-                self.state.drop_stage(db, stage.scope)
+                self.state.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
         finally:
             tmp.unlink(missing_ok=True)
         stage.close()
@@ -170,13 +178,13 @@ class DuckDBStore(Store):
         return Published(merged, drift, duplicates)
 
     def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
-        scopes = [chunk_scope(table.source, table.stream, refresh, c) for c in range(chunks)]
-        columns, schema = self._partition_columns(scopes, table)
-        duplicates = self._duplicate_keys(scopes, table, schema)
+        parts = self._chunk_parts(table, refresh, chunks)
+        columns, schema = self._partition_columns(parts, table)
+        duplicates = self._duplicate_keys(parts, table, schema)
         folder = self.refresh_dir(table, refresh)
-        for chunk, scope in enumerate(scopes):
-            path = folder / f"{chunk_key(chunk)}.parquet"
-            os.replace(self._write(path, [(scope, chunk_key(chunk))], schema), path)
+        for key, batches in parts:
+            path = folder / f"{key}.parquet"
+            os.replace(self._write(path, [(key, batches)], schema), path)
         _fsync_dir(folder)
         link = self.stream_dir(table) / "snapshot"
         with self.state.transaction() as db:

@@ -68,11 +68,6 @@ def legacy_store_dir(home: Path | None = None) -> Path:
     return (home or sync_assets_home()) / "data"
 
 
-def window_scope(source: str, stream: str, key: str, writer: str) -> str:
-    """The stage of one writer of one window (each writer has its own; the publish decides)."""
-    return f"{source}/{stream}/window/{key}/{writer}"
-
-
 def partition_scope(source: str, stream: str, key: str) -> str:
     """The resumable stage of one substream partition."""
     return f"{source}/{stream}/partition/{key}"

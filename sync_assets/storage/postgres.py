@@ -41,8 +41,8 @@ from sync_assets.schema import (
     conform,
     merge_schemas,
 )
-from sync_assets.storage import PartitionState, Published, Stage, StageBusyError, Store, TableSpec
-from sync_assets.storage.layout import chunk_key, chunk_scope, quote, safe_name
+from sync_assets.storage import Part, PartitionState, Published, Stage, StageBusyError, Store, TableSpec
+from sync_assets.storage.layout import quote, safe_name
 from sync_assets.storage.statedb import Cursor, Dialect, StateDB
 
 STATE_SCHEMA = "sync_assets"
@@ -141,13 +141,13 @@ class PostgresStore(Store):
             self.state.save_columns(db, table.source, table.stream, merged)
         return merged, drift
 
-    def _copy(self, db: Cursor, name: str, scopes: list[tuple[str, str]], columns: dict[str, str]) -> None:
+    def _copy(self, db: Cursor, name: str, parts: list[Part], columns: dict[str, str]) -> None:
         """Load the stages' pages (each with its partition key) into ``name`` by ``COPY``, a page at a time."""
         schema = arrow_schema(columns)
         names = [*columns, PARTITION_COLUMN]
         with db.copy(f"COPY {name} ({', '.join(quote(c) for c in names)}) FROM STDIN (FORMAT csv)") as copy:
-            for scope, key in scopes:
-                for batch in self.staged_batches(scope):
+            for key, batches in parts:
+                for batch in batches():
                     rows = conform(batch, schema)
                     if not rows.num_rows:
                         continue
@@ -160,31 +160,31 @@ class PostgresStore(Store):
     # --- publishing ---
 
     def publish_partition(self, stage: Stage, state: PartitionState) -> Published:
-        table = stage.table
-        columns, schema = self._partition_columns([stage.scope], table)
-        duplicates = self._duplicate_keys([stage.scope], table, schema)
+        table, parts = stage.table, [(state.partition_key, stage.batches)]
+        columns, schema = self._partition_columns(parts, table)
+        duplicates = self._duplicate_keys(parts, table, schema)
         name = self._table(table)
         with self.state.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(f"publish:{table.name}"),))
             merged, drift = self._prepare(db, table, columns)
             db.execute(f"DELETE FROM {name} WHERE {quote(PARTITION_COLUMN)} = ?", (state.partition_key,))
-            self._copy(db, name, [(stage.scope, state.partition_key)], merged)
+            self._copy(db, name, parts, merged)
             self.state.save_partition(db, table.source, table.stream, state)
-            self.state.drop_stage(db, stage.scope)
+            self.state.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
         stage.close()
         return Published(merged, drift, duplicates)
 
     def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
-        scopes = [chunk_scope(table.source, table.stream, refresh, c) for c in range(chunks)]
-        columns, schema = self._partition_columns(scopes, table)
-        duplicates = self._duplicate_keys(scopes, table, schema)
+        parts = self._chunk_parts(table, refresh, chunks)
+        columns, schema = self._partition_columns(parts, table)
+        duplicates = self._duplicate_keys(parts, table, schema)
         name, loading = self._table(table), self._table(table, f"__refresh_{refresh}")
         with self.state.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(f"publish:{table.name}"),))
             merged, drift = self._prepare(db, table, columns)  # the stream's columns, and its table to copy
             db.execute(f"DROP TABLE IF EXISTS {loading}")
             db.execute(f"CREATE TABLE {loading} (LIKE {name} INCLUDING ALL)")
-            self._copy(db, loading, [(s, chunk_key(c)) for c, s in enumerate(scopes)], merged)
+            self._copy(db, loading, parts, merged)
             db.execute(f"DROP TABLE {name}")  # waits for readers of the old snapshot; new ones wait for the commit
             db.execute(f"ALTER TABLE {loading} RENAME TO {quote(table.stream)}")
             self.state.mark_published(db, table.source, table.stream, refresh, chunks)

@@ -246,15 +246,6 @@ class StateDB:
         for table in ("sync_stage_pages", "sync_stage_items", "sync_stages"):
             db.execute(f"DELETE FROM {table} WHERE substr(scope, 1, ?) = ?", (len(prefix), prefix))
 
-    def drop_abandoned_stages(self, prefix: str, before: datetime) -> None:
-        """Private stages of writers that died (a killed window run) once they are older than ``before``."""
-        rows = self.rows("SELECT scope FROM sync_stages WHERE substr(scope, 1, ?) = ? AND updated_at < ?",
-                         (len(prefix), prefix, before.isoformat()))
-        if rows:
-            with self.transaction() as db:
-                for (scope,) in rows:
-                    self.drop_stage(db, scope)
-
     # --- full refreshes ---
 
     def latest_refresh(self, source: str, stream: str, status: str | None = None) -> RefreshState | None:

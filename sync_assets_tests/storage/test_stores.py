@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from sync_assets.schema import Drift
-from sync_assets.storage import PartitionState, Published, Store, TableSpec, open_store
+from sync_assets.storage import PartitionState, Published, Stage, Store, TableSpec, open_store
 from sync_assets.storage.duckdb import DuckDBStore
 from sync_assets.windows import Window
 
@@ -83,11 +83,11 @@ def test_a_publish_that_fails_keeps_the_previous_partition_and_its_state(
     publish(store, "2024-01-01", [order(1), order(2)])
     before = store.partition_states(ORDERS)["2024-01-01"]
 
-    def broken(self: Store, scope: str) -> Any:
-        raise OSError("disk full")
-        yield  # pragma: no cover
+    def broken(self: Stage) -> Any:
+        yield from []
+        raise OSError("disk full")  # while the staged pages are being written out
 
-    monkeypatch.setattr(type(store), "staged_batches", broken)
+    monkeypatch.setattr(Stage, "batches", broken)
     with pytest.raises(OSError, match="disk full"):
         publish(store, "2024-01-01", [order(7)])
     monkeypatch.undo()

@@ -1,0 +1,223 @@
+"""Storage cost: CPU per record into DuckDB and into PostgreSQL, through the engine and through Dagster.
+
+    .venv/bin/python -m benchmarks.storage [--repeats 3] [--skip-postgres]
+
+1. **CPU per record.** The demo surveys of 30 daily partitions (about 30,000 records, 100 a page, latency
+   0, the API in its own process) synced end to end: fetched, typed, staged, published. Once through the
+   engine in this process (``sync_windows``, CPU of this process), once through
+   ``dagster asset materialize --partition-range`` (CPU of the CLI and its step process). Each is also run
+   over the same 30 partitions holding about 1 % of the records; the difference, divided by the records
+   added, is the cost per record with the fixed cost of a run (process start-up, Dagster's event log)
+   taken out.
+2. **Per partition, against Dagster's own floor.** 365 daily partitions (few records each) as one
+   in-process run, beside a trivial asset with the same partitions and backfill policy in one run: the
+   floor that Dagster's per-partition bookkeeping sets.
+3. **Peak memory against data size**: a full refresh of 100,000 and of 1,000,000 customers into the
+   DuckDB store, each in a fresh process; peak RSS from the kernel. Flat means pages stream through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.demo_server import TOKEN, demo_api
+
+REPO = Path(__file__).resolve().parent.parent
+DAGSTER = Path(sys.executable).parent / "dagster"
+POSTGRES = os.environ.get("SYNC_ASSETS_BENCH_POSTGRES", "postgresql://127.0.0.1:5432/test")
+FULL, SMALL = 354_000, 3_540  # surveys in the API: about 30,000 and 300 of them modified in January 1-30
+
+
+@contextmanager
+def fresh_store(backend: str) -> Iterator[str]:
+    """A new, empty store of ``backend``: a folder, or a PostgreSQL database created for it."""
+    if backend == "duckdb":
+        folder = tempfile.mkdtemp(prefix="sync-assets-bench-")
+        yield str(Path(folder) / "store")
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    import psycopg
+
+    name = f"sync_assets_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def engine_run(url: str, store: str) -> tuple[int, float]:
+    """Records synced and CPU seconds of this process, for January 1-30 through the engine."""
+    from sync_assets.reader import StreamReader, open_client
+    from sync_assets.sources import demo_source
+    from sync_assets.storage import open_store
+    from sync_assets.sync import sync_windows
+    from sync_assets.windows import partition_key, windows_between
+
+    source = demo_source().model_copy(update={"base_url": url, "rate_limits": []})
+    os.environ["SYNC_ASSETS_DEMO_TOKEN"] = TOKEN
+    windows = [(partition_key(w.start, "daily"), w) for w in
+               windows_between(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 31, tzinfo=UTC), "daily")]
+    state_dir = Path(tempfile.mkdtemp(prefix="sync-assets-bench-"))
+    started = time.process_time()
+    target = open_store(store)
+    client = open_client(source, state_dir)
+    results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), target, windows, 10))
+    cpu = time.process_time() - started
+    client.close()
+    target.close()
+    assert all(r.error is None for r in results), [r.error for r in results if r.error][:3]
+    return sum(r.state.records for r in results if r.state), cpu
+
+
+def cli_run(url: str, store: str) -> float:
+    """CPU seconds of `dagster asset materialize` (CLI and step process) for January 1-30."""
+    home = Path(tempfile.mkdtemp(prefix="sync-assets-bench-home-"))
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SYNC_ASSETS_DEMO_URL": url, "SYNC_ASSETS_DEMO_TOKEN": TOKEN,
+           "SYNC_ASSETS_STORE_URL": store}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([str(DAGSTER), "asset", "materialize", "-m", "benchmarks.backfill_defs", "--select",
+                    "demo/surveys", "--partition-range", "2024-01-01...2024-01-30"],
+                   env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    shutil.rmtree(home, ignore_errors=True)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _in_child(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a fresh interpreter, so that runs do not share caches or connections."""
+    code = (f"import json, sys; from benchmarks.storage import {function.__name__} as f; "
+            f"print(json.dumps(f(*json.loads(sys.argv[1]))))")
+    import json
+
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(args)], cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def cpu_per_record(backends: list[str], repeats: int) -> None:
+    rows = []
+    with demo_api("--surveys", str(FULL)) as full_url, demo_api("--surveys", str(SMALL)) as small_url:
+        for backend in backends:
+            engine_full, engine_small, cli_full, cli_small, records = [], [], [], [], []
+            for _ in range(repeats):
+                with fresh_store(backend) as store:
+                    n, cpu = _in_child(engine_run, full_url, store)
+                    records.append(n)
+                    engine_full.append(cpu)
+                with fresh_store(backend) as store:
+                    small, cpu = _in_child(engine_run, small_url, store)
+                    engine_small.append(cpu)
+                with fresh_store(backend) as store:
+                    cli_full.append(cli_run(full_url, store))
+                with fresh_store(backend) as store:
+                    cli_small.append(cli_run(small_url, store))
+            n = statistics.median(records)
+            added = n - small
+            for path, full, few in (("engine", engine_full, engine_small), ("dagster asset materialize", cli_full,
+                                                                            cli_small)):
+                f, s = statistics.median(full), statistics.median(few)
+                rows.append(f"| {backend} | {path} | {n:,.0f} | {f:.2f} | {s:.2f} | {(f - s) / added * 1e6:.1f} |")
+    print(f"| backend | path | records | CPU s, 30 partitions | CPU s, ~1 % of the records | us per record "
+          f"added (median of {repeats}) |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+def partition_floor(repeats: int) -> None:
+    """365 windows in one in-process run, beside a trivial asset over the same 365 partitions."""
+    ours, floor = [], []
+    with demo_api("--surveys", "2000") as url:
+        for _ in range(repeats):
+            ours.append(_in_child(in_process_year, url, "demo/surveys"))
+            floor.append(_in_child(in_process_year, url, "trivial_daily"))
+    o, f = statistics.median(ours), statistics.median(floor)
+    print(f"| 365 daily partitions, one in-process run (median of {repeats}) | wall s |")
+    print("|---|---|")
+    print(f"| trivial asset, same partitions and backfill policy (Dagster's floor) | {f:.2f} |")
+    print(f"| demo/surveys (fetch, type, stage, publish each window) | {o:.2f} |")
+    print(f"| ratio | {o / f:.2f} |")
+
+
+def in_process_year(url: str, key: str) -> float:
+    from dagster import AssetKey, DagsterInstance, materialize
+
+    from benchmarks.backfill_defs import defs
+
+    os.environ.update({"SYNC_ASSETS_DEMO_URL": url, "SYNC_ASSETS_DEMO_TOKEN": TOKEN})
+    home = tempfile.mkdtemp(prefix="sync-assets-bench-home-")
+    shutil.copy(REPO / "dagster.yaml", Path(home) / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = home
+    os.environ.pop("SYNC_ASSETS_STORE_URL", None)
+    with DagsterInstance.get() as instance:
+        asset = defs.get_assets_def(AssetKey.from_user_string(key))
+        started = time.perf_counter()
+        result = materialize([asset], instance=instance, resources=defs.resources,
+                             tags={"dagster/asset_partition_range_start": "2024-01-01",
+                                   "dagster/asset_partition_range_end": "2024-12-30"})
+        wall = time.perf_counter() - started
+    assert result.success
+    return wall
+
+
+def peak_memory() -> None:
+    print("| full refresh of customers into DuckDB, fresh process | peak RSS MiB |")
+    print("|---|---|")
+    for count in (100_000, 1_000_000):
+        with demo_api("--customers", str(count)) as url, fresh_store("duckdb") as store:
+            rss = _in_child(refresh_rss, url, store, count)
+        print(f"| {count:,} customers | {rss:.1f} |")
+
+
+def refresh_rss(url: str, store: str, count: int) -> float:
+    from sync_assets.reader import StreamReader, open_client
+    from sync_assets.refresh import FullRefresh
+    from sync_assets.spec import source_from_dict
+    from sync_assets.storage import open_store
+
+    source = source_from_dict({
+        "name": "bench", "base_url": url, "auth": {"type": "bearer", "token": TOKEN},
+        "streams": [{"name": "customers", "path": "/v1/customers", "records_path": "data", "primary_key": "id",
+                     "chunk_pages": 100, "paginator": {"type": "cursor", "size_param": "limit", "size": 1000}}],
+    })
+    client = open_client(source, Path(tempfile.mkdtemp(prefix="sync-assets-bench-")))
+    runner = FullRefresh(StreamReader(source, source.stream("customers"), client), open_store(store), 4)
+    records = sum(r.checkpoint.records for r in runner.run() if r.checkpoint)
+    assert runner.published and records == count, records
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--only", choices=["cpu", "floor", "memory"])
+    args = parser.parse_args()
+    if args.only in (None, "cpu"):
+        cpu_per_record(["duckdb"] if args.skip_postgres else ["duckdb", "postgres"], args.repeats)
+        print()
+    if args.only in (None, "floor"):
+        partition_floor(args.repeats)
+        print()
+    if args.only in (None, "memory"):
+        peak_memory()
+
+
+if __name__ == "__main__":
+    main()
