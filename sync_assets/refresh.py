@@ -37,7 +37,7 @@ class ChunkResult:
 
     @property
     def key(self) -> str:
-        return chunk_key(self.chunk)
+        return chunk_key(self.refresh, self.chunk)
 
 
 class FullRefresh:

@@ -44,7 +44,7 @@ from sync_assets.reader import StreamReader
 from sync_assets.refresh import ChunkResult, FullRefresh
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.storage import Published, Store, TableSpec
-from sync_assets.storage.layout import chunk_key
+from sync_assets.storage.layout import chunk_key, refresh_of
 from sync_assets.substream import PartitionResult, sync_substream
 from sync_assets.sync import WindowResult, sync_windows
 from sync_assets.windows import contiguous_end, window_floor
@@ -245,9 +245,11 @@ def build_refresh_asset(
     """A full-refresh stream: dynamic partitions, one per chunk of pages, in reading order.
 
     A run advances the stream's running refresh as far as it can (starting one when none runs,
-    which takes chunk-000000 among the run's partitions), registers chunk partitions as they are
-    discovered, and reports each chunk as materialized when it is done, so the UI shows how far a
-    refresh got. The run's own partitions are reported by its output at the end.
+    which takes that refresh's first chunk among the run's partitions), registers chunk partitions
+    as they are discovered, and reports each chunk as materialized when it is done, so the UI shows
+    how far a refresh got. Keys name their refresh, so each refresh's chunks are new partitions; a
+    publish removes the partitions of older refreshes. The run's own partitions are reported by its
+    output at the end.
     """
     partitions_def = DynamicPartitionsDefinition(name=chunk_partitions_name(source, stream))
     base = _StreamAsset(source, stream, translator, api_key, store_key)
@@ -257,9 +259,16 @@ def build_refresh_asset(
         started = time.monotonic()
         api, store, reader = base.open(context)
         targets = set(context.partition_keys)
-        if store.state.latest_refresh(source.name, stream.name, "running") is None and chunk_key(0) not in targets:
+        current = store.state.next_refresh(source.name, stream.name)
+        running = store.state.latest_refresh(source.name, stream.name, "running") is not None
+        if not running and chunk_key(current, 0) not in targets:
             raise Failure(description=f"no refresh of {source.name}/{stream.name} is running; materialize "
-                                      f"{chunk_key(0)} to start one", allow_retries=False)
+                                      f"{chunk_key(current, 0)} to start one", allow_retries=False)
+        other = sorted(key for key in targets if refresh_of(key) != current)
+        if other:
+            raise Failure(description=f"{other[0]} is a chunk of another refresh than the one this run would work "
+                                      f"on (refresh {current}); materialize the chunks of refresh {current}",
+                          allow_retries=False)
         refresh = FullRefresh(reader, store, api.concurrency)
         results: list[ChunkResult] = []
         for result in refresh.run():
@@ -289,10 +298,11 @@ def _register_chunks(
     context: AssetExecutionContext, store: Store, source: ApiSource, stream: Stream,
     partitions_def: DynamicPartitionsDefinition, prune: bool = False,
 ) -> None:
-    """Mirror the store's chunks as dynamic partitions; after a publish, drop chunks past the end."""
+    """Mirror the store's chunks as dynamic partitions; after a publish, drop older refreshes' chunks and
+    those past the end."""
     name = partitions_def.name or ""
     state = store.state.latest_refresh(source.name, stream.name)
-    wanted = [chunk_key(c) for c in sorted(state.chunks)] if state else []
+    wanted = [chunk_key(state.refresh, c) for c in sorted(state.chunks)] if state else []
     existing = set(context.instance.get_dynamic_partitions(name))
     missing = [key for key in wanted if key not in existing]
     if missing:

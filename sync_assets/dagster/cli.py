@@ -1,9 +1,10 @@
 """``sync-assets-dagster start-refresh``: start (or resume) full refreshes from the command line.
 
 A full-refresh asset's partitions are chunks that exist only once registered, and Dagster's
-``asset materialize`` refuses an unknown partition. This registers ``chunk-000000`` for each
-selected asset and runs it through ``dagster asset materialize`` (a running refresh is resumed from
-where it stopped instead; ``--restart`` abandons it and starts from the first page):
+``asset materialize`` refuses an unknown partition. This registers the first chunk of the refresh
+to work on (``refresh-00001-chunk-000000`` the first time, then ``refresh-00002-...``) for each
+selected asset and runs it through ``dagster asset materialize``: a running refresh is resumed from
+where it stopped, and ``--restart`` abandons it and starts a new one from the first page:
 
     sync-assets-dagster start-refresh -m sync_assets.definitions --select demo/customers
 """
@@ -42,16 +43,17 @@ def start_refresh(
         if not isinstance(partitions, DynamicPartitionsDefinition) or partitions.name is None:
             print(f"{key} is not a full-refresh asset (its partitions are not chunks)", file=sys.stderr)
             return 2
+        metadata = asset.specs_by_key[asset.key].metadata
+        table = TableSpec(str(metadata["sync_assets/source"]), str(metadata["sync_assets/stream"]), "snapshot")
+        store = ((defs.resources or {}).get(STORE_KEY) or SyncStoreIOManager(base_dir=None)).store
         if restart:
-            metadata = asset.specs_by_key[asset.key].metadata
-            store = (defs.resources or {}).get(STORE_KEY) or SyncStoreIOManager(base_dir=None)
-            abandoned = store.store.abandon_refresh(TableSpec(str(metadata["sync_assets/source"]),
-                                                              str(metadata["sync_assets/stream"]), "snapshot"))
+            abandoned = store.abandon_refresh(table)
             if abandoned is not None:
                 print(f"{key}: abandoned refresh {abandoned}; starting again from the first page")
-        if not instance.has_dynamic_partition(partitions.name, chunk_key(0)):
-            instance.add_dynamic_partitions(partitions.name, [chunk_key(0)])
-        command = [str(dagster), "asset", "materialize", "-m", module, "--select", key, "--partition", chunk_key(0)]
+        first = chunk_key(store.state.next_refresh(table.source, table.stream), 0)
+        if not instance.has_dynamic_partition(partitions.name, first):
+            instance.add_dynamic_partitions(partitions.name, [first])
+        command = [str(dagster), "asset", "materialize", "-m", module, "--select", key, "--partition", first]
         if config_json:
             command += ["--config-json", config_json]
         code = subprocess.run(command).returncode
@@ -63,7 +65,7 @@ def start_refresh(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sync-assets-dagster", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    start = commands.add_parser("start-refresh", help="register chunk-000000 and materialize it")
+    start = commands.add_parser("start-refresh", help="register the next refresh's first chunk and materialize it")
     start.add_argument("-m", "--module", required=True, help="the module holding `defs`")
     start.add_argument("--select", required=True, action="append", help="asset key, e.g. demo/customers")
     start.add_argument("--restart", action="store_true",

@@ -3,7 +3,7 @@
 The sensor (one per source, stopped by default like every schedule) looks at each full-refresh
 stream's store state: a refresh that is running with no run working on it (its run was killed or
 failed) is resumed from its first unfinished chunk; when none is running and the last snapshot is
-older than ``refresh_every``, a new refresh is started by registering ``chunk-000000`` and asking for it.
+older than ``refresh_every``, a new refresh is started by registering its first chunk and asking for it.
 """
 
 # No `from __future__ import annotations`: Dagster finds the store parameter by its annotation.
@@ -71,19 +71,20 @@ def build_refresh_sensor(
                 if store.stage_busy(chunk_scope(source.name, stream, running.refresh, chunk)):
                     continue  # a run started outside this sensor (UI, CLI) is reading it
                 # The store may know chunks Dagster does not yet (a run killed before copying them over).
-                missing = [chunk_key(c) for c in sorted(running.chunks)
-                           if not context.instance.has_dynamic_partition(name, chunk_key(c))]
+                keys = [chunk_key(running.refresh, c) for c in sorted(running.chunks)]
+                missing = [key for key in keys if not context.instance.has_dynamic_partition(name, key)]
                 if missing:
                     new_partitions.append(_add_request(asset, missing))
-                requests.append(RunRequest(asset_selection=[asset.key], partition_key=chunk_key(chunk),
+                requests.append(RunRequest(asset_selection=[asset.key], partition_key=chunk_key(running.refresh, chunk),
                                            tags={REFRESH_TAG: tag}))
                 continue
             published = store.state.latest_refresh(source.name, stream, "published")
             finished = store.state.refresh_finished_at(source.name, stream, published.refresh) if published else None
             if finished is None or datetime.now(UTC) - finished >= refresh_every:
-                if not context.instance.has_dynamic_partition(name, chunk_key(0)):
-                    new_partitions.append(_add_request(asset, [chunk_key(0)]))
-                requests.append(RunRequest(asset_selection=[asset.key], partition_key=chunk_key(0),
+                first = chunk_key(store.state.next_refresh(source.name, stream), 0)
+                if not context.instance.has_dynamic_partition(name, first):
+                    new_partitions.append(_add_request(asset, [first]))
+                requests.append(RunRequest(asset_selection=[asset.key], partition_key=first,
                                            tags={REFRESH_TAG: tag}))
         return SensorResult(run_requests=requests, dynamic_partitions_requests=new_partitions)
 

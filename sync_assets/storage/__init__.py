@@ -229,8 +229,8 @@ class Store(ABC):
         """Make the staged chunks of ``refresh`` the stream's snapshot at once; remove older ones."""
 
     def _chunk_parts(self, table: TableSpec, refresh: int, chunks: int) -> list[Part]:
-        return [(chunk_key(c), partial(self.staged_batches, chunk_scope(table.source, table.stream, refresh, c)))
-                for c in range(chunks)]
+        scopes = [chunk_scope(table.source, table.stream, refresh, c) for c in range(chunks)]
+        return [(chunk_key(refresh, c), partial(self.staged_batches, scope)) for c, scope in enumerate(scopes)]
 
     @abstractmethod
     def _remove_refresh_data(self, table: TableSpec, refresh: int) -> None:
@@ -265,17 +265,32 @@ class Store(ABC):
         return merged, drift
 
     def _duplicate_keys(self, parts: list[Part], table: TableSpec, schema: pa.Schema) -> int:
-        """Rows of the stages whose (typed) primary key appears more than once; only the key columns are held."""
+        """Rows of the stages whose (typed) primary key another row has; nulls never count.
+
+        Only the key columns are held, copied out of each page (a slice would keep its page in
+        memory), and counted by sorting: a hash table of the keys costs ten times their size.
+        """
         keys = [k for k in table.primary_key if k in schema.names]
         if not table.primary_key or len(keys) < len(table.primary_key):
             return 0
-        key_schema = pa.schema([schema.field(k) for k in keys])
-        keys_only = [conform(batch, key_schema) for _, batches in parts for batch in batches()]
-        if not keys_only:
+        key_schema = pa.schema([pa.field(k, pa.string() if isinstance(schema.field(k).type, pa.JsonType)
+                                         else schema.field(k).type) for k in keys])
+        columns: list[list[pa.Array]] = [[] for _ in keys]
+        for _, batches in parts:
+            for batch in batches():
+                for column, values in zip(columns, conform(batch, key_schema).columns, strict=True):
+                    column.append(pa.concat_arrays([values]))
+        rows = pa.Table.from_arrays([pa.concat_arrays(c) if c else pa.array([], f.type)
+                                     for c, f in zip(columns, key_schema, strict=True)], schema=key_schema).drop_null()
+        if rows.num_rows < 2:
             return 0
-        rows = pa.Table.from_batches(keys_only, key_schema).drop_null()
-        counts = rows.group_by(keys).aggregate([([], "count_all")])["count_all"]
-        return int(pc.sum(pc.subtract(counts, 1)).as_py() or 0)
+        ordered = rows.take(pc.sort_indices(rows, sort_keys=[(k, "ascending") for k in keys]))
+        same: pa.Array | None = None
+        for key in keys:
+            column = ordered.column(key).combine_chunks()
+            equal = pc.equal(column.slice(1), column.slice(0, len(column) - 1))
+            same = equal if same is None else pc.and_(same, equal)
+        return int(pc.sum(same).as_py() or 0)
 
     # --- reading ---
 

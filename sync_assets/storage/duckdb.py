@@ -182,8 +182,8 @@ class DuckDBStore(Store):
         columns, schema = self._partition_columns(parts, table)
         duplicates = self._duplicate_keys(parts, table, schema)
         folder = self.refresh_dir(table, refresh)
-        for key, batches in parts:
-            path = folder / f"{key}.parquet"
+        for chunk, (key, batches) in enumerate(parts):
+            path = folder / f"chunk-{chunk:06d}.parquet"
             os.replace(self._write(path, [(key, batches)], schema), path)
         _fsync_dir(folder)
         link = self.stream_dir(table) / "snapshot"

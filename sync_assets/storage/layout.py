@@ -78,6 +78,13 @@ def chunk_scope(source: str, stream: str, refresh: int, chunk: int) -> str:
     return f"{source}/{stream}/refresh-{refresh}/chunk-{chunk:06d}"
 
 
-def chunk_key(chunk: int) -> str:
-    """A chunk's partition key; keys sort in reading order."""
-    return f"chunk-{chunk:06d}"
+def chunk_key(refresh: int, chunk: int) -> str:
+    """A chunk's partition key, naming its refresh: refresh N+1's chunks are new partitions, so the UI
+    shows how far the running refresh got instead of refresh N's materializations. Keys sort in reading order."""
+    return f"refresh-{refresh:05d}-chunk-{chunk:06d}"
+
+
+def refresh_of(key: str) -> int | None:
+    """The refresh a chunk's partition key belongs to (``None``: not a chunk key)."""
+    parts = key.split("-")
+    return int(parts[1]) if len(parts) == 4 and parts[0] == "refresh" and parts[1].isdigit() else None

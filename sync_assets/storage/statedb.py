@@ -261,6 +261,15 @@ class StateDB:
                            "AND refresh = ? ORDER BY chunk", (source, stream, refresh))
         return RefreshState(refresh, found, {c: json.loads(t) if t else None for c, t in chunks})
 
+    def next_refresh(self, source: str, stream: str) -> int:
+        """The refresh a run would work on now: the running one, or the one after the latest."""
+        running = self.latest_refresh(source, stream, "running")
+        if running is not None:
+            return running.refresh
+        rows = self.rows("SELECT COALESCE(MAX(refresh), 0) FROM sync_refreshes WHERE source = ? AND stream = ?",
+                         (source, stream))
+        return int(rows[0][0]) + 1
+
     def refresh_finished_at(self, source: str, stream: str, refresh: int) -> datetime | None:
         rows = self.rows("SELECT finished_at FROM sync_refreshes WHERE source = ? AND stream = ? AND refresh = ?",
                          (source, stream, refresh))

@@ -37,8 +37,11 @@ COUNT = 4500  # 9 pages of 500, 3 chunks of 4 pages
 
 
 def refresh(defs: Definitions, instance: DagsterInstance, key: AssetKey = CUSTOMERS,
-            partition: str = "chunk-000000") -> ExecuteInProcessResult:
+            partition: str | None = None) -> ExecuteInProcessResult:
+    """A run of the refresh to work on (the running one, or the next), as start-refresh asks for it."""
     name = chunk_partitions_name(demo_source(), demo_source().stream(key.path[-1]))
+    if partition is None:
+        partition = chunk_key(store_of(instance).state.next_refresh("demo", key.path[-1]), 0)
     if not instance.has_dynamic_partition(name, partition):
         instance.add_dynamic_partitions(name, [partition])
     return run(defs, instance, key, partition=partition)
@@ -62,9 +65,9 @@ def test_a_refresh_registers_and_materializes_its_chunks_and_publishes_a_snapsho
     result = refresh(defs, instance)
     assert result.success
     name = chunk_partitions_name(demo_source(), demo_source().stream("customers"))
-    assert instance.get_dynamic_partitions(name) == ["chunk-000000", "chunk-000001", "chunk-000002"]
+    assert instance.get_dynamic_partitions(name) == [chunk_key(1, 0), chunk_key(1, 1), chunk_key(1, 2)]
     assert instance.get_materialized_partitions(CUSTOMERS) == set(instance.get_dynamic_partitions(name))
-    output = next(e for e in result.get_asset_materialization_events() if e.partition == "chunk-000000")
+    output = next(e for e in result.get_asset_materialization_events() if e.partition == chunk_key(1, 0))
     metadata = {k: v.value for k, v in output.materialization.metadata.items()}
     assert metadata["snapshot_published"] is True and metadata["records"] == COUNT and metadata["chunks"] == 3
     assert downstream_load(defs, instance) == data.all_customers(0, COUNT)
@@ -88,10 +91,35 @@ def test_downstream_loads_the_previous_snapshot_while_a_refresh_fails(
 def test_a_refresh_starts_only_from_its_first_chunk(
     demo_api: Callable[..., DemoApi], instance: DagsterInstance
 ) -> None:
-    result = refresh(demo_defs(demo_api(customers=COUNT)), instance, partition="chunk-000002")
+    result = refresh(demo_defs(demo_api(customers=COUNT)), instance, partition=chunk_key(1, 2))
     assert not result.success
     failure = result.failure_data_for_node("demo__customers")
-    assert failure is not None and "materialize chunk-000000 to start one" in str(failure.error)
+    assert failure is not None and f"materialize {chunk_key(1, 0)} to start one" in str(failure.error)
+
+
+def test_each_refresh_has_partitions_of_its_own_so_the_ui_shows_how_far_the_running_one_got(
+    demo_api: Callable[..., DemoApi], instance: DagsterInstance
+) -> None:
+    healthy = demo_api(customers=COUNT)
+    assert refresh(demo_defs(healthy), instance).success  # refresh 1, published
+    name = chunk_partitions_name(demo_source(), demo_source().stream("customers"))
+    first = set(instance.get_dynamic_partitions(name))
+    flaky = demo_api(customers=COUNT, fail_rate=0.5)
+    assert not refresh(demo_defs(flaky, max_attempts=1), instance).success  # refresh 2 stops part-way
+    store = store_of(instance)
+    running = store.state.latest_refresh("demo", "customers", "running")
+    assert running is not None and running.refresh == 2
+    checkpoints = store.state.chunk_checkpoints("demo", "customers", running)
+    done = {chunk_key(2, c) for c, checkpoint in checkpoints.items() if checkpoint is not None and checkpoint.done}
+    second = {chunk_key(2, c) for c in running.chunks}
+    assert not first & second  # refresh 2's chunks are partitions of their own...
+    assert instance.get_materialized_partitions(CUSTOMERS) & second == done  # ...materialized only once done
+    assert refresh(demo_defs(healthy), instance).success  # refresh 2 resumed and published
+    published = store.state.latest_refresh("demo", "customers", "published")
+    assert published is not None and published.refresh == 2
+    keys = {chunk_key(2, c) for c in published.chunks}
+    assert set(instance.get_dynamic_partitions(name)) == keys  # refresh 1's partitions are gone
+    assert keys <= instance.get_materialized_partitions(CUSTOMERS)
 
 
 def test_a_substream_runs_with_its_parent_and_reads_it_from_the_store(
@@ -119,7 +147,7 @@ def test_the_refresh_sensor_starts_and_resumes_refreshes(
     with build_sensor_context(instance=instance, resources=defs.resources) as context:
         result = sensor(context)  # resources by parameter name, as the daemon passes them
     requested = {(tuple(r.asset_selection or []), r.partition_key) for r in result.run_requests or []}
-    assert (tuple([CUSTOMERS]), "chunk-000000") in requested and len(requested) == 3  # customers, orders, events
+    assert (tuple([CUSTOMERS]), chunk_key(1, 0)) in requested and len(requested) == 3  # customers, orders, events
     assert result.dynamic_partitions_requests
 
     flaky = demo_api(customers=COUNT, fail_rate=0.4)
@@ -133,10 +161,10 @@ def test_the_refresh_sensor_starts_and_resumes_refreshes(
     registered = {key for request in result.dynamic_partitions_requests or [] for key in request.partition_keys}
     name = chunk_partitions_name(demo_source(), demo_source().stream("customers"))
     known = set(instance.get_dynamic_partitions(name))
-    assert {chunk_key(c) for c in state.chunks} <= known | registered  # every chunk the store knows is asked for
+    assert {chunk_key(state.refresh, c) for c in state.chunks} <= known | registered  # every chunk the store knows
     checkpoints = {c: store.state.checkpoint(chunk_scope("demo", "customers", state.refresh, c)) for c in state.chunks}
     first_unfinished = min(c for c, checkpoint in checkpoints.items() if checkpoint is None or not checkpoint.done)
-    assert resume.partition_key == chunk_key(first_unfinished)
+    assert resume.partition_key == chunk_key(state.refresh, first_unfinished)
 
 
 @pytest.mark.slow
