@@ -229,10 +229,8 @@ def window_metadata(results: list[WindowResult], stream_state: Any) -> dict[str,
     })
     if cursors:
         metadata["max_cursor"] = MetadataValue.timestamp(max(cursors))
-    if len(results) > 1:
-        metadata["windows"] = MetadataValue.json(
-            [{"partition": r.key, "records": r.state.records if r.state else None} for r in results]
-        )
+    # No list of the windows: Dagster copies a range run's metadata onto each partition's event, so a list
+    # with one entry per window made a 365-day run cost O(n^2). Per-window counts are in the store's state.
     return metadata
 
 

@@ -83,7 +83,8 @@ class DuckDBStore(Store):
         path = root / "state.sqlite"
         with contextlib.closing(_sqlite_connect(path)) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-        self.state = StateDB(Dialect(connect=lambda: _sqlite_connect(path), begin="BEGIN IMMEDIATE", blob="BLOB"))
+        self.state = StateDB(Dialect(connect=lambda: _sqlite_connect(path), begin="BEGIN IMMEDIATE", blob="BLOB",
+                                     one_writer=True))
         self.catalog_path = root / "warehouse.duckdb"
         self._views: dict[str, str] = {}
 

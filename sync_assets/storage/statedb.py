@@ -12,6 +12,7 @@ transaction begins, and the few DDL words that differ. Statements use ``?`` plac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +38,10 @@ class Dialect:
     begin: str  # starts a write transaction that takes the write lock at once
     blob: str  # the column type of staged pages
     placeholder: str = "?"
+    one_writer: bool = False
+    """The database has one write lock (SQLite): threads of a process take turns on a lock of their own
+    first, because SQLite makes a waiting writer sleep in growing steps (up to 100 ms) however soon
+    the lock frees; waits between processes are rarer, and SQLite's own."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class StateDB:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._local = threading.local()
+        self._writer = threading.Lock() if dialect.one_writer else contextlib.nullcontext()
         with self.transaction() as db:
             for statement in SCHEMA.format(blob=dialect.blob).split(";"):
                 if statement.strip():
@@ -141,13 +147,14 @@ class StateDB:
         """A write transaction (holding the write lock from its start): committed, or rolled back on error."""
         conn = self._connection()
         cursor = _Placeholders(conn.cursor(), self.dialect.placeholder)
-        cursor.execute(self.dialect.begin)
-        try:
-            yield cursor
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+        with self._writer:
+            cursor.execute(self.dialect.begin)
+            try:
+                yield cursor
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     def rows(self, sql: str, params: Sequence[Any] = (), purpose: str = "conn") -> list[Any]:
         conn = self._connection(purpose)
