@@ -8,7 +8,9 @@
    ``dagster asset materialize --partition-range`` (CPU of the CLI and its step process). Each is also run
    over the same 30 partitions holding about 1 % of the records; the difference, divided by the records
    added, is the cost per record with the fixed cost of a run (process start-up, Dagster's event log)
-   taken out.
+   taken out. This VM's CPU speed drifts by a third from minute to minute (steal time), so each repeat
+   also times a fixed pure-Python loop (10 million additions in a function): compare runs only together
+   with it.
 2. **Per partition, against Dagster's own floor.** 365 daily partitions (few records each) as one
    in-process run, beside a trivial asset with the same partitions and backfill policy in one run: the
    floor that Dagster's per-partition bookkeeping sets.
@@ -111,12 +113,21 @@ def _in_child(function: Callable[..., Any], *args: Any) -> Any:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def calibration() -> float:
+    """CPU seconds of a fixed pure-Python loop: how fast this machine is right now."""
+    started, total = time.process_time(), 0
+    for i in range(10_000_000):
+        total += i
+    return time.process_time() - started
+
+
 def cpu_per_record(backends: list[str], repeats: int) -> None:
     rows = []
     with demo_api("--surveys", str(FULL)) as full_url, demo_api("--surveys", str(SMALL)) as small_url:
         for backend in backends:
-            engine_full, engine_small, cli_full, cli_small, records = [], [], [], [], []
+            engine_full, engine_small, cli_full, cli_small, records, loops = [], [], [], [], [], []
             for _ in range(repeats):
+                loops.append(calibration())
                 with fresh_store(backend) as store:
                     n, cpu = _in_child(engine_run, full_url, store)
                     records.append(n)
@@ -129,14 +140,15 @@ def cpu_per_record(backends: list[str], repeats: int) -> None:
                 with fresh_store(backend) as store:
                     cli_small.append(cli_run(small_url, store))
             n = statistics.median(records)
-            added = n - small
+            added, loop = n - small, statistics.median(loops)
             for path, full, few in (("engine", engine_full, engine_small), ("dagster asset materialize", cli_full,
                                                                             cli_small)):
                 f, s = statistics.median(full), statistics.median(few)
-                rows.append(f"| {backend} | {path} | {n:,.0f} | {f:.2f} | {s:.2f} | {(f - s) / added * 1e6:.1f} |")
+                per_record = (f - s) / added * 1e6
+                rows.append(f"| {backend} | {path} | {n:,.0f} | {f:.2f} | {s:.2f} | {per_record:.1f} | {loop:.2f} |")
     print(f"| backend | path | records | CPU s, 30 partitions | CPU s, ~1 % of the records | us per record "
-          f"added (median of {repeats}) |")
-    print("|---|---|---|---|---|---|")
+          f"added (median of {repeats}) | calibration loop s |")
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

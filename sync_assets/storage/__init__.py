@@ -111,7 +111,8 @@ class Stage:
         self, records: list[dict[str, Any]], requests: int = 0, bytes_received: int = 0, pages: int = 1,
         token: Any = None, item: str | None = None, done: bool = False, cursors: pa.Array | None = None,
     ) -> Checkpoint:
-        """Commit ``records`` and the checkpoint that covers them (``token``, ``item``) in one transaction."""
+        """Stage ``records`` with the checkpoint that covers them (``token``, ``item``): in one transaction
+        for a resumable stage, on the spool file for a private one."""
         batch = None
         if records:
             batch = _ipc(page_batch(records, self.table.declared, datetime.now(UTC), cursors))
@@ -133,11 +134,13 @@ class Stage:
         if self._spool is None:
             yield from self.store.staged_batches(self.scope)
             return
-        self._spool.flush()
-        with open(self._spool.fileno(), "rb", closefd=False) as spool:  # own offset: appends stay at the end
-            spool.seek(0)
+        spool = self._spool
+        spool.seek(0)
+        try:
             while header := spool.read(8):
                 yield from _batches(spool.read(int.from_bytes(header, "little")))
+        finally:
+            spool.seek(0, os.SEEK_END)  # appends go on at the end, even after a read cut short
 
     def close(self) -> None:
         if self._lock is not None:

@@ -79,6 +79,7 @@ class PostgresStore(Store):
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
         self._connect = connect
         self.state = StateDB(Dialect(connect=connect, begin="BEGIN", blob="BYTEA", placeholder="%s"))
+        self._prepared: set[str] = set()  # streams whose table this process has checked against their columns
 
     def __repr__(self) -> str:
         return f"PostgresStore({mask(self.url)!r})"
@@ -111,6 +112,8 @@ class PostgresStore(Store):
         """The stream's table holds (at least) ``columns``, widened where needed: returns its columns, and drift."""
         known = self.state.columns_in(db, table.source, table.stream)
         merged, drift = merge_schemas(known, [arrow_schema(columns)])
+        if merged == known and table.name in self._prepared:
+            return merged, drift  # the table is as this process last left it: no DDL, no catalog query
         name, current = self._table(table), self._table(table, "_current")
         with_view = bool(table.primary_key) and table.kind == "partitions"
         db.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.source)}")
@@ -139,6 +142,7 @@ class PostgresStore(Store):
                        f"ORDER BY {', '.join(keys)}, {order}{quote(EXTRACTED_AT_COLUMN)} DESC")
         if merged != known:
             self.state.save_columns(db, table.source, table.stream, merged)
+        self._prepared.add(table.name)
         return merged, drift
 
     def _copy(self, db: Cursor, name: str, parts: list[Part], columns: dict[str, str]) -> None:
