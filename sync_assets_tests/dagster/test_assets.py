@@ -201,6 +201,42 @@ def test_downstream_assets_load_what_their_parameter_is_annotated_with(
     assert set(arrow["_sync_partition"].to_pylist()) == {"2024-01-06"}
 
 
+def test_every_backend_serves_the_partitions_asked_for_and_says_which_are_missing(
+    surveys_api: DemoApi, instance: DagsterInstance, store_location: str
+) -> None:
+    from dagster import AssetIn, asset, materialize
+
+    defs = demo_defs(surveys_api, store_location)
+    assert run(defs, instance, partition_range=("2024-01-05", "2024-01-06")).success
+    partitions_def = defs.get_assets_def(SURVEYS).partitions_def
+    seen: dict[str, object] = {}
+
+    @asset(ins={"surveys": AssetIn(key=SURVEYS)}, partitions_def=partitions_def)
+    def as_table(surveys: pa.Table) -> None:
+        seen["table"] = surveys
+
+    @asset(ins={"surveys": AssetIn(key=SURVEYS, metadata={"sync_assets/allow_missing_partitions": True})},
+           partitions_def=partitions_def)
+    def tolerant(surveys: list[dict[str, object]]) -> None:
+        seen["tolerant"] = surveys
+
+    source = defs.get_assets_def(SURVEYS).to_source_asset()
+    assert materialize([source, as_table], instance=instance, resources=defs.resources,
+                       partition_key="2024-01-06").success
+    truth = data.surveys_modified_between(0, SURVEY_COUNT, day("2024-01-06"), day("2024-01-07"))
+    table = seen["table"]
+    assert isinstance(table, pa.Table) and sorted(table["id"].to_pylist()) == sorted(r["id"] for r in truth)
+    # 2024-01-07 was never synced: an error that says so, unless the input allows it.
+    missing = materialize([source, as_table], instance=instance, resources=defs.resources,
+                          partition_key="2024-01-07", raise_on_error=False)
+    assert not missing.success
+    assert materialize([source, tolerant], instance=instance, resources=defs.resources,
+                       partition_key="2024-01-07").success and seen["tolerant"] == []
+    failure = next(e for e in missing.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "2024-01-07" in str(failure.event_specific_data) and "materialize it first" in str(
+        failure.event_specific_data)
+
+
 def test_a_translator_renames_assets() -> None:
     from sync_assets.dagster import SyncAssetsTranslator, build_definitions
     from sync_assets.sources import demo_source
