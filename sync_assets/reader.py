@@ -8,6 +8,8 @@ to the window (see ``windows``), with the number dropped reported alongside.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,7 +25,7 @@ from sync_assets.http import HttpClient, RequestStats
 from sync_assets.pagination import Token
 from sync_assets.rate_limit import RateLimitStore, SharedRateLimiter
 from sync_assets.records import dig, select_records
-from sync_assets.redaction import get_logger
+from sync_assets.redaction import get_logger, mask
 from sync_assets.secrets import resolve_text
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.storage.layout import sync_assets_home
@@ -78,6 +80,12 @@ class Page:
         return latest
 
 
+def _fingerprint(token: Token | None) -> int:
+    """A token as 8 bytes: equal tokens, equal fingerprints (a collision is a 1 in 2**64 chance)."""
+    text = json.dumps(token, sort_keys=True, default=str).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+
+
 class StreamReader:
     """Reads one stream of a source through a shared client."""
 
@@ -103,6 +111,7 @@ class StreamReader:
         if window is not None and stream.incremental is not None:
             params.update(window_params(stream.incremental, window))
         token = start_token
+        followed = {_fingerprint(token)}  # a fingerprint per page, not the tokens (long URLs, some of them)
         while True:
             request_url, request_params = stream.paginator.apply(url, params, token)
             response = self.client.get(request_url, request_params, stats)
@@ -110,9 +119,17 @@ class StreamReader:
             next_token = stream.paginator.next_token(response, records, token)
             if next_token is not None and next_token == token:
                 raise SyncSystemError(
-                    f"pagination of stream {stream.name!r} did not advance past token {token!r} "
+                    f"pagination of stream {stream.name!r} did not advance past token {mask(repr(token))} "
                     f"({response.where}); check the paginator settings"
                 )
+            if next_token is not None and _fingerprint(next_token) in followed:
+                raise SyncSystemError(
+                    f"pagination of stream {stream.name!r} came back to page token {mask(repr(next_token))}, "
+                    f"which this read already followed ({response.where}): the API's cursors go round in a "
+                    "cycle, and following them would read the same pages forever. The partition keeps what it "
+                    "had; check the paginator settings, or report the API's cursors"
+                )
+            followed.add(_fingerprint(next_token))
             page = self._in_window(records, token, next_token, window)
             total_pages = stream.paginator.page_count(response) if token is None else None
             yield replace(page, total_pages=total_pages) if total_pages is not None else page

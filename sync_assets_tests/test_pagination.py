@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+import requests
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import SyncSystemError
@@ -96,3 +98,13 @@ def test_a_paginator_that_does_not_advance_is_stopped(demo_api: object, api: Dem
                                          "size_param": "limit", "size": 23}}
     with pytest.raises(SyncSystemError, match="did not advance"):
         read_all(make_source(api, [stream]), "customers", tmp_path)
+
+
+def test_pagination_that_goes_round_in_a_cycle_is_stopped_at_the_first_repeat(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    api = demo_api(customers=230, cursor_cycle=3)  # page 3 points back to page 2: tokens A, B, A, B, ...
+    with pytest.raises(SyncSystemError, match=r"'customers' came back to page token .* already followed") as error:
+        read_all(make_source(api, [CUSTOMERS]), "customers", tmp_path)
+    assert TOKEN not in str(error.value)
+    assert requests.get(f"{api.url}/stats", timeout=5).json()["requests"] == 3  # none for a token followed before

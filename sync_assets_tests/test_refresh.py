@@ -227,3 +227,13 @@ def test_an_abandoned_refresh_is_removed_and_the_next_one_starts_over(
     assert again.published and again.refresh == failed.refresh + 1
     assert requests.get(f"{healthy.url}/stats", timeout=5).json()["requests"] == 12  # every page, from the first
     assert stored(store, "customers") == truth("customers")
+
+
+def test_a_refresh_whose_cursors_cycle_fails_and_publishes_nothing(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+) -> None:
+    api = demo_api(customers=230, cursor_cycle=5)
+    runner = refresh(source_from_dict(make_source_data(api.url)), "customers", tmp_path, store_location)
+    errors = [str(r.error) for r in runner.results if r.error]
+    assert not runner.published and errors and "already followed" in errors[0]
+    assert stored(open_store(store_location), "customers") == []

@@ -70,6 +70,9 @@ class DemoApiConfig:
     orders: int = 2500
     events: int = 1500
     surveys: int = 2000
+    cursor_cycle: int = 0
+    """From this page on (1-based; 0 = never), the customers' next cursor points one page back, so a
+    reader that follows it goes round two pages forever (A, B, A, B, ...), as broken real cursors do."""
 
     def __post_init__(self) -> None:
         """Reject nonsense early: a bad value would otherwise surface as odd behaviour mid-benchmark."""
@@ -81,7 +84,7 @@ class DemoApiConfig:
             _check_rate_limit(*self.rate_limit)
         if self.customers < 1:
             raise ValueError("customers must be >= 1: every order references a customer")
-        for name in ("orders", "events", "surveys"):
+        for name in ("orders", "events", "surveys", "cursor_cycle"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -348,6 +351,9 @@ class _Endpoints:
         after = 0 if cursor is None else _decode_token("customers", cursor, "cursor")
         last = min(after + limit, self._config.customers)
         records = [data.customer(self._config.seed, i) for i in range(after + 1, last + 1)]
+        cycle = self._config.cursor_cycle
+        if cycle and after // limit + 1 >= cycle and after >= limit:
+            last = after - limit  # one page back: the reader has been there already
         next_cursor = _encode_token("customers", last) if last < self._config.customers else None
         return _Page({"data": records, "next_cursor": next_cursor}, "data")
 
@@ -733,6 +739,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("customers", "orders", "events", "surveys"):
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name),
                             help=f"number of {name} (default: %(default)s)")
+    parser.add_argument("--cursor-cycle", type=int, default=0, metavar="N",
+                        help="from page N on, the customers' next cursor points one page back (0: never)")
 
 
 def _config_from_args(args: argparse.Namespace) -> DemoApiConfig:
@@ -740,6 +748,7 @@ def _config_from_args(args: argparse.Namespace) -> DemoApiConfig:
         host=args.host, port=args.port, token=args.token, latency_ms=args.latency_ms,
         rate_limit=args.rate_limit, fail_rate=args.fail_rate, seed=args.seed,
         customers=args.customers, orders=args.orders, events=args.events, surveys=args.surveys,
+        cursor_cycle=args.cursor_cycle,
     )
 
 
