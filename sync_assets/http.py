@@ -148,6 +148,8 @@ class HttpClient:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._timeout = (retry.connect_timeout_seconds, retry.read_timeout_seconds)
+        # Set by the first refusal of our credentials (401/403): from then on no thread sends a request.
+        self._refused: str | None = None
 
     def url_for(self, path: str) -> str:
         return path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
@@ -192,6 +194,8 @@ class HttpClient:
         return retrying(self._send, url, params, stats)
 
     def _send(self, url: str, params: Mapping[str, Any], stats: RequestStats) -> ApiResponse:
+        if self._refused is not None:  # another thread of this run was refused: knocking again cannot help
+            raise ConfigurationError(f"not sent: {self._refused}")
         stats.add(seconds_waited=self._limiter.acquire(), requests=1)
         query = {**params, **self._auth.query_params} if self._auth_params else params
         where = f"GET {mask_url(url)}"
@@ -225,10 +229,9 @@ class HttpClient:
                 status=status,
             )
         if status in (401, 403):
-            raise ConfigurationError(
-                f"{status} {response.reason} on {where}: the API refused our credentials; "
-                "check the source's auth settings and the environment variables they read"
-            )
+            self._refused = (f"{status} {response.reason} on {where}: the API refused our credentials; "
+                             "check the source's auth settings and the environment variables they read")
+            raise ConfigurationError(self._refused)
         if status == 408 or status >= 500:
             raise TransientError(f"{status} {response.reason} on {where}", status=status)
         raise ConfigurationError(

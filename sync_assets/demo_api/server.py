@@ -70,6 +70,9 @@ class DemoApiConfig:
     orders: int = 2500
     events: int = 1500
     surveys: int = 2000
+    revoke_after: int = 0
+    """After this many accepted requests (0 = never), the token is refused with 401, as when a credential
+    is revoked or expires in the middle of a run."""
     cursor_cycle: int = 0
     """From this page on (1-based; 0 = never), the customers' next cursor points one page back, so a
     reader that follows it goes round two pages forever (A, B, A, B, ...), as broken real cursors do."""
@@ -84,7 +87,7 @@ class DemoApiConfig:
             _check_rate_limit(*self.rate_limit)
         if self.customers < 1:
             raise ValueError("customers must be >= 1: every order references a customer")
-        for name in ("orders", "events", "surveys", "cursor_cycle"):
+        for name in ("orders", "events", "surveys", "cursor_cycle", "revoke_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -528,6 +531,7 @@ class _HttpServer(ThreadingHTTPServer):
         self.limiter = _RateLimiter(config.rate_limit)
         self.faults = _FaultStream(config.seed, config.fail_rate)
         self.endpoints = _Endpoints(config)
+        self._accepted, self._accepted_lock = 0, threading.Lock()
         self._connections: set[Any] = set()
         self._connections_lock = threading.Lock()
         super().__init__((config.host, config.port), _RequestHandler)
@@ -562,6 +566,15 @@ class _HttpServer(ThreadingHTTPServer):
     def reset_stats(self) -> None:
         self.stats.reset()
         self.limiter.reset()
+
+    def revoked(self) -> bool:
+        """Whether the token is refused from now on (``revoke_after`` accepted requests were served)."""
+        limit = self.config.revoke_after
+        if not limit:
+            return False
+        with self._accepted_lock:
+            self._accepted += 1
+            return self._accepted > limit
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -603,7 +616,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         config = server.config
         if config.latency_ms:
             time.sleep(config.latency_ms / 1000)
-        if config.token is not None and not _is_authorized(config.token, self.headers, query):
+        if config.token is not None and (not _is_authorized(config.token, self.headers, query) or server.revoked()):
             message = ("missing or invalid credentials: send the API token as a Bearer token, an X-API-Key "
                        "header, an api_key query parameter or a Basic auth password")
             return _json_reply(401, {"error": "unauthorized", "message": message},
@@ -739,6 +752,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("customers", "orders", "events", "surveys"):
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name),
                             help=f"number of {name} (default: %(default)s)")
+    parser.add_argument("--revoke-after", type=int, default=0, metavar="N",
+                        help="refuse the token (401) after N accepted requests, as a revoked credential (0: never)")
     parser.add_argument("--cursor-cycle", type=int, default=0, metavar="N",
                         help="from page N on, the customers' next cursor points one page back (0: never)")
 
@@ -748,7 +763,7 @@ def _config_from_args(args: argparse.Namespace) -> DemoApiConfig:
         host=args.host, port=args.port, token=args.token, latency_ms=args.latency_ms,
         rate_limit=args.rate_limit, fail_rate=args.fail_rate, seed=args.seed,
         customers=args.customers, orders=args.orders, events=args.events, surveys=args.surveys,
-        cursor_cycle=args.cursor_cycle,
+        cursor_cycle=args.cursor_cycle, revoke_after=args.revoke_after,
     )
 
 

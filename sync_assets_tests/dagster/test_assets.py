@@ -139,7 +139,8 @@ def test_a_configuration_error_fails_fast_and_says_so(surveys_api: DemoApi, inst
     assert failure.user_failure_data.metadata["error_kinds"].value == ["config_error"]
     assert "check the source's auth settings" in str(failure.error)
     stats = requests.get(f"{surveys_api.url}/stats", timeout=5).json()
-    assert stats["requests"] == stats["responses_401"] == 2  # one per window, no retries
+    # No retries, and once refused no thread sends again: one request, or two if both windows were in flight.
+    assert stats["requests"] == stats["responses_401"] in (1, 2)
 
 
 def test_downstream_assets_load_records_as_a_list_or_an_iterator(

@@ -1,0 +1,50 @@
+"""Window syncs: many windows of a range on a thread pool, each committed on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+from pydantic import SecretStr
+
+from sync_assets.demo_api import DemoApi, data
+from sync_assets.errors import ConfigurationError
+from sync_assets.reader import StreamReader, open_client
+from sync_assets.sources import demo_source
+from sync_assets.storage import TableSpec, open_store
+from sync_assets.sync import sync_windows
+from sync_assets.windows import partition_key, windows_between
+from sync_assets_tests.helpers import TOKEN, stored
+
+CONCURRENCY = 5
+
+
+def test_credentials_refused_mid_range_stop_every_window_at_once(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+) -> None:
+    """20 windows, 5 at a time; the API refuses the token after 6 requests: no window knocks again."""
+    api = demo_api(surveys=2000, latency_ms=30, revoke_after=6)
+    source = demo_source()
+    assert source.auth is not None
+    source = source.model_copy(update={"base_url": api.url, "rate_limits": [],
+                                       "auth": source.auth.model_copy(update={"token": SecretStr(TOKEN)})})
+    windows = [(partition_key(w.start, "daily"), w) for w in
+               windows_between(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 21, tzinfo=UTC), "daily")]
+    store = open_store(store_location)
+    client = open_client(source, tmp_path)
+    results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, windows, CONCURRENCY))
+    client.close()
+    stats = requests.get(f"{api.url}/stats", timeout=5).json()
+    assert stats["responses_401"] <= CONCURRENCY  # only the requests already in flight when the first was refused
+    assert stats["requests"] <= 6 + CONCURRENCY
+    failed = [r for r in results if r.error is not None]
+    assert len(failed) >= 20 - 6 and all(isinstance(r.error, ConfigurationError) for r in failed)
+    assert all("refused our credentials" in str(r.error) for r in failed)
+    done = {r.key for r in results if r.state is not None}
+    assert done and set(store.partition_states(TableSpec("demo", "surveys"))) == done  # those stay committed
+    for key in done:
+        start = datetime.fromisoformat(key).replace(tzinfo=UTC)
+        truth = data.surveys_modified_between(0, 2000, start, start + (windows[1][1].start - windows[0][1].start))
+        assert sorted(r["id"] for r in stored(store, "surveys", [key])) == sorted(r["id"] for r in truth)
