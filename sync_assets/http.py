@@ -57,6 +57,25 @@ class RetryPolicy(BaseModel):
     read_timeout_seconds: float = Field(60, gt=0)
 
 
+class RateLimitHeaders(BaseModel):
+    """Which response headers announce an API's budget; defaults cover the common spellings.
+
+    A reset header says how long until the budget refills: seconds (``Retry-After``, ``RateLimit-Reset``,
+    the IETF ``RateLimit: ...;t=30`` or ``reset=30``) or, for the ``X-`` headers of many APIs, either
+    seconds or an epoch timestamp (told apart by size). A remaining count of zero pauses every worker
+    until that reset, before the API has to refuse anyone.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reset: list[str] = Field(default_factory=lambda: ["Retry-After", "RateLimit-Reset", "RateLimit",
+                                                      "X-RateLimit-Reset"],
+                             description="Headers that tell when the budget refills, first found wins.")
+    remaining: list[str] = Field(default_factory=lambda: ["RateLimit-Remaining", "RateLimit",
+                                                          "X-RateLimit-Remaining"],
+                                 description="Headers that tell how many requests are left.")
+    max_wait_seconds: float = Field(900, gt=0, description="Longer announced waits are capped to this, and logged.")
+
+
 @dataclass
 class RequestStats:
     """Counters of one read (a window, a refresh); safe to share between its threads."""
@@ -99,19 +118,59 @@ class ApiResponse:
         return strip_query_params(url, set(self.auth_params)) if self.auth_params else url
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: either a number or an HTTP date."""
-    if not value:
-        return None
+_EPOCH_AFTER = 1_000_000_000  # a reset this large is a Unix timestamp (2001 on), not a delay in seconds
+
+
+def _header_number(name: str, value: str, key: str) -> float | None:
+    """A header's number: plain, or the ``key``/``r``/``t`` parameter of the IETF structured ``RateLimit``."""
+    if name.lower() == "ratelimit":
+        for part in value.replace(",", ";").split(";"):
+            field, _, number = part.strip().partition("=")
+            if field.strip().lower() in ({"reset", "t"} if key == "reset" else {"remaining", "r"}):
+                value = number
+                break
+        else:
+            return None
     try:
-        return max(0.0, float(value))
+        return float(value.strip().strip('"'))
     except ValueError:
-        pass
+        return None
+
+
+def _reset_seconds(name: str, value: str) -> float | None:
+    """Seconds until a reset header's moment: a delay, an epoch timestamp, or an HTTP date (Retry-After)."""
+    number = _header_number(name, value, "reset")
+    if number is not None:
+        return number - time.time() if number >= _EPOCH_AFTER else number
     try:
-        parsed = email.utils.parsedate_to_datetime(value)
+        return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
     except (TypeError, ValueError):
         return None  # unreadable: back off on our own
-    return max(0.0, parsed.timestamp() - time.time())
+
+
+def announced_wait(headers: Mapping[str, str], names: RateLimitHeaders, where: str) -> tuple[float, str] | None:
+    """How long the API says to wait before the next request (capped), and the header that said so."""
+    for name in names.reset:
+        value = headers.get(name)
+        seconds = _reset_seconds(name, value) if value else None
+        if seconds is None:
+            continue
+        if seconds > names.max_wait_seconds:
+            log.warning("%s announced a wait of %.0fs (%s: %s); waiting %.0fs, the source's max_wait_seconds",
+                        where, seconds, name, value, names.max_wait_seconds)
+            return names.max_wait_seconds, f"{name}: {value}"
+        return max(0.0, seconds), f"{name}: {value}"
+    return None
+
+
+def budget_spent(headers: Mapping[str, str], names: RateLimitHeaders) -> bool:
+    """Whether a remaining-count header says no request is left until the reset."""
+    for name in names.remaining:
+        value = headers.get(name)
+        number = _header_number(name, value, "remaining") if value else None
+        if number is not None:
+            return number <= 0
+    return False
 
 
 class HttpClient:
@@ -126,12 +185,14 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         verify_tls: bool = True,
         max_connections: int = 10,
+        rate_limit_headers: RateLimitHeaders | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._auth = auth
         self._auth_params = frozenset(auth.query_params)
         self._limiter = limiter
         self._retry = retry
+        self._announces = rate_limit_headers or RateLimitHeaders()
         self._session = requests.Session()
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self._session.headers.update(headers or {})
@@ -208,6 +269,12 @@ class HttpClient:
                                  "or the connection broke") from None
         stats.add(bytes=len(response.content))
         status = response.status_code
+        spent = budget_spent(response.headers, self._announces)
+        if status < 300 and spent:
+            # The last request of the budget: every worker of this API waits for the reset, so none is refused.
+            announced = announced_wait(response.headers, self._announces, f"GET {mask_url(response.url)}")
+            if announced is not None and announced[0] > 0:
+                self._limiter.pause(announced[0])
         if status < 300:
             try:
                 body = json.loads(response.content)
@@ -219,14 +286,15 @@ class HttpClient:
                 ) from None
             return ApiResponse(response.url, body, response.headers, response.links, self._auth_params)
         where = f"GET {mask_url(response.url)}"
-        if status == 429:
-            retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+        if status == 429 or (status == 403 and spent):  # a 403 with a spent budget is a rate limit (GitHub's)
+            announced = announced_wait(response.headers, self._announces, where)
+            said = announced[1] if announced else "no wait announced"
             stats.add(rate_limited=1)
             raise TransientError(
-                f"429 Too Many Requests on {where} (Retry-After: {retry_after}); "
+                f"{status} {response.reason} on {where}, rate limited ({said}); "
                 "lower the source's rate_limits to stay under the API's budget",
-                retry_after=retry_after,
-                status=status,
+                retry_after=announced[0] if announced else None,
+                status=429,
             )
         if status in (401, 403):
             self._refused = (f"{status} {response.reason} on {where}: the API refused our credentials; "

@@ -52,6 +52,7 @@ def open_client(source: ApiSource, state_dir: Path | None = None) -> HttpClient:
     return HttpClient(
         base_url, auth or ResolvedAuth(), limiter, source.retry, headers=source.headers,
         verify_tls=source.verify_tls, max_connections=source.concurrency,
+        rate_limit_headers=source.rate_limit_headers,
     )
 
 

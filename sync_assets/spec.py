@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sync_assets.auth import Auth
 from sync_assets.errors import ConfigurationError
-from sync_assets.http import RetryPolicy
+from sync_assets.http import RateLimitHeaders, RetryPolicy
 from sync_assets.pagination import NoPagination, Paginator
 from sync_assets.rate_limit import Rate, RateLimitStore
 from sync_assets.secrets import Text
@@ -95,6 +95,9 @@ class ApiSource(BaseModel):
     rate_limit_store: RateLimitStore = Field(default_factory=RateLimitStore)
     rate_limit_margin_seconds: float = Field(
         0.1, ge=0, description="Added to every rate window: network jitter bunches requests up at the API."
+    )
+    rate_limit_headers: RateLimitHeaders = Field(
+        default_factory=RateLimitHeaders, description="Headers that announce the API's budget and its reset."
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     concurrency: int = Field(10, ge=1, le=256, description="Worker threads per run (windows, children).")

@@ -130,3 +130,43 @@ def test_a_retry_after_beyond_the_budget_fails_at_once(demo_api: Callable[..., D
         read_all(make_source(api, [stream], retry={"max_elapsed_seconds": 5}), "customers", tmp_path)
     assert time.monotonic() - started < 2  # did not sleep a minute to fail afterwards
     assert server_stats(api)["responses_429"] == 1
+
+
+def test_announced_waits_are_read_from_every_common_header_and_capped(caplog: pytest.LogCaptureFixture) -> None:
+    from sync_assets.http import RateLimitHeaders, announced_wait, budget_spent
+
+    names = RateLimitHeaders(max_wait_seconds=600)
+    soon = time.time() + 30
+    def wait(headers: dict[str, str], names: RateLimitHeaders = names) -> float | None:
+        announced = announced_wait(headers, names, "GET /x")
+        return None if announced is None else announced[0]
+
+    assert wait({"Retry-After": "7"}) == 7
+    assert wait({"RateLimit-Reset": "12"}) == 12
+    assert wait({"RateLimit": "limit=100, remaining=0, reset=9"}) == 9
+    assert wait({"RateLimit": '"default";r=0;t=4'}) == 4
+    assert 28 < (wait({"X-RateLimit-Reset": str(int(soon))}) or 0) <= 30  # an epoch timestamp
+    assert wait({"X-RateLimit-Reset": "45"}) == 45  # seconds
+    assert wait({"X-RateLimit-Reset": "not a number"}) is None
+    with caplog.at_level("WARNING"):
+        assert wait({"Retry-After": "86400"}) == 600  # absurd: capped, and said
+    assert "86400" in caplog.text and "max_wait_seconds" in caplog.text
+    custom = RateLimitHeaders(reset=["X-Budget-Refill"], remaining=["X-Budget-Left"])
+    assert wait({"X-Budget-Refill": "3"}, custom) == 3
+    assert budget_spent({"X-Budget-Left": "0"}, custom) and not budget_spent({"X-Budget-Left": "2"}, custom)
+    assert budget_spent({"RateLimit": "r=0;t=3"}, names) and not budget_spent({}, names)
+
+
+@pytest.mark.parametrize("style", ["ietf", "x-epoch", "github"])
+def test_an_api_announcing_its_budget_in_headers_is_never_refused(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, style: str
+) -> None:
+    """The source configures no rate limit: the API's headers alone keep the client inside 5 requests/s."""
+    api = demo_api(customers=200, rate_limit=(5, 1), rate_limit_style=style)
+    started = time.monotonic()
+    records, stats = read_all(make_source(api, [CUSTOMERS]), "customers", tmp_path)
+    assert records == data.all_customers(0, 200) and stats.requests == 9  # 23 a page
+    served = requests.get(f"{api.url}/stats", timeout=5).json()
+    assert served["responses_429"] == served["responses_403"] == 0  # paused before the budget ran out
+    assert served["max_requests_in_window"] <= 5
+    assert time.monotonic() - started >= 0.9 and stats.seconds_waited >= 0.9  # 9 pages at 5 a second: paused

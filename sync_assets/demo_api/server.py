@@ -48,6 +48,7 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 SLOW_FAULT_SECONDS = 2.0
 FAULTS = ("500", "429", "malformed", "not_list", "slow")
+RATE_LIMIT_STYLES = ("retry-after", "ietf", "x-epoch", "github")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -70,6 +71,10 @@ class DemoApiConfig:
     orders: int = 2500
     events: int = 1500
     surveys: int = 2000
+    rate_limit_style: str = "retry-after"
+    """How the budget is announced: ``retry-after`` (429 with Retry-After), ``ietf`` (RateLimit-Remaining and
+    RateLimit-Reset seconds on every response, 429 without Retry-After), ``x-epoch`` (X-RateLimit-Remaining
+    and an epoch X-RateLimit-Reset), ``github`` (the same headers, and 403 instead of 429)."""
     revoke_after: int = 0
     """After this many accepted requests (0 = never), the token is refused with 401, as when a credential
     is revoked or expires in the middle of a run."""
@@ -85,6 +90,8 @@ class DemoApiConfig:
             raise ValueError("fail_rate must be between 0 and 1")
         if self.rate_limit is not None:
             _check_rate_limit(*self.rate_limit)
+        if self.rate_limit_style not in RATE_LIMIT_STYLES:
+            raise ValueError(f"rate_limit_style must be one of {', '.join(RATE_LIMIT_STYLES)}")
         if self.customers < 1:
             raise ValueError("customers must be >= 1: every order references a customer")
         for name in ("orders", "events", "surveys", "cursor_cycle", "revoke_after"):
@@ -444,9 +451,27 @@ class _RateLimiter:
             accepted.append(now)
             return None
 
+    def budget(self, identity: str, now: float) -> tuple[int, float] | None:
+        """(requests left, seconds until the oldest accepted one leaves the window), for budget headers."""
+        if self._limit is None:
+            return None
+        requests, seconds = self._limit
+        with self._lock:
+            accepted = self._accepted[identity]
+            reset = accepted[0] + seconds - now if accepted else 0.0
+            return max(0, requests - len(accepted)), max(0.0, reset)
+
     def reset(self) -> None:
         with self._lock:
             self._accepted.clear()
+
+
+def _budget_headers(style: str, remaining: int, reset: float) -> dict[str, str]:
+    if style == "ietf":
+        return {"RateLimit-Remaining": str(remaining), "RateLimit-Reset": str(math.ceil(reset))}
+    if style in ("x-epoch", "github"):
+        return {"X-RateLimit-Remaining": str(remaining), "X-RateLimit-Reset": str(math.ceil(time.time() + reset))}
+    return {}
 
 
 class _Stats:
@@ -496,6 +521,7 @@ class _Stats:
                 "responses_429": self._statuses[429],
                 "responses_500": self._statuses[500],
                 "responses_401": self._statuses[401],
+                "responses_403": self._statuses[403],
                 "max_requests_in_window": self._max_in_window,
                 "rate_limit": None if limit is None else {"requests": limit[0], "seconds": limit[1]},
                 "by_path": dict(self._paths),
@@ -625,12 +651,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
         now = time.monotonic()
         server.stats.count_arrival(identity, now)
         wait = server.limiter.retry_after(identity, now)
+        style = config.rate_limit_style
         if wait is not None:
-            return _json_reply(429, {"error": "rate_limited", "retry_after": round(wait, 3)},
-                                {"Retry-After": str(max(1, math.ceil(wait)))})
+            if style == "retry-after":
+                return _json_reply(429, {"error": "rate_limited", "retry_after": round(wait, 3)},
+                                    {"Retry-After": str(max(1, math.ceil(wait)))})
+            return _json_reply(403 if style == "github" else 429, {"error": "rate_limited"},
+                                _budget_headers(style, 0, wait))
         if server.faults.should_fail():
             return _json_reply(500, {"error": "internal"})
-        return self._answer(method, path, query, endpoint, path_args)
+        reply = self._answer(method, path, query, endpoint, path_args)
+        budget = server.limiter.budget(identity, now)
+        if budget is not None and style != "retry-after":
+            reply.headers.update(_budget_headers(style, *budget))
+        return reply
 
     def _answer(
         self, method: str, path: str, query: _Query, endpoint: _Endpoint | None, path_args: tuple[str, ...]
@@ -752,6 +786,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("customers", "orders", "events", "surveys"):
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name),
                             help=f"number of {name} (default: %(default)s)")
+    parser.add_argument("--rate-limit-style", choices=RATE_LIMIT_STYLES, default=defaults.rate_limit_style,
+                        help="how the budget is announced (default: %(default)s)")
     parser.add_argument("--revoke-after", type=int, default=0, metavar="N",
                         help="refuse the token (401) after N accepted requests, as a revoked credential (0: never)")
     parser.add_argument("--cursor-cycle", type=int, default=0, metavar="N",
@@ -763,7 +799,7 @@ def _config_from_args(args: argparse.Namespace) -> DemoApiConfig:
         host=args.host, port=args.port, token=args.token, latency_ms=args.latency_ms,
         rate_limit=args.rate_limit, fail_rate=args.fail_rate, seed=args.seed,
         customers=args.customers, orders=args.orders, events=args.events, surveys=args.surveys,
-        cursor_cycle=args.cursor_cycle, revoke_after=args.revoke_after,
+        cursor_cycle=args.cursor_cycle, revoke_after=args.revoke_after, rate_limit_style=args.rate_limit_style,
     )
 
 

@@ -88,14 +88,17 @@ class PostgresStore(Store):
 
     @contextmanager
     def lock(self, scope: str) -> Iterator[None]:
-        conn = self._connect()
+        conn, key = self._connect(), _lock_id(scope)
         try:
-            (got,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_id(scope),)).fetchone()
+            (got,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
             if not got:
                 raise StageBusyError(f"{scope} is being read by another run right now")
-            yield
+            try:
+                yield
+            finally:  # released now; a session that dies (a killed run) has its locks released by the server
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         finally:
-            conn.close()  # ends the session, and with it the lock
+            conn.close()
 
     def stage_busy(self, scope: str) -> bool:
         key = _lock_id(scope)

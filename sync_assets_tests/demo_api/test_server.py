@@ -423,8 +423,8 @@ def test_stats_reset_zeroes_counters_and_windows(make_api: MakeApi) -> None:
 
         reset = session.post(f"{api.url}/stats/reset", timeout=5).json()
         assert reset == {"requests": 0, "responses_429": 0, "responses_500": 0, "responses_401": 0,
-                         "max_requests_in_window": 0, "rate_limit": {"requests": 2, "seconds": 30.0},
-                         "by_path": {}}
+                         "responses_403": 0, "max_requests_in_window": 0,
+                         "rate_limit": {"requests": 2, "seconds": 30.0}, "by_path": {}}
         assert session.get(f"{api.url}/v1/orders", timeout=5).status_code == 200  # the window was cleared
     assert api.stats()["requests"] == 1
 
