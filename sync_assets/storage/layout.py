@@ -2,7 +2,7 @@
 
 This is the one module that spells out paths and names, so that moving the store, or adding a
 backend, changes one place. Every name that reaches a file path or an SQL identifier passes
-``safe_name`` first: stream and source names come from user config.
+``safe_name`` first (stream and source names come from user config), and identifiers are quoted.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 from sync_assets.errors import ConfigurationError
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,127}$")
-_SAFE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 def safe_name(name: str, what: str) -> str:
@@ -22,15 +21,6 @@ def safe_name(name: str, what: str) -> str:
     if not _SAFE_NAME.match(name) or ".." in name:
         raise ConfigurationError(
             f"{what} {name!r} cannot be used as a file name; use letters, digits and _ . : + - only"
-        )
-    return name
-
-
-def safe_identifier(name: str, what: str) -> str:
-    """``name`` if it is safe as an SQL schema or table name (what both DuckDB and PostgreSQL accept unquoted)."""
-    if not _SAFE_IDENTIFIER.match(name):
-        raise ConfigurationError(
-            f"{what} {name!r} cannot name a table; use letters, digits and _ only, starting with a letter"
         )
     return name
 

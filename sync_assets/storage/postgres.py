@@ -20,12 +20,13 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from sync_assets.errors import ConfigurationError
-from sync_assets.redaction import mask
+from sync_assets.redaction import mask, mask_url, register_secret
 from sync_assets.schema import (
     BOOLEAN,
     CURSOR_COLUMN,
@@ -67,12 +68,17 @@ class PostgresStore(Store):
         except ImportError:
             raise ConfigurationError("a postgresql:// store needs psycopg: install sync-assets[postgres]") from None
         self._psycopg, self.url = psycopg, url
+        password = urlsplit(url).password
+        if password:
+            register_secret(unquote(password))  # masked from now on, in every log line and error
+            register_secret(password)
 
         def connect() -> Any:
             try:
                 conn = psycopg.connect(url, autocommit=True, options=f"-c search_path={STATE_SCHEMA} -c TimeZone=UTC")
             except psycopg.OperationalError as exc:
-                raise ConfigurationError(f"cannot connect to the PostgreSQL store: {mask(str(exc))}") from None
+                raise ConfigurationError(f"cannot connect to the PostgreSQL store {mask_url(url)}: {mask(str(exc))}; "
+                                         "check SYNC_ASSETS_STORE_URL (or the IO manager's url)") from None
             return conn
 
         with connect() as conn:
@@ -82,7 +88,7 @@ class PostgresStore(Store):
         self._prepared: set[str] = set()  # streams whose table this process has checked against their columns
 
     def __repr__(self) -> str:
-        return f"PostgresStore({mask(self.url)!r})"
+        return f"PostgresStore({mask_url(self.url)!r})"
 
     # --- locks: session advisory locks, released by the server when a holder dies ---
 

@@ -8,6 +8,7 @@ both backends too, in ``test_refresh``, ``test_substream`` and ``test_state``.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from sync_assets.schema import Drift
 from sync_assets.storage import PartitionState, Published, Stage, Store, TableSpec, open_store
 from sync_assets.storage.duckdb import DuckDBStore
 from sync_assets.windows import Window
+from sync_assets_tests.conftest import postgres_database
 
 ORDERS = TableSpec("shop", "orders", primary_key=("id",), declared={"id": "integer"}, cursor=True)
 DAY = datetime(2024, 1, 1, tzinfo=UTC)
@@ -193,3 +195,19 @@ def test_a_store_of_release_0_1_is_never_read_as_empty(tmp_path: Any) -> None:
     with pytest.raises(ConfigurationError, match=r"synced by sync-assets 0\.1.*mv .*data .*data\.0\.1"):
         open_store(store_dir(tmp_path))
     assert (legacy / "state.sqlite").exists()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from postgres_database()
+
+
+def test_a_postgresql_store_never_shows_its_password(postgres_url: str) -> None:
+    from sync_assets.errors import ConfigurationError
+
+    unreachable = "postgresql://sync:Pa55-w0rd-here@127.0.0.1:1/warehouse"  # nothing listens on port 1
+    with pytest.raises(ConfigurationError) as error:
+        open_store(unreachable)
+    assert "Pa55-w0rd-here" not in str(error.value) and "SYNC_ASSETS_STORE_URL" in str(error.value)
+    with_password = postgres_url.replace("postgresql://", "postgresql://root:An0ther-pw@", 1)
+    assert "An0ther-pw" not in repr(open_store(with_password))
