@@ -21,7 +21,7 @@ page to infer types, one list per column handed to Arrow.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -199,6 +199,12 @@ def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
             return column.storage if kind == STRING else column
         return _typed(values, kind, force=True)
     return column.cast(target)
+
+
+def iter_records(batches: Iterable[pa.RecordBatch]) -> Iterator[dict[str, Any]]:
+    """The rows of ``batches`` as records (see ``to_records``), one batch in memory at a time."""
+    for batch in batches:
+        yield from to_records(batch)
 
 
 def to_records(batch: pa.RecordBatch | pa.Table) -> list[dict[str, Any]]:

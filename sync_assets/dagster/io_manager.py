@@ -23,7 +23,7 @@ from dagster import ConfigurableIOManager, InitResourceContext, InputContext, Ou
 from pydantic import Field, PrivateAttr
 
 from sync_assets.errors import ConfigurationError
-from sync_assets.schema import PARTITION_COLUMN, to_records
+from sync_assets.schema import iter_records
 from sync_assets.storage import Store, TableSpec, open_store
 from sync_assets.storage.layout import home_under
 
@@ -87,20 +87,15 @@ class SyncStoreIOManager(ConfigurableIOManager):
                 keys = [key for key in keys if key in committed]
             batches = self.store.read_partitions(table, list(keys))
         if input_metadata.get(LOAD_AS) == "iterator":
-            return _records(batches)
+            return iter_records(batches)
         return _as_type(batches, self.store, table, context.dagster_type.typing_type)
-
-
-def _records(batches: Iterator[pa.RecordBatch]) -> Iterator[dict[str, Any]]:
-    for batch in batches:
-        yield from to_records(batch)
 
 
 def _as_type(batches: Iterator[pa.RecordBatch], store: Store, table: TableSpec, wanted: Any) -> Any:
     """What the downstream parameter is annotated with; records for anything else."""
     module = getattr(wanted, "__module__", "") or ""
     if wanted is pa.Table or module.startswith(("pandas", "polars")):
-        arrow = pa.Table.from_batches(list(batches), _schema(store, table))
+        arrow = pa.Table.from_batches(list(batches), store.read_schema(table))
         if module.startswith("pandas"):
             return arrow.to_pandas()
         if module.startswith("polars"):
@@ -108,11 +103,7 @@ def _as_type(batches: Iterator[pa.RecordBatch], store: Store, table: TableSpec, 
 
             return polars.from_arrow(arrow)
         return arrow
-    return list(_records(batches))
-
-
-def _schema(store: Store, table: TableSpec) -> pa.Schema:
-    return store.stream_schema(table).append(pa.field(PARTITION_COLUMN, pa.string()))
+    return list(iter_records(batches))
 
 
 def _has_home() -> bool:

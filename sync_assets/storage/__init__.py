@@ -36,7 +36,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync_assets.errors import TransientError
-from sync_assets.schema import Drift, arrow_schema, conform, declared_types, merge_schemas, page_batch, to_records
+from sync_assets.schema import (
+    PARTITION_COLUMN,
+    Drift,
+    arrow_schema,
+    conform,
+    declared_types,
+    iter_records,
+    merge_schemas,
+    page_batch,
+)
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.storage.layout import chunk_key, chunk_scope, store_dir
 from sync_assets.storage.statedb import Checkpoint, PartitionState, RefreshState, StateDB
@@ -172,6 +181,41 @@ Part = tuple[str, Callable[[], Iterator[pa.RecordBatch]]]
 """What a publish writes: a partition (or chunk) key, and its staged pages."""
 
 
+class KeyTally:
+    """Counts rows whose (typed) primary key another row of the same publish has; nulls never count.
+
+    Fed each page as it is written, it holds only the key columns, copied out of the page (a slice
+    would keep the whole page in memory), and counts by sorting: a hash table of the keys costs
+    ten times their size.
+    """
+
+    def __init__(self, table: TableSpec, schema: pa.Schema) -> None:
+        keys = [k for k in table.primary_key if k in schema.names]
+        self.keys = keys if table.primary_key and len(keys) == len(table.primary_key) else []
+        self._schema = pa.schema([pa.field(k, pa.string() if isinstance(schema.field(k).type, pa.JsonType)
+                                           else schema.field(k).type) for k in self.keys])
+        self._columns: list[list[pa.Array]] = [[] for _ in self.keys]
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if self.keys:
+            for column, values in zip(self._columns, conform(batch, self._schema).columns, strict=True):
+                column.append(pa.concat_arrays([values]))
+
+    def duplicates(self) -> int:
+        if not self.keys or not self._columns[0]:
+            return 0
+        rows = pa.Table.from_arrays([pa.concat_arrays(c) for c in self._columns], schema=self._schema).drop_null()
+        if rows.num_rows < 2:
+            return 0
+        ordered = rows.take(pc.sort_indices(rows, sort_keys=[(k, "ascending") for k in self.keys]))
+        same: pa.Array | None = None
+        for key in self.keys:
+            column = ordered.column(key).combine_chunks()
+            equal = pc.equal(column.slice(1), column.slice(0, len(column) - 1))
+            same = equal if same is None else pc.and_(same, equal)
+        return int(pc.sum(same).as_py() or 0)
+
+
 class Store(ABC):
     """Staging, checkpoints and state (shared SQL), plus a backend's published data."""
 
@@ -267,33 +311,20 @@ class Store(ABC):
             log.warning("%s: column %s", table.name, change)
         return merged, drift
 
-    def _duplicate_keys(self, parts: list[Part], table: TableSpec, schema: pa.Schema) -> int:
-        """Rows of the stages whose (typed) primary key another row has; nulls never count.
+    def _rows(self, parts: list[Part], schema: pa.Schema, keys: KeyTally) -> Iterator[pa.RecordBatch]:
+        """What a publish writes, a page at a time: each page in ``schema``, with its partition key column.
 
-        Only the key columns are held, copied out of each page (a slice would keep its page in
-        memory), and counted by sorting: a hash table of the keys costs ten times their size.
+        The one pass over the staged pages that both backends write from; the key tally rides along.
         """
-        keys = [k for k in table.primary_key if k in schema.names]
-        if not table.primary_key or len(keys) < len(table.primary_key):
-            return 0
-        key_schema = pa.schema([pa.field(k, pa.string() if isinstance(schema.field(k).type, pa.JsonType)
-                                         else schema.field(k).type) for k in keys])
-        columns: list[list[pa.Array]] = [[] for _ in keys]
-        for _, batches in parts:
+        full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
+        for key, batches in parts:
             for batch in batches():
-                for column, values in zip(columns, conform(batch, key_schema).columns, strict=True):
-                    column.append(pa.concat_arrays([values]))
-        rows = pa.Table.from_arrays([pa.concat_arrays(c) if c else pa.array([], f.type)
-                                     for c, f in zip(columns, key_schema, strict=True)], schema=key_schema).drop_null()
-        if rows.num_rows < 2:
-            return 0
-        ordered = rows.take(pc.sort_indices(rows, sort_keys=[(k, "ascending") for k in keys]))
-        same: pa.Array | None = None
-        for key in keys:
-            column = ordered.column(key).combine_chunks()
-            equal = pc.equal(column.slice(1), column.slice(0, len(column) - 1))
-            same = equal if same is None else pc.and_(same, equal)
-        return int(pc.sum(same).as_py() or 0)
+                rows = conform(batch, schema)
+                keys.add(rows)
+                yield pa.RecordBatch.from_arrays([*rows.columns, pa.array([key] * rows.num_rows, pa.string())],
+                                                 schema=full)
+
+    # --- reading ---
 
     # --- reading ---
 
@@ -306,15 +337,15 @@ class Store(ABC):
         """The last published refresh; nothing if none was published."""
 
     def records(self, table: TableSpec, keys: list[str]) -> Iterator[dict[str, Any]]:
-        for batch in self.read_partitions(table, keys):
-            yield from to_records(batch)
+        return iter_records(self.read_partitions(table, keys))
 
     def snapshot_records(self, table: TableSpec) -> Iterator[dict[str, Any]]:
-        for batch in self.read_snapshot(table):
-            yield from to_records(batch)
+        return iter_records(self.read_snapshot(table))
 
-    def stream_schema(self, table: TableSpec) -> pa.Schema:
-        return arrow_schema(self.state.columns(table.source, table.stream))
+    def read_schema(self, table: TableSpec) -> pa.Schema:
+        """What reads return: the stream's columns, then its partition (or chunk) key."""
+        columns = self.state.columns(table.source, table.stream)
+        return arrow_schema(columns).append(pa.field(PARTITION_COLUMN, pa.string()))
 
     # --- state ---
 

@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 
 from sync_assets.errors import ConfigurationError
 from sync_assets.schema import CURSOR_COLUMN, EXTRACTED_AT_COLUMN, PARTITION_COLUMN, conform
-from sync_assets.storage import Part, PartitionState, Published, Stage, StageBusyError, Store, TableSpec
+from sync_assets.storage import KeyTally, Part, PartitionState, Published, Stage, StageBusyError, Store, TableSpec
 from sync_assets.storage.layout import legacy_store_dir, quote, safe_name
 from sync_assets.storage.statedb import Dialect, StateDB
 
@@ -134,7 +134,7 @@ class DuckDBStore(Store):
 
     # --- publishing ---
 
-    def _write(self, path: Path, parts: list[Part], schema: pa.Schema) -> Path:
+    def _write(self, path: Path, parts: list[Part], schema: pa.Schema, keys: KeyTally) -> Path:
         """Write the stages' pages (each with its partition key) to a temporary file beside ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -142,14 +142,11 @@ class DuckDBStore(Store):
         pending: list[pa.RecordBatch] = []  # pages gathered into row groups of up to _ROW_GROUP rows
         try:
             with pq.ParquetWriter(tmp, full) as writer:
-                for key, batches in parts:
-                    for batch in batches():
-                        rows = conform(batch, schema)
-                        pending.append(pa.RecordBatch.from_arrays(
-                            [*rows.columns, pa.array([key] * rows.num_rows, pa.string())], schema=full))
-                        if sum(b.num_rows for b in pending) >= _ROW_GROUP:
-                            writer.write_table(pa.Table.from_batches(pending, full))
-                            pending = []
+                for rows in self._rows(parts, schema, keys):
+                    pending.append(rows)
+                    if sum(b.num_rows for b in pending) >= _ROW_GROUP:
+                        writer.write_table(pa.Table.from_batches(pending, full))
+                        pending = []
                 if pending:
                     writer.write_table(pa.Table.from_batches(pending, full))
             with tmp.open("rb") as handle:
@@ -162,9 +159,9 @@ class DuckDBStore(Store):
     def publish_partition(self, stage: Stage, state: PartitionState) -> Published:
         table, parts = stage.table, [(state.partition_key, stage.batches)]
         columns, schema = self._partition_columns(parts, table)
-        duplicates = self._duplicate_keys(parts, table, schema)
+        keys = KeyTally(table, schema)
         path = self.partition_path(table, state.partition_key)
-        tmp = self._write(path, parts, schema)
+        tmp = self._write(path, parts, schema, keys)
         try:
             with self.state.transaction() as db:  # SQLite's write lock: one publisher at a time
                 os.replace(tmp, path)
@@ -176,16 +173,16 @@ class DuckDBStore(Store):
             tmp.unlink(missing_ok=True)
         stage.close()
         self._ensure_views(table)
-        return Published(merged, drift, duplicates)
+        return Published(merged, drift, keys.duplicates())
 
     def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
         parts = self._chunk_parts(table, refresh, chunks)
         columns, schema = self._partition_columns(parts, table)
-        duplicates = self._duplicate_keys(parts, table, schema)
+        keys = KeyTally(table, schema)
         folder = self.refresh_dir(table, refresh)
-        for chunk, (key, batches) in enumerate(parts):
+        for chunk, part in enumerate(parts):
             path = folder / f"chunk-{chunk:06d}.parquet"
-            os.replace(self._write(path, [(key, batches)], schema), path)
+            os.replace(self._write(path, [part], schema, keys), path)
         _fsync_dir(folder)
         link = self.stream_dir(table) / "snapshot"
         with self.state.transaction() as db:
@@ -197,7 +194,7 @@ class DuckDBStore(Store):
             merged, drift = self._merge_stream_columns(db, table, columns)
         self._remove_superseded(table)
         self._ensure_views(table)
-        return Published(merged, drift, duplicates)
+        return Published(merged, drift, keys.duplicates())
 
     def _remove_refresh_data(self, table: TableSpec, refresh: int) -> None:
         shutil.rmtree(self.refresh_dir(table, refresh), ignore_errors=True)
@@ -205,14 +202,13 @@ class DuckDBStore(Store):
     # --- reading ---
 
     def _read(self, files: list[pq.ParquetFile], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-        full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
         for file in files:
             with contextlib.closing(file):
                 for batch in file.iter_batches(batch_size=65536):
-                    yield conform(batch, full)
+                    yield conform(batch, schema)
 
     def read_partitions(self, table: TableSpec, keys: list[str]) -> Iterator[pa.RecordBatch]:
-        schema = self.stream_schema(table)
+        schema = self.read_schema(table)
         for key in keys:
             path = self.partition_path(table, key)
             try:
@@ -234,7 +230,7 @@ class DuckDBStore(Store):
             except FileNotFoundError:
                 continue
             if files or folder.exists():
-                yield from self._read(files, self.stream_schema(table))
+                yield from self._read(files, self.read_schema(table))
                 return
         raise StageBusyError(f"the snapshot of {table.name} kept changing while it was being opened")
 

@@ -39,10 +39,9 @@ from sync_assets.schema import (
     TIMESTAMP,
     Drift,
     arrow_schema,
-    conform,
     merge_schemas,
 )
-from sync_assets.storage import Part, PartitionState, Published, Stage, StageBusyError, Store, TableSpec
+from sync_assets.storage import KeyTally, Part, PartitionState, Published, Stage, StageBusyError, Store, TableSpec
 from sync_assets.storage.layout import quote, safe_name
 from sync_assets.storage.statedb import Cursor, Dialect, StateDB
 
@@ -154,18 +153,13 @@ class PostgresStore(Store):
         self._prepared.add(table.name)
         return merged, drift
 
-    def _copy(self, db: Cursor, name: str, parts: list[Part], columns: dict[str, str]) -> None:
+    def _copy(self, db: Cursor, name: str, parts: list[Part], columns: dict[str, str], keys: KeyTally) -> None:
         """Load the stages' pages (each with its partition key) into ``name`` by ``COPY``, a page at a time."""
-        schema = arrow_schema(columns)
         names = [*columns, PARTITION_COLUMN]
         with db.copy(f"COPY {name} ({', '.join(quote(c) for c in names)}) FROM STDIN (FORMAT csv)") as copy:
-            for key, batches in parts:
-                for batch in batches():
-                    rows = conform(batch, schema)
-                    if not rows.num_rows:
-                        continue
+            for rows in self._rows(parts, arrow_schema(columns), keys):
+                if rows.num_rows:
                     arrays = [a.storage if isinstance(a.type, pa.JsonType) else a for a in rows.columns]
-                    arrays.append(pa.array([key] * rows.num_rows, pa.string()))
                     out = io.BytesIO()
                     pa_csv.write_csv(pa.RecordBatch.from_arrays(arrays, names=names), out, _CSV)
                     copy.write(out.getvalue())
@@ -174,35 +168,35 @@ class PostgresStore(Store):
 
     def publish_partition(self, stage: Stage, state: PartitionState) -> Published:
         table, parts = stage.table, [(state.partition_key, stage.batches)]
-        columns, schema = self._partition_columns(parts, table)
-        duplicates = self._duplicate_keys(parts, table, schema)
+        columns, _ = self._partition_columns(parts, table)
         name = self._table(table)
         with self.state.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(f"publish:{table.name}"),))
             merged, drift = self._prepare(db, table, columns)
+            keys = KeyTally(table, arrow_schema(merged))
             db.execute(f"DELETE FROM {name} WHERE {quote(PARTITION_COLUMN)} = ?", (state.partition_key,))
-            self._copy(db, name, parts, merged)
+            self._copy(db, name, parts, merged, keys)
             self.state.save_partition(db, table.source, table.stream, state)
             self.state.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
         stage.close()
-        return Published(merged, drift, duplicates)
+        return Published(merged, drift, keys.duplicates())
 
     def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
         parts = self._chunk_parts(table, refresh, chunks)
-        columns, schema = self._partition_columns(parts, table)
-        duplicates = self._duplicate_keys(parts, table, schema)
+        columns, _ = self._partition_columns(parts, table)
         name, loading = self._table(table), self._table(table, f"__refresh_{refresh}")
         with self.state.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(f"publish:{table.name}"),))
             merged, drift = self._prepare(db, table, columns)  # the stream's columns, and its table to copy
             db.execute(f"DROP TABLE IF EXISTS {loading}")
             db.execute(f"CREATE TABLE {loading} (LIKE {name} INCLUDING ALL)")
-            self._copy(db, loading, parts, merged)
+            keys = KeyTally(table, arrow_schema(merged))
+            self._copy(db, loading, parts, merged, keys)
             db.execute(f"DROP TABLE {name}")  # waits for readers of the old snapshot; new ones wait for the commit
             db.execute(f"ALTER TABLE {loading} RENAME TO {quote(table.stream)}")
             self.state.mark_published(db, table.source, table.stream, refresh, chunks)
         self._remove_superseded(table)
-        return Published(merged, drift, duplicates)
+        return Published(merged, drift, keys.duplicates())
 
     def _remove_refresh_data(self, table: TableSpec, refresh: int) -> None:
         with self.state.transaction() as db:  # a refresh abandoned while being swapped in leaves its table
@@ -211,10 +205,9 @@ class PostgresStore(Store):
     # --- reading ---
 
     def _select(self, table: TableSpec, where: str, order: str, params: tuple[Any, ...]) -> Iterator[pa.RecordBatch]:
-        columns = {**self.state.columns(table.source, table.stream), PARTITION_COLUMN: STRING}
-        schema = arrow_schema(columns)
-        json_columns = {c for c, k in columns.items() if k == JSON}
-        names = ", ".join(quote(c) for c in columns)
+        schema = self.read_schema(table)
+        json_columns = {f.name for f in schema if isinstance(f.type, pa.JsonType)}
+        names = ", ".join(quote(c) for c in schema.names)
         conn = self._connect()
         try:
             with conn.transaction(), conn.cursor(name="sync_assets_read") as cursor:
@@ -222,7 +215,7 @@ class PostgresStore(Store):
                 while rows := cursor.fetchmany(10_000):
                     yield pa.RecordBatch.from_arrays([
                         pa.array([_json(r[i]) if c in json_columns else r[i] for r in rows], schema.field(i).type)
-                        for i, c in enumerate(columns)], schema=schema)
+                        for i, c in enumerate(schema.names)], schema=schema)
         except self._psycopg.errors.UndefinedTable:
             return
         finally:
