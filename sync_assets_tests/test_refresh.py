@@ -164,12 +164,12 @@ def test_one_chunk_is_read_by_one_process_at_a_time(store_location: str) -> None
     store = open_store(store_location)
     scope = chunk_scope("demo", "customers", 1, 0)
     first = store.open_stage(CUSTOMERS, scope)
-    assert store.stage_busy(scope)
+    assert store.locked(scope)
     with pytest.raises(StageBusyError):
         store.open_stage(CUSTOMERS, scope)
     first.append([{"id": 1}], requests=1, token="next")
     first.close()
-    assert not store.stage_busy(scope)
+    assert not store.locked(scope)
     again = store.open_stage(CUSTOMERS, scope)
     assert again.checkpoint.records == 1 and again.checkpoint.token == "next"
     again.close()
@@ -183,7 +183,7 @@ def test_asking_whether_a_chunk_is_busy_never_makes_its_reader_fail(store_locati
 
     def probe() -> None:
         while not stop.is_set():
-            store.stage_busy(scope)
+            store.locked(scope)
 
     prober = threading.Thread(target=probe)
     prober.start()

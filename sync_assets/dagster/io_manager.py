@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from dagster import ConfigurableIOManager, InitResourceContext, InputContext, OutputContext
+from dagster import ConfigurableIOManager, DagsterInstance, EnvVar, InitResourceContext, InputContext, OutputContext
 from pydantic import Field, PrivateAttr
 
 from sync_assets.errors import ConfigurationError
@@ -42,11 +42,11 @@ class SyncStoreIOManager(ConfigurableIOManager):
     _store: Store | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._store = self._open(context)
+        self._store = self.open_for(context.instance)
 
-    def _open(self, context: InitResourceContext | None) -> Store:
-        location = self.url or self.base_dir
-        instance = context.instance if context else None
+    def open_for(self, instance: DagsterInstance | None) -> Store:
+        """The store this IO manager points at, for ``instance`` (also used outside resource setup)."""
+        location = _resolved(self.url) or _resolved(self.base_dir)
         if instance is not None:
             return open_store(location, home=home_under(Path(instance.root_directory)))
         if not (location or os.environ.get("SYNC_ASSETS_STORE_URL") or _has_home()):
@@ -56,7 +56,7 @@ class SyncStoreIOManager(ConfigurableIOManager):
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = self._open(None)
+            self._store = self.open_for(None)
         return self._store
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
@@ -104,6 +104,11 @@ def _as_type(batches: Iterator[pa.RecordBatch], store: Store, table: TableSpec, 
             return polars.from_arrow(arrow)
         return arrow
     return list(iter_records(batches))
+
+
+def _resolved(value: str | None) -> str | None:
+    """A setting's value; outside resource setup, an ``EnvVar`` is still its variable's name."""
+    return value.get_value() if isinstance(value, EnvVar) else value
 
 
 def _has_home() -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 from dagster import Config, ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import Field, PrivateAttr, SecretStr
 
+from sync_assets.dagster.killed_runs import stop_with_orchestrator
 from sync_assets.http import HttpClient
 from sync_assets.rate_limit import Rate
 from sync_assets.reader import open_client
@@ -52,6 +53,7 @@ class SyncApiResource(ConfigurableResource):  # type: ignore[type-arg]
         return cls(**settings)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
+        stop_with_orchestrator()  # a killed run's step processes must not go on sending requests
         instance = context.instance
         self._state_dir = home_under(Path(instance.root_directory)) if instance else sync_assets_home()
 

@@ -23,11 +23,13 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    SkipReason,
     sensor,
 )
 
 from sync_assets.dagster.assets import chunk_partitions_name
 from sync_assets.dagster.io_manager import SyncStoreIOManager
+from sync_assets.dagster.killed_runs import reap_dead_runs
 from sync_assets.spec import ApiSource
 from sync_assets.storage.layout import chunk_key, chunk_scope
 
@@ -56,6 +58,7 @@ def build_refresh_sensor(
         context: SensorEvaluationContext, sync_store: ResourceParam[SyncStoreIOManager]
     ) -> SensorResult:
         store = sync_store.store
+        reap_dead_runs(context.instance, store, reaper=f"sensor {source.name}_refresh_sensor")  # they look active
         requests: list[RunRequest] = []
         new_partitions: list[Any] = []
         for stream, asset in by_stream.items():
@@ -68,7 +71,7 @@ def build_refresh_sensor(
                 unfinished = [c for c, checkpoint in store.state.chunk_checkpoints(source.name, stream, running).items()
                               if checkpoint is None or not checkpoint.done]
                 chunk = unfinished[0] if unfinished else max(running.chunks)
-                if store.stage_busy(chunk_scope(source.name, stream, running.refresh, chunk)):
+                if store.locked(chunk_scope(source.name, stream, running.refresh, chunk)):
                     continue  # a run started outside this sensor (UI, CLI) is reading it
                 # The store may know chunks Dagster does not yet (a run killed before copying them over).
                 keys = [chunk_key(running.refresh, c) for c in sorted(running.chunks)]
@@ -89,6 +92,28 @@ def build_refresh_sensor(
         return SensorResult(run_requests=requests, dynamic_partitions_requests=new_partitions)
 
     return _refresh_sensor
+
+
+def build_dead_run_sensor() -> SensorDefinition:
+    """Frees the pool slots of dead runs (``killed_runs``) even when no new run starts to do it.
+
+    A run queue full of dead runs starts nothing, so the executor never gets a chance: this sensor
+    (running by default, in the daemon) does the same check every minute.
+    """
+
+    @sensor(
+        name="sync_assets_dead_runs",
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Marks failed the runs whose process is gone (killed, or their machine lost) and frees "
+                    "their pool slots, so that they never block later runs.",
+    )
+    def _dead_runs(context: SensorEvaluationContext, sync_store: ResourceParam[SyncStoreIOManager]) -> SkipReason:
+        reaped = reap_dead_runs(context.instance, sync_store.store, reaper="sensor sync_assets_dead_runs")
+        return SkipReason(f"marked {len(reaped)} dead runs failed: {', '.join(reaped)}" if reaped
+                          else "no dead run holds pool slots")
+
+    return _dead_runs
 
 
 def _add_request(asset: AssetsDefinition, keys: list[str]) -> Any:

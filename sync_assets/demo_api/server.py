@@ -486,6 +486,8 @@ class _Stats:
         self._paths: Counter[str] = Counter()
         self._arrivals: defaultdict[str, deque[float]] = defaultdict(deque)
         self._max_in_window = 0
+        self._first_arrival: float | None = None
+        self._last_arrival: float | None = None
 
     def count_request(self, path_key: str) -> None:
         with self._lock:
@@ -497,6 +499,8 @@ class _Stats:
         with self._lock:
             arrivals = self._arrivals[identity]
             arrivals.append(now)
+            self._last_arrival = time.time()
+            self._first_arrival = self._first_arrival or self._last_arrival
             while arrivals[0] <= now - self._window:
                 arrivals.popleft()
             self._max_in_window = max(self._max_in_window, len(arrivals))
@@ -512,6 +516,7 @@ class _Stats:
             self._paths.clear()
             self._arrivals.clear()
             self._max_in_window = 0
+            self._first_arrival = self._last_arrival = None
 
     def snapshot(self) -> dict[str, Any]:
         limit = self._rate_limit
@@ -523,6 +528,9 @@ class _Stats:
                 "responses_401": self._statuses[401],
                 "responses_403": self._statuses[403],
                 "max_requests_in_window": self._max_in_window,
+                # epoch seconds of the first and last request counted against the budget (after the latency)
+                "first_arrival_at": self._first_arrival,
+                "last_arrival_at": self._last_arrival,
                 "rate_limit": None if limit is None else {"requests": limit[0], "seconds": limit[1]},
                 "by_path": dict(self._paths),
             }

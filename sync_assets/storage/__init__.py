@@ -257,12 +257,18 @@ class Store(ABC):
                 self.state.drop_stage(db, stage.scope)
         stage.close()
 
+    @property
     @abstractmethod
-    def lock(self, scope: str) -> AbstractContextManager[None]:
-        """Held while a process reads a resumable stage; raises ``StageBusyError`` if another holds it."""
+    def location(self) -> str:
+        """Where this store is, without secrets: processes that give the same location share one store."""
 
     @abstractmethod
-    def stage_busy(self, scope: str) -> bool:
+    def lock(self, scope: str) -> AbstractContextManager[None]:
+        """Held while a process reads a resumable stage (or runs a run, see ``dagster.killed_runs``);
+        raises ``StageBusyError`` if another holds it. A holder that dies, however, releases it."""
+
+    @abstractmethod
+    def locked(self, scope: str) -> bool:
         """Whether a process holds ``scope``'s lock right now (without ever making it fail to get it)."""
 
     # --- publishing ---

@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import shutil
+import socket
 import sqlite3
 import threading
 import time
@@ -91,6 +92,10 @@ class DuckDBStore(Store):
     def __repr__(self) -> str:
         return f"DuckDBStore({str(self.root)!r})"
 
+    @property
+    def location(self) -> str:
+        return f"{socket.gethostname()}:{self.root.resolve()}"  # a local disk: the same path elsewhere is another store
+
     # --- places ---
 
     def stream_dir(self, table: TableSpec) -> Path:
@@ -121,7 +126,7 @@ class DuckDBStore(Store):
                     time.sleep(0.05)
             yield  # closing the file releases the lock, also when the process dies
 
-    def stage_busy(self, scope: str) -> bool:
+    def locked(self, scope: str) -> bool:
         path = self._lock_path(scope)
         if not path.exists():
             return False

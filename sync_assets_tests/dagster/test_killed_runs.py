@@ -1,0 +1,131 @@
+"""Runs killed with SIGKILL never block later runs: leases, the reaper, and no orphaned step processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, build_sensor_context, instance_for_test
+from dagster._core.test_utils import create_run_for_test
+
+from sync_assets.dagster import SyncStoreIOManager, chunk_partitions_name
+from sync_assets.dagster.killed_runs import reap_dead_runs, run_lease
+from sync_assets.dagster.sensors import build_dead_run_sensor
+from sync_assets.demo_api import DemoApi, data
+from sync_assets.sources import demo_source
+from sync_assets.storage import Store, open_store
+from sync_assets.storage.layout import chunk_key
+from sync_assets_tests.dagster.test_cli_runs import BIN, REPO, _env, _home, _materialize
+from sync_assets_tests.helpers import stored
+
+POOL = "sync_assets_demo"
+
+
+@pytest.fixture
+def pooled_instance() -> Iterator[DagsterInstance]:
+    with instance_for_test() as instance:
+        instance.event_log_storage.set_concurrency_slots(POOL, 10)
+        yield instance
+
+
+def _run_holding_a_slot(instance: DagsterInstance, status: DagsterRunStatus, lease: str | None) -> str:
+    run = create_run_for_test(instance, job_name="__ASSET_JOB", status=status,
+                              tags={"sync_assets/lease": lease} if lease else None)
+    instance.event_log_storage.claim_concurrency_slot(POOL, run.run_id, "demo__surveys")
+    return run.run_id
+
+
+def _holders(instance: DagsterInstance) -> set[str]:
+    return {slot.run_id for slot in instance.event_log_storage.get_concurrency_info(POOL).claimed_slots}
+
+
+def test_only_runs_whose_lease_is_free_in_this_store_are_reaped(
+    pooled_instance: DagsterInstance, store_location: str
+) -> None:
+    instance, store = pooled_instance, open_store(store_location)
+    dead = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, store.location)
+    alive = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, None)
+    elsewhere = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, "another-host:/its/own/store")
+    unleased = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, None)
+    ended = _run_holding_a_slot(instance, DagsterRunStatus.SUCCESS, store.location)  # ended, its slot leaked
+    with run_lease(instance, store, alive):  # as the alive run's process holds it
+        assert reap_dead_runs(instance, store, reaper="test") == [dead]
+        assert reap_dead_runs(instance, store, reaper="test") == []  # once only
+    assert _holders(instance) == {alive, elsewhere, unleased}
+    assert {run_id: instance.get_run_by_id(run_id).status for run_id in (dead, alive, ended)} == {  # type: ignore[union-attr]
+        dead: DagsterRunStatus.FAILURE, alive: DagsterRunStatus.STARTED, ended: DagsterRunStatus.SUCCESS}
+    store.close()
+
+
+def test_the_dead_run_sensor_reaps_without_a_new_run(pooled_instance: DagsterInstance, store_location: str) -> None:
+    instance, store = pooled_instance, open_store(store_location)
+    dead = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, store.location)
+    io_manager = SyncStoreIOManager(url=store_location) if store_location.startswith("postgresql://") \
+        else SyncStoreIOManager(base_dir=store_location)
+    sensor = build_dead_run_sensor()
+    with build_sensor_context(instance=instance, resources={"sync_store": io_manager}) as context:
+        result = sensor.evaluate_tick(context)
+    assert dead in (result.skip_message or "")
+    assert not _holders(instance)
+    failure = instance.all_logs(dead, of_type=DagsterEventType.RUN_FAILURE)[0]
+    assert "the process running this run is gone" in (failure.message or "")
+    store.close()
+
+
+def _requests(api: DemoApi) -> int:
+    return int(api.stats()["requests"])
+
+
+@pytest.mark.slow
+def test_runs_killed_while_holding_every_pool_slot_never_block_later_runs(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+) -> None:
+    """Three runs fill the pool of the shipped dagster.yaml (limit 3) and are SIGKILLed as the OOM killer
+    would (the orchestrating process only); a fourth run, the one resuming the killed refresh, still runs."""
+    api = demo_api(customers=4500, surveys=3000, latency_ms=300)
+    home = _home(tmp_path)
+    env = {**_env(api, home), "SYNC_ASSETS_STORE_URL": store_location}
+    instance = DagsterInstance.from_config(str(home))
+    customers = demo_source().stream("customers")
+    instance.add_dynamic_partitions(chunk_partitions_name(demo_source(), customers), [chunk_key(1, 0)])
+    killed = [
+        _materialize(env, "--select", "demo/surveys", "--partition-range", "2024-01-01...2024-01-28"),
+        _materialize(env, "--select", "demo/surveys", "--partition-range", "2024-02-01...2024-02-28"),
+        _materialize(env, "--select", "demo/customers", "--partition", chunk_key(1, 0)),
+    ]
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        paths = api.stats()["by_path"]
+        if paths.get("/v3/surveys", 0) >= 10 and paths.get("/v1/customers", 0) >= 2:
+            break
+        time.sleep(0.1)
+    holders = _holders(instance)
+    assert len(holders) == 3, "the three runs should hold the pool's three slots"
+    for process in killed:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    time.sleep(1.0)  # requests already on the wire may still arrive
+    settled = _requests(api)
+    time.sleep(2.0)
+    assert _requests(api) == settled, "a step process of a killed run went on sending requests"
+    assert _holders(instance) == holders  # the dead runs still hold every slot
+
+    resume = subprocess.run(
+        [str(BIN / "sync-assets-dagster"), "start-refresh", "-m", "sync_assets.definitions", "--select",
+         "demo/customers"], env=env, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert resume.returncode == 0, resume.stdout[-3000:] + resume.stderr[-3000:]
+    assert "Step blocked by limit for pool" not in resume.stdout + resume.stderr
+    store: Store = open_store(store_location)
+    assert stored(store, "customers") == data.all_customers(0, 4500)
+    for run_id in holders:
+        failure = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
+        assert failure and "the process running this run is gone" in (failure[0].message or "")
+    assert not _holders(instance)
+    store.close()
+    instance.dispose()
