@@ -12,6 +12,8 @@ read needs, and stream authors write no state code at all.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
@@ -24,6 +26,13 @@ if TYPE_CHECKING:
     from sync_assets.http import ApiResponse
 
 Token = int | str
+
+
+def token_fingerprint(token: Token | None) -> int:
+    """A token as a signed 64-bit number: equal tokens, equal fingerprints (a collision is a 1 in 2**64
+    chance). Reads remember these, not the tokens (some are long URLs), to recognise a page seen before."""
+    text = json.dumps(token, sort_keys=True, default=str).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little", signed=True)
 """A page position: page number or offset (int), opaque cursor or next URL (str)."""
 
 Params = dict[str, Any]

@@ -256,14 +256,22 @@ class SharedRateLimiter:
         self._pause_until = max(self._pause_until, until)
 
     def _wait_out_pause(self) -> None:
-        now = time.monotonic()
-        if now - self._pause_seen_at >= _PAUSE_POLL_SECONDS:
-            self._pause_until = max(self._pause_until, self._board.get())
-            self._pause_seen_at = now
-        remaining = self._pause_until - time.time()
-        if remaining > 0:
-            log.info("API %s paused by a 429: waiting %.1fs", self.key, remaining)
+        """Sleep until no pause is in force; looked at again after each sleep, because a 429 answered
+        meanwhile (to a request already on its way) may have moved the end later."""
+        told = False
+        while True:
+            now = time.monotonic()
+            if now - self._pause_seen_at >= _PAUSE_POLL_SECONDS:
+                self._pause_until = max(self._pause_until, self._board.get())
+                self._pause_seen_at = now
+            remaining = self._pause_until - time.time()
+            if remaining <= 0:
+                return
+            if not told:
+                log.info("API %s paused by a 429: waiting %.1fs", self.key, remaining)
+                told = True
             time.sleep(remaining)
+            self._pause_seen_at = 0.0  # look at the board once more before going
 
     def close(self) -> None:
         if self._limiter is not None:

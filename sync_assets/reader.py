@@ -8,8 +8,6 @@ to the window (see ``windows``), with the number dropped reported alongside.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -22,7 +20,7 @@ import pyarrow.compute as pc
 from sync_assets.auth import ResolvedAuth
 from sync_assets.errors import ConfigurationError, SyncSystemError
 from sync_assets.http import HttpClient, RequestStats
-from sync_assets.pagination import Token
+from sync_assets.pagination import Token, token_fingerprint
 from sync_assets.rate_limit import RateLimitStore, SharedRateLimiter
 from sync_assets.records import dig, select_records
 from sync_assets.redaction import get_logger, mask
@@ -81,12 +79,6 @@ class Page:
         return latest
 
 
-def _fingerprint(token: Token | None) -> int:
-    """A token as 8 bytes: equal tokens, equal fingerprints (a collision is a 1 in 2**64 chance)."""
-    text = json.dumps(token, sort_keys=True, default=str).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
-
-
 class StreamReader:
     """Reads one stream of a source through a shared client."""
 
@@ -99,10 +91,13 @@ class StreamReader:
         window: Window | None = None,
         start_token: Token | None = None,
         parent: dict[str, Any] | None = None,
+        followed: set[int] | None = None,
     ) -> Iterator[Page]:
         """Pages from ``start_token`` (``None`` = the first page) to the end, filtered to ``window``.
 
         ``parent`` is the parent record of a substream; its fields fill the path's placeholders.
+        ``followed`` holds the fingerprints of tokens that earlier reads of the same pages followed (the
+        chunks and runs of one refresh read one sequence of pages); this read adds its own to it.
         """
         stream = self.stream
         if window is not None and stream.incremental is None:
@@ -112,7 +107,8 @@ class StreamReader:
         if window is not None and stream.incremental is not None:
             params.update(window_params(stream.incremental, window))
         token = start_token
-        followed = {_fingerprint(token)}  # a fingerprint per page, not the tokens (long URLs, some of them)
+        followed = set() if followed is None else followed  # a fingerprint per page, not the tokens
+        followed.add(token_fingerprint(token))
         while True:
             request_url, request_params = stream.paginator.apply(url, params, token)
             response = self.client.get(request_url, request_params, stats)
@@ -123,14 +119,14 @@ class StreamReader:
                     f"pagination of stream {stream.name!r} did not advance past token {mask(repr(token))} "
                     f"({response.where}); check the paginator settings"
                 )
-            if next_token is not None and _fingerprint(next_token) in followed:
+            if next_token is not None and token_fingerprint(next_token) in followed:
                 raise SyncSystemError(
                     f"pagination of stream {stream.name!r} came back to page token {mask(repr(next_token))}, "
                     f"which this read already followed ({response.where}): the API's cursors go round in a "
                     "cycle, and following them would read the same pages forever. The partition keeps what it "
                     "had; check the paginator settings, or report the API's cursors"
                 )
-            followed.add(_fingerprint(next_token))
+            followed.add(token_fingerprint(next_token))
             page = self._in_window(records, token, next_token, window)
             total_pages = stream.paginator.page_count(response) if token is None else None
             yield replace(page, total_pages=total_pages) if total_pages is not None else page

@@ -23,7 +23,7 @@ from sync_assets.errors import SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
 from sync_assets.storage import Checkpoint, Published, RefreshState, Stage, Store, TableSpec
-from sync_assets.storage.layout import chunk_key, chunk_scope
+from sync_assets.storage.layout import chunk_key, chunk_scope, refresh_scope
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,10 @@ class FullRefresh:
     def _read_pages(self, chunk: int, stage: Stage, stats: RequestStats, started: float) -> ChunkResult:
         chunk_pages = self.reader.stream.chunk_pages
         counted = RequestStats()  # what earlier pages of this run already put into the checkpoint
-        for page in self.reader.pages(stats, start_token=stage.checkpoint.token):
+        # Every token this refresh followed so far, in any chunk and any run: a cursor pointing back into
+        # pages already staged is then a cycle, not new pages.
+        followed = self.store.state.followed_tokens(refresh_scope(self.source, self.stream, self.refresh))
+        for page in self.reader.pages(stats, start_token=stage.checkpoint.token, followed=followed):
             if page.total_pages is not None and chunk == 0:
                 self._register_all(page.total_pages)
             end_of_chunk = page.is_last or stage.checkpoint.pages + 1 >= chunk_pages

@@ -25,6 +25,7 @@ import re
 import signal
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -47,7 +48,14 @@ DEFAULT_CLI_PORT = 8765
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 SLOW_FAULT_SECONDS = 2.0
-FAULTS = ("500", "429", "malformed", "not_list", "slow")
+FAULTS = ("500", "429", "malformed", "not_list", "slow", "reset", "truncated", "slow_body", "cycle")
+# Chaos mode: the share of requests that meet each fault (the rest are answered normally). A burst is a
+# second of 429s with Retry-After for every request of that client, as when an API sheds load.
+CHAOS_MIX = (("5xx", 0.20), ("burst", 0.015), ("reset", 0.03), ("truncated", 0.03), ("slow_body", 0.03))
+CHAOS_CYCLE_RATE = 0.03  # with chaos_cycles: the share of customers' pages whose next cursor points back
+BURST_SECONDS = 1.0
+SLOW_BODY_SECONDS = 0.6  # a slow body trickles in four parts over this long
+PAUSE_GRACE_SECONDS = 0.25  # requests already on their way when a pause was announced are not counted in it
 RATE_LIMIT_STYLES = ("retry-after", "ietf", "x-epoch", "github")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -81,6 +89,11 @@ class DemoApiConfig:
     cursor_cycle: int = 0
     """From this page on (1-based; 0 = never), the customers' next cursor points one page back, so a
     reader that follows it goes round two pages forever (A, B, A, B, ...), as broken real cursors do."""
+    chaos: bool = False
+    """Mix faults into every endpoint, reproducibly from the seed (``CHAOS_MIX``): 5xx at 20 %, bursts of
+    429s with Retry-After, connection resets, bodies cut off mid-way and bodies that trickle in."""
+    chaos_cycles: bool = False
+    """With ``chaos``, also make some customers' next cursors point one page back (a cursor cycle)."""
 
     def __post_init__(self) -> None:
         """Reject nonsense early: a bad value would otherwise surface as odd behaviour mid-benchmark."""
@@ -130,6 +143,9 @@ class _Reply:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    transport: str | None = None  # how the reply is damaged on the wire: reset, truncated, slow_body
+
+TRANSPORT_FAULTS = ("reset", "truncated", "slow_body")
 
 
 @dataclass
@@ -284,6 +300,7 @@ class _Request:
     path_args: tuple[str, ...]
     query: _Query
     base_url: str
+    fault: str | None = None
 
 
 class _SurveyIndex:
@@ -362,7 +379,7 @@ class _Endpoints:
         last = min(after + limit, self._config.customers)
         records = [data.customer(self._config.seed, i) for i in range(after + 1, last + 1)]
         cycle = self._config.cursor_cycle
-        if cycle and after // limit + 1 >= cycle and after >= limit:
+        if (request.fault == "cycle" or (cycle and after // limit + 1 >= cycle)) and after >= limit:
             last = after - limit  # one page back: the reader has been there already
         next_cursor = _encode_token("customers", last) if last < self._config.customers else None
         return _Page({"data": records, "next_cursor": next_cursor}, "data")
@@ -466,6 +483,16 @@ class _RateLimiter:
             self._accepted.clear()
 
 
+def _announced_wait(style: str, wait: float) -> float:
+    """The seconds a refused client is told to wait, as its headers put it (rounded up, as sent)."""
+    if style == "retry-after":
+        return max(1, math.ceil(wait))
+    if style == "ietf":
+        return math.ceil(wait)
+    now = time.time()
+    return math.ceil(now + wait) - now  # an epoch reset, in whole seconds
+
+
 def _budget_headers(style: str, remaining: int, reset: float) -> dict[str, str]:
     if style == "ietf":
         return {"RateLimit-Remaining": str(remaining), "RateLimit-Reset": str(math.ceil(reset))}
@@ -488,6 +515,9 @@ class _Stats:
         self._max_in_window = 0
         self._first_arrival: float | None = None
         self._last_arrival: float | None = None
+        self._in_pause = 0
+        self._pause_examples: list[dict[str, Any]] = []
+        self._faults: Counter[str] = Counter()
 
     def count_request(self, path_key: str) -> None:
         with self._lock:
@@ -505,6 +535,17 @@ class _Stats:
                 arrivals.popleft()
             self._max_in_window = max(self._max_in_window, len(arrivals))
 
+    def count_in_pause(self, path_key: str, after_announcement: float, before_end: float, announced: float) -> None:
+        with self._lock:
+            self._in_pause += 1
+            if len(self._pause_examples) < 1000:
+                self._pause_examples.append({"path": path_key, "after_announcement": round(after_announcement, 3),
+                                             "before_end": round(before_end, 3), "announced_at": announced})
+
+    def count_fault(self, fault: str) -> None:
+        with self._lock:
+            self._faults[fault] += 1
+
     def count_status(self, status: int) -> None:
         with self._lock:
             self._statuses[status] += 1
@@ -517,6 +558,9 @@ class _Stats:
             self._arrivals.clear()
             self._max_in_window = 0
             self._first_arrival = self._last_arrival = None
+            self._in_pause = 0
+            self._pause_examples.clear()
+            self._faults.clear()
 
     def snapshot(self) -> dict[str, Any]:
         limit = self._rate_limit
@@ -531,6 +575,11 @@ class _Stats:
                 # epoch seconds of the first and last request counted against the budget (after the latency)
                 "first_arrival_at": self._first_arrival,
                 "last_arrival_at": self._last_arrival,
+                # requests that arrived while a pause announced to their client (Retry-After) was in force,
+                # more than PAUSE_GRACE_SECONDS after it was announced: a well-behaved client sends none
+                "requests_in_pause": self._in_pause,
+                "requests_in_pause_examples": list(self._pause_examples),
+                "faults_injected": dict(self._faults),
                 "rate_limit": None if limit is None else {"requests": limit[0], "seconds": limit[1]},
                 "by_path": dict(self._paths),
             }
@@ -539,14 +588,68 @@ class _Stats:
 class _FaultStream:
     """One seeded random stream for the whole server, so a run's sequence of failures is reproducible."""
 
-    def __init__(self, seed: int, fail_rate: float) -> None:
-        self._random = random.Random(seed)
-        self._fail_rate = fail_rate
+    def __init__(self, config: DemoApiConfig) -> None:
+        self._random = random.Random(config.seed)
+        self._fail_rate = config.fail_rate
+        self._chaos, self._cycles = config.chaos, config.chaos and config.chaos_cycles
         self._lock = threading.Lock()
 
     def should_fail(self) -> bool:
         with self._lock:
             return self._random.random() < self._fail_rate
+
+    def chaos(self, path_key: str) -> str | None:
+        """The fault this request meets in chaos mode (a ``FAULTS`` name, or ``burst``), if any."""
+        if not self._chaos:
+            return None
+        with self._lock:
+            draw = self._random.random()
+            if self._cycles and path_key == "/v1/customers" and self._random.random() < CHAOS_CYCLE_RATE:
+                return "cycle"
+            for fault, share in CHAOS_MIX:
+                if draw < share:
+                    return self._random.choice(("500", "502", "503")) if fault == "5xx" else fault
+                draw -= share
+        return None
+
+
+class _Pauses:
+    """Pauses announced to each client (429s with Retry-After), and the requests that came during one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: dict[str, tuple[float, float, float]] = {}  # identity -> (announced at, until, epoch)
+        self.burst_until: dict[str, float] = {}
+
+    def announce(self, identity: str, now: float, seconds: float) -> None:
+        """A 429 told ``identity`` to wait ``seconds``. The grace runs from the first announcement of a pause:
+        a 429 answered during it (to a request on its way) may extend it, but a client that shares what it
+        was told among its workers knows of the extension long before the first end."""
+        with self._lock:
+            announced, until, epoch = self._until.get(identity, (now, 0.0, 0.0))
+            self._until[identity] = ((now, now + seconds, time.time()) if until <= now
+                                     else (announced, max(until, now + seconds), epoch))
+
+    def in_pause(self, identity: str, now: float) -> tuple[float, float, float] | None:
+        """If a request arriving now came during an announced pause (and not just before it was told): how long
+        after the announcement, how long before the end, and when (epoch seconds) it was announced."""
+        with self._lock:
+            announced, until, epoch = self._until.get(identity, (0.0, 0.0, 0.0))
+            if announced + PAUSE_GRACE_SECONDS <= now < until:
+                return now - announced, until - now, epoch
+            return None
+
+    def burst(self, identity: str, now: float, start: float) -> float:
+        """Seconds left of this client's burst of 429s (starting one of ``start`` seconds if > 0)."""
+        with self._lock:
+            if start and self.burst_until.get(identity, 0.0) <= now:
+                self.burst_until[identity] = now + start
+            return max(0.0, self.burst_until.get(identity, 0.0) - now)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._until.clear()
+            self.burst_until.clear()
 
 
 # --- HTTP plumbing ----------------------------------------------------------------------------------------
@@ -563,7 +666,8 @@ class _HttpServer(ThreadingHTTPServer):
         self.config = config
         self.stats = _Stats(config.rate_limit)
         self.limiter = _RateLimiter(config.rate_limit)
-        self.faults = _FaultStream(config.seed, config.fail_rate)
+        self.faults = _FaultStream(config)
+        self.pauses = _Pauses()
         self.endpoints = _Endpoints(config)
         self._accepted, self._accepted_lock = 0, threading.Lock()
         self._connections: set[Any] = set()
@@ -600,6 +704,7 @@ class _HttpServer(ThreadingHTTPServer):
     def reset_stats(self) -> None:
         self.stats.reset()
         self.limiter.reset()
+        self.pauses.reset()
 
     def revoked(self) -> bool:
         """Whether the token is refused from now on (``revoke_after`` accepted requests were served)."""
@@ -638,16 +743,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
         else:
             path_key, endpoint, path_args = _route(url.path)
             self.server.stats.count_request(path_key)
-            reply = self._guarded(method, url.path, _Query(url.query), endpoint, path_args)
+            reply = self._guarded(method, url.path, _Query(url.query), endpoint, path_args, path_key)
             self.server.stats.count_status(reply.status)
             self._send(reply)
 
     def _guarded(
-        self, method: str, path: str, query: _Query, endpoint: _Endpoint | None, path_args: tuple[str, ...]
+        self, method: str, path: str, query: _Query, endpoint: _Endpoint | None, path_args: tuple[str, ...],
+        path_key: str,
     ) -> _Reply:
         """Latency, auth, rate limit and random faults, in that order, before the endpoint itself."""
         server = self.server
         config = server.config
+        received = time.monotonic()  # when the request arrived: the moment that counts against a pause
         if config.latency_ms:
             time.sleep(config.latency_ms / 1000)
         if config.token is not None and (not _is_authorized(config.token, self.headers, query) or server.revoked()):
@@ -656,30 +763,45 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return _json_reply(401, {"error": "unauthorized", "message": message},
                                 {"WWW-Authenticate": 'Bearer realm="demo"'})
         identity = config.token if config.token is not None else self.client_address[0]
+        pause = server.pauses.in_pause(identity, received)
+        if pause is not None:
+            server.stats.count_in_pause(path_key, *pause)
         now = time.monotonic()
         server.stats.count_arrival(identity, now)
         wait = server.limiter.retry_after(identity, now)
         style = config.rate_limit_style
         if wait is not None:
+            server.pauses.announce(identity, now, _announced_wait(style, wait))
             if style == "retry-after":
                 return _json_reply(429, {"error": "rate_limited", "retry_after": round(wait, 3)},
                                     {"Retry-After": str(max(1, math.ceil(wait)))})
             return _json_reply(403 if style == "github" else 429, {"error": "rate_limited"},
                                 _budget_headers(style, 0, wait))
+        chaos = server.faults.chaos(path_key)
+        if chaos is not None:
+            server.stats.count_fault("5xx" if chaos.isdigit() else chaos)
+        burst = server.pauses.burst(identity, now, BURST_SECONDS if chaos == "burst" else 0.0)
+        if burst:
+            server.pauses.announce(identity, now, math.ceil(burst))
+            return _json_reply(429, {"error": "rate_limited", "burst": True}, {"Retry-After": str(math.ceil(burst))})
+        if chaos is not None and chaos.isdigit():
+            return _json_reply(int(chaos), {"error": "unavailable"})
         if server.faults.should_fail():
             return _json_reply(500, {"error": "internal"})
-        reply = self._answer(method, path, query, endpoint, path_args)
+        reply = self._answer(method, path, query, endpoint, path_args, chaos)
         budget = server.limiter.budget(identity, now)
         if budget is not None and style != "retry-after":
             reply.headers.update(_budget_headers(style, *budget))
         return reply
 
     def _answer(
-        self, method: str, path: str, query: _Query, endpoint: _Endpoint | None, path_args: tuple[str, ...]
+        self, method: str, path: str, query: _Query, endpoint: _Endpoint | None, path_args: tuple[str, ...],
+        chaos: str | None = None,
     ) -> _Reply:
         fault = query.get("_fault")
         if fault is not None and fault not in FAULTS:
             return _bad_request(_BadParameter("_fault", f"must be one of {', '.join(FAULTS)}"))
+        fault = fault or chaos
         if fault == "500":
             return _json_reply(500, {"error": "internal"})
         if fault == "429":  # throttled with no Retry-After: some APIs do that
@@ -691,12 +813,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if fault == "slow":
             time.sleep(SLOW_FAULT_SECONDS)
         try:
-            page = endpoint(self.server.endpoints, _Request(path, path_args, query, self._base_url()))
+            page = endpoint(self.server.endpoints, _Request(path, path_args, query, self._base_url(), fault))
         except _BadParameter as error:
             return _bad_request(error)
         except _NotFound:
             return _json_reply(404, {"error": "not_found"})
-        return _with_fault(page, fault)
+        reply = _with_fault(page, fault)
+        reply.transport = fault if fault in TRANSPORT_FAULTS else None
+        return reply
 
     def _base_url(self) -> str:
         """Next-page links point where the client connected, which may differ from the bind address."""
@@ -704,13 +828,27 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return f"http://{host}"
 
     def _send(self, reply: _Reply) -> None:
+        if reply.transport == "reset":  # no answer at all: the connection is reset (RST, not FIN)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
         self.send_response(reply.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(reply.body)))
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(reply.body)
+        if reply.transport == "truncated":  # the promised length, half of it sent, then the connection closed
+            self.wfile.write(reply.body[: len(reply.body) // 2])
+            self.close_connection = True
+        elif reply.transport == "slow_body":
+            quarter = max(1, len(reply.body) // 4 + 1)
+            for start in range(0, len(reply.body), quarter):
+                self.wfile.write(reply.body[start:start + quarter])
+                time.sleep(SLOW_BODY_SECONDS / 4)
+        else:
+            self.wfile.write(reply.body)
 
 
 # --- public server object ---------------------------------------------------------------------------------
@@ -800,6 +938,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse the token (401) after N accepted requests, as a revoked credential (0: never)")
     parser.add_argument("--cursor-cycle", type=int, default=0, metavar="N",
                         help="from page N on, the customers' next cursor points one page back (0: never)")
+    parser.add_argument("--chaos", action="store_true",
+                        help="mix faults into every endpoint, reproducibly from --seed: 5xx at 20%%, bursts of "
+                             "429s, connection resets, cut-off and trickling bodies")
+    parser.add_argument("--chaos-cycles", action="store_true",
+                        help="with --chaos, also point some customers' next cursors one page back")
 
 
 def _config_from_args(args: argparse.Namespace) -> DemoApiConfig:
@@ -808,6 +951,7 @@ def _config_from_args(args: argparse.Namespace) -> DemoApiConfig:
         rate_limit=args.rate_limit, fail_rate=args.fail_rate, seed=args.seed,
         customers=args.customers, orders=args.orders, events=args.events, surveys=args.surveys,
         cursor_cycle=args.cursor_cycle, revoke_after=args.revoke_after, rate_limit_style=args.rate_limit_style,
+        chaos=args.chaos, chaos_cycles=args.chaos_cycles,
     )
 
 

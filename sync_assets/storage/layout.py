@@ -63,9 +63,14 @@ def partition_scope(source: str, stream: str, key: str) -> str:
     return f"{source}/{stream}/partition/{key}"
 
 
+def refresh_scope(source: str, stream: str, refresh: int) -> str:
+    """What the scopes of every chunk of one refresh start with."""
+    return f"{source}/{stream}/refresh-{refresh}/"
+
+
 def chunk_scope(source: str, stream: str, refresh: int, chunk: int) -> str:
     """The resumable stage of one chunk of one refresh."""
-    return f"{source}/{stream}/refresh-{refresh}/chunk-{chunk:06d}"
+    return f"{refresh_scope(source, stream, refresh)}chunk-{chunk:06d}"
 
 
 def chunk_key(refresh: int, chunk: int) -> str:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sync_assets.storage.layout import chunk_scope
+from sync_assets.pagination import token_fingerprint
+from sync_assets.storage.layout import chunk_scope, refresh_scope
 from sync_assets.windows import Window
 
 
@@ -90,6 +91,8 @@ CREATE TABLE IF NOT EXISTS sync_stages (
     bytes_received BIGINT NOT NULL, token TEXT, done INTEGER NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sync_stage_pages (
     scope TEXT NOT NULL, page BIGINT NOT NULL, batch {blob} NOT NULL, PRIMARY KEY (scope, page));
+CREATE TABLE IF NOT EXISTS sync_stage_tokens (
+    scope TEXT NOT NULL, fingerprint BIGINT NOT NULL, PRIMARY KEY (scope, fingerprint));
 CREATE TABLE IF NOT EXISTS sync_stage_items (
     scope TEXT NOT NULL, item TEXT NOT NULL, PRIMARY KEY (scope, item));
 CREATE TABLE IF NOT EXISTS sync_refreshes (
@@ -108,6 +111,7 @@ CREATE TABLE IF NOT EXISTS sync_views (
     PRIMARY KEY (source, stream));
 """
 
+_STAGE_TABLES = ("sync_stage_pages", "sync_stage_tokens", "sync_stage_items", "sync_stages")
 _PARTITION_COLUMNS = ("partition_key, window_start, window_end, records, pages, requests, bytes_received, "
                       "max_cursor, completed_at")
 
@@ -211,8 +215,16 @@ class StateDB:
             self._save_checkpoint(db, scope, checkpoint)
 
     def append_page(self, scope: str, batch: bytes | None, checkpoint: Checkpoint, item: str | None) -> None:
-        """A page and the checkpoint that covers it, in one transaction."""
+        """A page and the checkpoint that covers it, in one transaction.
+
+        The checkpoint's token is remembered too (``followed_tokens``): a resumed read of a refresh must
+        know every page token followed before it, or a cursor that points back is followed into a page
+        already staged, and its records are stored twice.
+        """
         with self.transaction() as db:
+            if checkpoint.token is not None:
+                db.execute("INSERT INTO sync_stage_tokens (scope, fingerprint) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                           (scope, token_fingerprint(checkpoint.token)))
             if batch is not None:
                 db.execute("INSERT INTO sync_stage_pages (scope, page, batch) VALUES (?, ?, ?)",
                            (scope, checkpoint.pages, batch))
@@ -244,13 +256,18 @@ class StateDB:
                              "reader")
             yield bytes(rows[0][0])
 
+    def followed_tokens(self, prefix: str) -> set[int]:
+        """The fingerprints of every token checkpointed by the stages whose scope starts with ``prefix``."""
+        return {int(row[0]) for row in self.rows("SELECT fingerprint FROM sync_stage_tokens "
+                                                  "WHERE substr(scope, 1, ?) = ?", (len(prefix), prefix))}
+
     def drop_stage(self, db: Cursor, scope: str) -> None:
-        for table in ("sync_stage_pages", "sync_stage_items", "sync_stages"):
+        for table in _STAGE_TABLES:
             db.execute(f"DELETE FROM {table} WHERE scope = ?", (scope,))
 
     def drop_stages_under(self, db: Cursor, prefix: str) -> None:
         """Every stage whose scope starts with ``prefix`` (not LIKE: ``_`` is a wildcard there)."""
-        for table in ("sync_stage_pages", "sync_stage_items", "sync_stages"):
+        for table in _STAGE_TABLES:
             db.execute(f"DELETE FROM {table} WHERE substr(scope, 1, ?) = ?", (len(prefix), prefix))
 
     # --- full refreshes ---
@@ -332,7 +349,7 @@ class StateDB:
                    "WHERE source = ? AND stream = ? AND refresh = ?", (_now(), chunks, source, stream, refresh))
         db.execute("DELETE FROM sync_chunks WHERE source = ? AND stream = ? AND refresh = ? AND chunk >= ?",
                    (source, stream, refresh, chunks))
-        self.drop_stages_under(db, f"{source}/{stream}/refresh-{refresh}/")
+        self.drop_stages_under(db, refresh_scope(source, stream, refresh))
 
     def superseded(self, source: str, stream: str) -> list[int]:
         return [row[0] for row in self.rows("SELECT refresh FROM sync_refreshes WHERE source = ? AND stream = ? "
@@ -340,7 +357,7 @@ class StateDB:
 
     def mark_removed(self, source: str, stream: str, refresh: int) -> None:
         with self.transaction() as db:
-            self.drop_stages_under(db, f"{source}/{stream}/refresh-{refresh}/")
+            self.drop_stages_under(db, refresh_scope(source, stream, refresh))
             db.execute("DELETE FROM sync_chunks WHERE source = ? AND stream = ? AND refresh = ?",
                        (source, stream, refresh))
             db.execute("UPDATE sync_refreshes SET status = 'removed' WHERE source = ? AND stream = ? AND refresh = ?",

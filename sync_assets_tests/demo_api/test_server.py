@@ -423,8 +423,9 @@ def test_stats_reset_zeroes_counters_and_windows(make_api: MakeApi) -> None:
 
         reset = session.post(f"{api.url}/stats/reset", timeout=5).json()
         assert reset == {"requests": 0, "responses_429": 0, "responses_500": 0, "responses_401": 0,
-                         "responses_403": 0, "max_requests_in_window": 0,
-                         "rate_limit": {"requests": 2, "seconds": 30.0}, "by_path": {}}
+                         "responses_403": 0, "max_requests_in_window": 0, "first_arrival_at": None,
+                         "last_arrival_at": None, "requests_in_pause": 0, "requests_in_pause_examples": [],
+                         "faults_injected": {}, "rate_limit": {"requests": 2, "seconds": 30.0}, "by_path": {}}
         assert session.get(f"{api.url}/v1/orders", timeout=5).status_code == 200  # the window was cleared
     assert api.stats()["requests"] == 1
 
@@ -700,3 +701,50 @@ def test_survey_responses_have_consistent_shape() -> None:
     assert [r["id"] for r in responses] == [f"{counts.index(12) + 1}-{n}" for n in range(1, 13)]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["submitted_at"]) for r in responses)
     assert all(1 <= answer <= 5 for r in responses for answer in r["answers"])
+
+
+def test_faults_on_the_wire_reset_cut_off_and_trickle(api: DemoApi) -> None:
+    params = {"limit": 50}
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{api.url}/v1/customers", params={**params, "_fault": "reset"}, timeout=5)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):  # fewer bytes than its Content-Length
+        requests.get(f"{api.url}/v1/customers", params={**params, "_fault": "truncated"}, timeout=5)
+    started = time.monotonic()
+    slow = get_json(f"{api.url}/v1/customers", {**params, "_fault": "slow_body"})
+    assert time.monotonic() - started >= 0.4
+    assert slow == get_json(f"{api.url}/v1/customers", params)
+
+
+def test_fault_cycle_points_the_cursor_one_page_back(api: DemoApi) -> None:
+    first = get_json(f"{api.url}/v1/customers", {"limit": 2})
+    second = get_json(f"{api.url}/v1/customers", {"limit": 2, "cursor": first["next_cursor"]})
+    back = get_json(f"{api.url}/v1/customers", {"limit": 2, "cursor": second["next_cursor"], "_fault": "cycle"})
+    assert [r["id"] for r in back["data"]] == [5, 6] and back["next_cursor"] == first["next_cursor"]
+
+
+def _hammer(api: DemoApi, count: int, honour_retry_after: bool) -> dict[str, Any]:
+    session = requests.Session()
+    for _ in range(count):
+        try:
+            reply = session.get(f"{api.url}/v1/orders", params={"limit": 5}, timeout=5)
+        except requests.RequestException:
+            session = requests.Session()
+            continue
+        if reply.status_code == 429 and honour_retry_after:
+            time.sleep(float(reply.headers["Retry-After"]))
+    return api.stats()
+
+
+@pytest.mark.parametrize("honour_retry_after", [True, False])
+def test_chaos_mixes_faults_from_the_seed_and_counts_requests_sent_during_a_pause(
+    demo_api: Callable[..., DemoApi], honour_retry_after: bool
+) -> None:
+    api = demo_api(token=None, chaos=True, seed=11)
+    stats = _hammer(api, 400, honour_retry_after)
+    faults = stats["faults_injected"]
+    assert 0.12 < faults["5xx"] / 400 < 0.28 and faults["reset"] and faults["truncated"] and faults["slow_body"]
+    assert faults["burst"] and stats["responses_429"] >= faults["burst"]
+    if honour_retry_after:
+        assert stats["requests_in_pause"] == 0, stats["requests_in_pause_examples"]
+    else:  # every request of a burst after the first, bar those within the grace, came during its pause
+        assert stats["requests_in_pause"] > 0 and stats["requests_in_pause_examples"][0]["before_end"] > 0
