@@ -1,19 +1,19 @@
 """Syncing windows into the store: each window read page by page and committed on its own.
 
-A range of windows runs on a thread pool (the API is latency-bound, so threads overlap waiting;
-the shared rate limiter keeps them inside the budget). Results come back in completion order, one
-per window, so the caller can report each as soon as it is durable. A failed window is aborted and
-keeps its previous data and state; the others still complete, and a re-run needs only the failures.
+A range of windows runs on a bounded thread pool (``concurrency``); results come back in completion
+order, one per window, so the caller can report each as soon as it is durable. A failed window is
+aborted and keeps its previous data and state; the others still complete, and a re-run needs only
+the failures.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sync_assets.concurrency import completed
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
 from sync_assets.storage import PartitionState, Published, Store, TableSpec
@@ -65,15 +65,4 @@ def sync_windows(
     reader: StreamReader, store: Store, windows: Sequence[tuple[str, Window]], concurrency: int
 ) -> Iterator[WindowResult]:
     """Sync every ``(key, window)``, at most ``concurrency`` at once; yields results as they finish."""
-    if len(windows) <= 1 or concurrency <= 1:
-        for key, window in windows:
-            yield sync_window(reader, store, key, window)
-        return
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(windows)), thread_name_prefix="window") as pool:
-        pending: set[Future[WindowResult]] = {
-            pool.submit(sync_window, reader, store, key, window) for key, window in windows
-        }
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+    return completed(lambda item: sync_window(reader, store, *item), windows, concurrency, "window")
