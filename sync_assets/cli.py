@@ -6,6 +6,8 @@
 - ``sync-assets check SOURCE``: validate a source's config and list its streams.
 - ``sync-assets state SOURCE [--store DIR]``: each stream's state, as Airbyte STATE messages.
 - ``sync-assets sql QUERY [--store DIR]``: query the synced tables (the store's DuckDB database), read-only.
+- ``sync-assets airbyte SOURCE spec|check|discover|read [--config C --catalog CAT --state S]``: the
+  source under Airbyte's protocol (``airbyte.py``).
 - ``sync-assets demo-api``: the bundled local API that the quickstart, tests and benchmarks use.
 
 Exit codes: 0 ok, 2 configuration error (fix the config or credentials), 1 any other failure.
@@ -134,6 +136,12 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _airbyte(args: argparse.Namespace) -> int:
+    from sync_assets import airbyte
+
+    return airbyte.run(args.source, args.protocol_command, args.config, args.catalog, args.state)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sync-assets", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries, pauses and requests")
@@ -161,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help='e.g. "SELECT count(*) FROM demo.surveys"')
     sql.add_argument("--store", help="the store's folder (default: $DAGSTER_HOME/sync_assets/store)")
     sql.set_defaults(handler=_sql)
+
+    airbyte = commands.add_parser("airbyte", help="run a source under Airbyte's protocol (docs/airbyte.md)")
+    airbyte.add_argument("source", help="a source YAML file, or module:attribute of an ApiSource")
+    airbyte.add_argument("protocol_command", choices=["spec", "check", "discover", "read"], metavar="COMMAND",
+                         help="spec, check, discover or read")
+    airbyte.add_argument("--config", help="the connection config (JSON): values for the source's env variables")
+    airbyte.add_argument("--catalog", help="read: the configured catalog (JSON)")
+    airbyte.add_argument("--state", help="read: the STATE messages of the last read (a JSON list)")
+    airbyte.set_defaults(handler=_airbyte)
 
     demo = commands.add_parser("demo-api", help="serve the bundled demo API")
     demo_server.add_arguments(demo)

@@ -2,43 +2,75 @@
 
 Incremental streams and substreams: the committed windows merged into contiguous slices, each with
 its largest cursor value, as Airbyte's ``ConcurrentCursor`` reports them (``state_type: date-range``).
-Full refreshes: whether the last refresh is complete, or how far a running one got. ``sync-assets
-state`` prints these as Airbyte STATE messages, for tools that speak that protocol.
+Full refreshes: whether the last refresh is complete, or the page token a read resumes from. ``sync-assets
+state`` prints these as Airbyte STATE messages, and ``sync-assets airbyte ... read`` reads and writes
+the same format (docs/airbyte.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sync_assets.spec import ApiSource, Stream
-from sync_assets.storage import PartitionState, Store
-from sync_assets.windows import merge_windows
+from sync_assets.storage import Store
+from sync_assets.windows import Window, merge_windows, parse_cursor
+
+FULL_REFRESH_COMPLETE = "__ab_full_refresh_sync_complete"
 
 
-def merged_slices(states: list[PartitionState]) -> list[dict[str, Any]]:
-    """Committed windows merged where they touch, each slice with the largest cursor value in it."""
+def date_range_state(done: Iterable[tuple[Window, datetime | None]]) -> dict[str, Any]:
+    """The state of windows synced so far (each with its largest cursor value): merged where they touch.
+
+    Gaps are kept as gaps (windows finish out of order), so a read that starts from this state syncs
+    exactly what no slice covers: no gap, no duplicate.
+    """
+    pairs = list(done)
     slices = []
-    for run in merge_windows(s.window for s in states if s.window):
-        cursors = [s.max_cursor for s in states if s.window and s.max_cursor and run.start <= s.window.start < run.end]
+    for run in merge_windows(window for window, _ in pairs):
+        cursors = [cursor for window, cursor in pairs if cursor and run.start <= window.start < run.end]
         slice_: dict[str, Any] = {"start": run.start.isoformat(), "end": run.end.isoformat()}
         if cursors:
             slice_["most_recent_cursor_value"] = max(cursors).isoformat()
         slices.append(slice_)
-    return slices
+    return {"state_type": "date-range", "slices": slices}
+
+
+def covered_windows(state: dict[str, Any] | None) -> list[tuple[Window, datetime | None]]:
+    """The windows (and cursor values) a date-range state says are synced."""
+    pairs = []
+    for slice_ in (state or {}).get("slices", []):
+        cursor = slice_.get("most_recent_cursor_value")
+        pairs.append((Window(parse_cursor(slice_["start"]), parse_cursor(slice_["end"])),
+                      parse_cursor(cursor) if cursor else None))
+    return pairs
+
+
+def refresh_state(complete: bool, next_page_token: Any = None, pages_done: int = 0) -> dict[str, Any]:
+    """A full refresh's state: complete, or where a read resumes (``next_page_token``, after ``pages_done``)."""
+    if complete:
+        return {FULL_REFRESH_COMPLETE: True}
+    return {FULL_REFRESH_COMPLETE: False, "next_page_token": next_page_token, "pages_done": pages_done}
 
 
 def stream_state(store: Store, source: ApiSource, stream: Stream) -> dict[str, Any]:
     if stream.incremental is not None or stream.parent is not None:
-        states = list(store.state.partition_states(source.name, stream.name).values())
-        return {"state_type": "date-range", "slices": merged_slices(states)}
+        states = store.state.partition_states(source.name, stream.name).values()
+        return date_range_state((s.window, s.max_cursor) for s in states if s.window)
     running = store.state.latest_refresh(source.name, stream.name, "running")
-    published = store.state.latest_refresh(source.name, stream.name, "published")
     if running is None:
-        return {"__ab_full_refresh_sync_complete": published is not None}
-    checkpoints = store.state.chunk_checkpoints(source.name, stream.name, running)
-    done = [c for c, checkpoint in checkpoints.items() if checkpoint is not None and checkpoint.done]
-    return {"__ab_full_refresh_sync_complete": False, "refresh": running.refresh,
-            "chunks_done": len(done), "chunks_known": len(running.chunks)}
+        return refresh_state(store.state.latest_refresh(source.name, stream.name, "published") is not None)
+    # Resume from the first chunk not done: everything before it is synced (later chunks may be too,
+    # when they are read at once; the state is never ahead of the data).
+    token, pages = None, 0
+    for chunk, checkpoint in sorted(store.state.chunk_checkpoints(source.name, stream.name, running).items()):
+        if checkpoint is None or not checkpoint.done:
+            token = checkpoint.token if checkpoint is not None and checkpoint.pages else running.chunks[chunk]
+            pages += checkpoint.pages if checkpoint is not None else 0
+            break
+        pages += checkpoint.pages
+    return {**refresh_state(False, token, pages), "refresh": running.refresh}
 
 
 def airbyte_state_messages(store: Store, source: ApiSource) -> list[dict[str, Any]]:

@@ -49,6 +49,8 @@ def test_state_command_prints_merged_slices_and_refresh_progress(
         {"start": day(4).isoformat(), "end": day(5).isoformat(),
          "most_recent_cursor_value": (day(4) + timedelta(hours=3)).isoformat()},
     ]}
-    assert messages["customers"] == {"__ab_full_refresh_sync_complete": False, "refresh": 1, "chunks_done": 0,
-                                     "chunks_known": 1}
-    assert messages["orders"] == {"__ab_full_refresh_sync_complete": False}
+    # a running refresh resumes from its first page not synced: here, the first (no page yet)
+    assert messages["customers"] == {"__ab_full_refresh_sync_complete": False, "next_page_token": None,
+                                     "pages_done": 0, "refresh": 1}
+    assert messages["orders"] == {"__ab_full_refresh_sync_complete": False, "next_page_token": None,
+                                  "pages_done": 0}
