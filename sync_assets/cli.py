@@ -57,6 +57,13 @@ def _read(args: argparse.Namespace) -> int:
         windows = list(windows_between(start, end, stream.incremental.window))
     elif args.start or args.end:
         raise ConfigurationError(f"stream {stream.name!r} is not incremental; --start/--end do not apply")
+    if stream.parent is not None:
+        raise ConfigurationError(
+            f"stream {stream.name!r} is a substream of {stream.parent.stream!r}: it is read once per parent "
+            "record, so it cannot be read alone. Materialize it in Dagster (it reads its parents from the "
+            f"store), or read it with its parents from the API: sync-assets airbyte {args.source} read, with a "
+            f"catalog naming {stream.name} (docs/airbyte.md)"
+        )
     stats = RequestStats()
     client = open_client(source, args.state_dir)
     reader = StreamReader(source, stream, client)
@@ -96,8 +103,8 @@ def _write_windows(reader: StreamReader, windows: list[Window | None], out: IO[s
 def _check(args: argparse.Namespace) -> int:
     source = load_source(args.source)
     for stream in source.streams:
-        kind = f"incremental on {stream.incremental.cursor_field}" if stream.incremental else "full refresh"
-        print(f"{source.name}/{stream.name}: {stream.path} ({kind}, {stream.paginator.type} pagination)")
+        print(f"{source.name}/{stream.name}: {stream.path} ({source.kind_of(stream)}; "
+              f"{stream.paginator.type} pagination)")
     return 0
 
 

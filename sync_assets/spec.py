@@ -128,6 +128,14 @@ class ApiSource(BaseModel):
                                  "(substreams of full-refresh streams or of substreams are not supported yet)")
         return self
 
+    def kind_of(self, stream: Stream) -> str:
+        """How ``stream`` is synced, in words (asset descriptions, ``sync-assets check``)."""
+        if stream.parent is not None:
+            return f"substream of {stream.parent.stream}: one read per parent record, partitioned as its parent"
+        if stream.incremental is not None:
+            return f"incremental on {stream.incremental.cursor_field}, {stream.incremental.window} windows"
+        return "resumable full refresh"
+
     def stream(self, name: str) -> Stream:
         for stream in self.streams:
             if stream.name == name:
@@ -165,9 +173,20 @@ def load_source(ref: str | Path) -> ApiSource:
     return candidate
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without its own timestamps: an unquoted ``2024-02-30`` stays text, so that pydantic parses it
+    (and reports it, with its field and line) like every other value, instead of PyYAML raising deep inside."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def parse_source_yaml(text: str, origin: str = "<yaml>") -> ApiSource:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader, without timestamps
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{origin} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -236,4 +255,7 @@ def _advice(error: Any) -> str:
         return f"{message}; use lowercase letters, digits and underscores, starting with a letter"
     if {"auth", "rate_limit_store"} & {str(step) for step in error["loc"]}:
         return message  # the input may be a credential
+    if kind in ("datetime_from_date_parsing", "datetime_parsing", "date_from_datetime_parsing", "datetime_type"):
+        return f"{message}; got {error.get('input')!r}: write a real date or instant, e.g. 2024-02-29 or " \
+               "2024-02-29T12:00:00Z"
     return f"{message}; got {error.get('input')!r}"

@@ -59,8 +59,9 @@ def test_configuration_errors_exit_2_with_a_masked_message(
 def test_check_lists_streams(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(DEMO_SOURCE_PATH)]) == 0
     out = capsys.readouterr().out
-    assert "demo/surveys: /v3/surveys (incremental on date_modified, page_number pagination)" in out
-    assert "demo/customers: /v1/customers (full refresh, cursor pagination)" in out
+    assert "demo/surveys: /v3/surveys (incremental on date_modified, daily windows; page_number pagination)" in out
+    assert "demo/customers: /v1/customers (resumable full refresh; cursor pagination)" in out
+    assert "demo/survey_responses: /v3/surveys/{parent[id]}/responses (substream of surveys: " in out
 
 
 def test_a_window_in_the_future_gives_no_records_and_no_error(
@@ -70,3 +71,13 @@ def test_a_window_in_the_future_gives_no_records_and_no_error(
     captured = capsys.readouterr()
     summary = json.loads(captured.err.strip().splitlines()[-1])
     assert captured.out == "" and summary["records"] == 0 and summary["windows"] == 2
+
+
+def test_reading_a_substream_alone_is_refused_with_the_way_to_read_it(
+    demo_env: Path, api: DemoApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.reset_stats()
+    assert main(["read", str(DEMO_SOURCE_PATH), "survey_responses"]) == 2
+    error = capsys.readouterr().err
+    assert "substream of 'surveys'" in error and "sync-assets airbyte" in error and "{parent[id]}" not in error
+    assert api.stats()["requests"] == 0  # refused before any request, rather than a 404 that blames the path

@@ -129,3 +129,19 @@ def test_load_source_from_module_and_file(tmp_path: Path) -> None:
         load_source("sync_assets.sources:DEMO_SOURCE_PATH")
     with pytest.raises(ConfigurationError, match="does not exist"):
         load_source(str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize("start", ["2024-02-30", "2024-13-01", "'2024-02-30'"])
+def test_an_impossible_date_names_its_field_line_and_fix_quoted_or_not(start: str) -> None:
+    text = DEMO_SOURCE_PATH.read_text().replace("start: 2024-01-01", f"start: {start}", 1)
+    with pytest.raises(ConfigurationError) as info:
+        parse_source_yaml(text, origin="demo.yaml")
+    message = str(info.value)
+    assert "streams[0] (stock_prices).incremental.start (line" in message and "write a real date" in message
+
+
+def test_unquoted_dates_and_instants_still_parse() -> None:
+    text = DEMO_SOURCE_PATH.read_text().replace("start: 2024-01-01", "start: 2024-01-01T06:30:00+02:00", 1)
+    prices = parse_source_yaml(text).stream("stock_prices").incremental
+    assert prices is not None and prices.start == datetime(2024, 1, 1, 4, 30, tzinfo=UTC)
+    assert demo_source().stream("surveys").incremental.start == datetime(2024, 1, 1, tzinfo=UTC)  # type: ignore[union-attr]

@@ -70,8 +70,8 @@ class _StreamAsset:
         self, source: ApiSource, stream: Stream, translator: SyncAssetsTranslator, api_key: str, store_key: str,
     ) -> None:
         self.source, self.stream, self.api_key, self.store_key = source, stream, api_key, store_key
-        self.translator = translator
-        self.key = translator.get_asset_key(source, stream)
+        self.spec = translator.get_asset_spec(source, stream)
+        self.key = self.spec.key
 
     def checks(self) -> list[AssetCheckSpec]:
         """Every stream asset's checks, evaluated on what each run published."""
@@ -97,21 +97,23 @@ class _StreamAsset:
         self, partitions_def: PartitionsDefinition, extra_metadata: dict[str, Any], **more: Any
     ) -> Callable[[Callable[..., Any]], AssetsDefinition]:
         """The ``@asset`` decorator for this stream."""
-        source, stream, translator = self.source, self.stream, self.translator
+        spec = self.spec
+        identity = {"sync_assets/source": self.source.name, "sync_assets/stream": self.stream.name}
         with warnings.catch_warnings():
             # single_run backfills are what make a partition range one run; Dagster flags the parameter beta.
             warnings.simplefilter("ignore", BetaWarning)
             decorator: Callable[[Callable[..., Any]], AssetsDefinition] = asset(
                 key=self.key,
-                description=translator.get_description(source, stream),
-                group_name=translator.get_group_name(source, stream),
-                metadata={**translator.get_metadata(source, stream), **extra_metadata},
-                tags=translator.get_tags(source, stream),
-                owners=translator.get_owners(source, stream),
-                kinds=translator.get_kinds(source, stream),
+                description=spec.description,
+                group_name=spec.group_name,
+                metadata={**spec.metadata, **identity, **extra_metadata},  # identity last: no override drops it
+                tags=spec.tags,
+                owners=spec.owners,
+                kinds=spec.kinds,
+                code_version=spec.code_version,
+                pool=pool_name(self.source),
                 partitions_def=partitions_def,
                 backfill_policy=BackfillPolicy.single_run(),
-                pool=pool_name(source),
                 io_manager_key=self.store_key,
                 required_resource_keys={self.api_key, self.store_key},
                 check_specs=self.checks(),

@@ -3,8 +3,9 @@
 A full-refresh asset's partitions are chunks that exist only once registered, and Dagster's
 ``asset materialize`` refuses an unknown partition. This registers the first chunk of the refresh
 to work on (``refresh-00001-chunk-000000`` the first time, then ``refresh-00002-...``) for each
-selected asset and runs it through ``dagster asset materialize``: a running refresh is resumed from
-where it stopped, and ``--restart`` abandons it and starts a new one from the first page:
+selected asset and runs it through ``dagster asset materialize``, one run per asset, all started at
+once. A running refresh is resumed from where it stopped; ``--restart`` abandons it and starts a new
+one from the first page:
 
     sync-assets-dagster start-refresh -m sync_assets.definitions --select demo/customers
 """
@@ -37,6 +38,7 @@ def start_refresh(
 ) -> int:
     defs = _definitions(module)
     dagster = Path(sys.executable).parent / "dagster"
+    commands = []
     for key in keys:
         asset = defs.get_assets_def(AssetKey.from_user_string(key))
         partitions = asset.partitions_def
@@ -56,10 +58,11 @@ def start_refresh(
         command = [str(dagster), "asset", "materialize", "-m", module, "--select", key, "--partition", first]
         if config_json:
             command += ["--config-json", config_json]
-        code = subprocess.run(command).returncode
-        if code != 0:
-            return code
-    return 0
+        commands.append(command)
+    # One run per stream, all at once: the API's pool and budget keep them within its limits.
+    runs = [subprocess.Popen(command) for command in commands]
+    codes = [run.wait() for run in runs]
+    return next((code for code in codes if code != 0), 0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,20 +1,42 @@
 """How streams are named and described in Dagster; subclass and override to change any of it.
 
-The same shape as ``DagsterDltTranslator`` and ``DagsterSlingTranslator``: one method per
-attribute, each given the source and the stream, so a user changes asset keys, groups or metadata
-by overriding a method instead of forking the factory.
+The same shape as ``DagsterDltTranslator`` and ``DagsterSlingTranslator``: ``get_asset_spec`` gives
+a stream's whole ``AssetSpec``; by default it is put together from one method per attribute, each
+given the source and the stream, so a user overrides either the whole spec or just one attribute.
+The metadata that says which stream an asset is (``sync_assets/source``, ``/stream``, ``/kind``) is
+added after the translator: the IO manager finds the stream's table by it, so no override removes it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from dagster import AssetKey, TableColumn, TableSchema
+from dagster import AssetKey, AssetSpec, TableColumn, TableSchema
 
 from sync_assets.spec import ApiSource, Stream
 
 
 class SyncAssetsTranslator:
+    def get_asset_spec(self, source: ApiSource, stream: Stream) -> AssetSpec:
+        return AssetSpec(
+            key=self.get_asset_key(source, stream),
+            description=self.get_description(source, stream),
+            group_name=self.get_group_name(source, stream),
+            metadata=self.get_metadata(source, stream),
+            tags=self.get_tags(source, stream),
+            owners=self.get_owners(source, stream),
+            kinds=self.get_kinds(source, stream),
+            code_version=self.get_code_version(source, stream),
+        )
+
+    def get_code_version(self, source: ApiSource, stream: Stream) -> str:
+        """A digest of what decides the stream's records: its declaration (and its parent's, for a
+        substream). Editing it marks the asset's materialized partitions stale in the UI."""
+        declarations = [stream] + ([source.stream(stream.parent.stream)] if stream.parent else [])
+        text = "".join(s.model_dump_json(by_alias=True) for s in declarations)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def get_asset_key(self, source: ApiSource, stream: Stream) -> AssetKey:
         return AssetKey([source.name, stream.name])
 
@@ -24,11 +46,7 @@ class SyncAssetsTranslator:
     def get_description(self, source: ApiSource, stream: Stream) -> str:
         if stream.description:
             return stream.description
-        kind = (
-            f"incremental on `{stream.incremental.cursor_field}`, {stream.incremental.window} windows"
-            if stream.incremental else "resumable full refresh"
-        )
-        return f"`GET {stream.path}` from the {source.name} API ({kind})."
+        return f"`GET {stream.path}` from the {source.name} API ({source.kind_of(stream)})."
 
     def get_tags(self, source: ApiSource, stream: Stream) -> dict[str, str]:
         return {"sync_assets/source": source.name}
@@ -41,8 +59,6 @@ class SyncAssetsTranslator:
 
     def get_metadata(self, source: ApiSource, stream: Stream) -> dict[str, Any]:
         metadata: dict[str, Any] = {
-            "sync_assets/source": source.name,
-            "sync_assets/stream": stream.name,
             "sync_assets/path": stream.path,
             "sync_assets/paginator": stream.paginator.type,
         }

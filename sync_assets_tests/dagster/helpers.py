@@ -7,7 +7,7 @@ from typing import Any
 
 from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult, materialize
 
-from sync_assets.dagster import SyncApiResource, SyncStoreIOManager, build_definitions
+from sync_assets.dagster import SyncApiResource, SyncAssetsTranslator, SyncStoreIOManager, build_definitions
 from sync_assets.demo_api import DemoApi
 from sync_assets.sources import demo_source
 from sync_assets.storage import Store, open_store
@@ -17,14 +17,15 @@ from sync_assets_tests.helpers import TOKEN
 SURVEYS = AssetKey(["demo", "surveys"])
 
 
-def demo_defs(api: DemoApi, store_location: str | None = None, **resource: Any) -> Definitions:
+def demo_defs(api: DemoApi, store_location: str | None = None, translator: SyncAssetsTranslator | None = None,
+              **resource: Any) -> Definitions:
     """The demo definitions against ``api``; the store under the instance, or at ``store_location``."""
     settings: dict[str, Any] = {"base_url": api.url, "credential": TOKEN, "rate_limits": [], **resource}
     store = None
     if store_location is not None:
         postgres = store_location.startswith("postgresql://")
         store = SyncStoreIOManager(url=store_location) if postgres else SyncStoreIOManager(base_dir=store_location)
-    return build_definitions(demo_source(), api=SyncApiResource(**settings), store=store)
+    return build_definitions(demo_source(), translator, api=SyncApiResource(**settings), store=store)
 
 
 def run(

@@ -216,15 +216,40 @@ def test_downstream_assets_load_what_they_are_annotated_with_from_every_backend(
                        partition_key="2024-01-08").success and seen["tolerant"] == []
 
 
-def test_a_translator_renames_assets() -> None:
+def test_a_translator_renames_assets_and_cannot_drop_what_identifies_the_stream(
+    surveys_api: DemoApi, instance: DagsterInstance
+) -> None:
+    from dagster import AssetSpec
+
     from sync_assets.dagster import SyncAssetsTranslator, build_definitions
     from sync_assets.sources import demo_source
 
     class Prefixed(SyncAssetsTranslator):
-        def get_asset_key(self, source, stream):  # type: ignore[no-untyped-def]
-            return AssetKey(["raw", source.name, stream.name])
+        def get_asset_spec(self, source, stream):  # type: ignore[no-untyped-def]
+            spec: AssetSpec = super().get_asset_spec(source, stream)
+            return spec.replace_attributes(key=AssetKey(["raw", source.name, stream.name]), metadata={})
 
     defs = build_definitions(demo_source(), translator=Prefixed())
-    keys = {spec.key for spec in defs.resolve_all_asset_specs()}
-    assert AssetKey(["raw", "demo", "surveys"]) in keys and SURVEYS not in keys
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    renamed = specs[AssetKey(["raw", "demo", "surveys"])]
+    assert SURVEYS not in specs and renamed.metadata["sync_assets/stream"] == "surveys"
+    renamed_defs = demo_defs(surveys_api, translator=Prefixed())  # and it still syncs and stores
+    assert run(renamed_defs, instance, AssetKey(["raw", "demo", "surveys"]), partition="2024-01-05").success
 
+
+def test_code_versions_follow_the_stream_declaration() -> None:
+    from sync_assets.dagster import build_definitions
+    from sync_assets.sources import demo_source
+
+    def versions(source):  # type: ignore[no-untyped-def]
+        return {spec.key.path[-1]: spec.code_version for spec in build_definitions(source).resolve_all_asset_specs()}
+
+    source = demo_source()
+    before = versions(source)
+    surveys = source.stream("surveys")
+    filtered = surveys.model_copy(update={"params": {**surveys.params, "status": "open"}})
+    edited = source.model_copy(update={"streams": [filtered if s is surveys else s for s in source.streams]})
+    after = versions(edited)
+    assert before == versions(demo_source()) and all(before.values())  # stable, and set on every asset
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"surveys", "survey_responses"}  # the substream reads the parents the edit changed

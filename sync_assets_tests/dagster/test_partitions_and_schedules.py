@@ -68,5 +68,8 @@ def test_assets_carry_the_stream_description_keys_and_column_schema() -> None:
     assert surveys.metadata["sync_assets/cursor_field"] == "date_modified"
     columns = {c.name: c.type for c in surveys.metadata["dagster/column_schema"].columns}
     assert columns["date_modified"] == "string (date-time)" and columns["id"] == "integer"
-    assert surveys.group_name == "demo" and "incremental on `date_modified`" in (surveys.description or "")
-    assert specs[AssetKey(["demo", "survey_responses"])].metadata["sync_assets/parent"] == "surveys"
+    assert surveys.group_name == "demo" and "incremental on date_modified" in (surveys.description or "")
+    responses = specs[AssetKey(["demo", "survey_responses"])]
+    assert responses.metadata["sync_assets/parent"] == "surveys"
+    description = responses.description or ""
+    assert "substream of surveys" in description and "full refresh" not in description
