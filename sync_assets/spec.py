@@ -80,6 +80,33 @@ class Stream(BaseModel):
         return [self.primary_key] if isinstance(self.primary_key, str) else list(self.primary_key)
 
 
+class StreamDefaults(BaseModel):
+    """What most streams of an API share, said once (dlt's ``resource_defaults``); a stream's own value wins,
+    and ``params`` merge (the stream's override the defaults' of the same name)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    records_path: str | None = None
+    primary_key: str | list[str] | None = None
+    paginator: Paginator | None = None
+    chunk_pages: int | None = Field(None, ge=1)
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    def apply(self, stream: Any) -> Any:
+        """``stream`` (a dict as written, or a ``Stream``) with the defaults it does not set itself."""
+        given = stream.model_fields_set if isinstance(stream, Stream) else set(stream) if isinstance(stream, dict) \
+            else None
+        if given is None:
+            return stream  # not a stream: left to validation to reject
+        update: dict[str, Any] = {name: getattr(self, name) for name in self.model_fields_set - {"params"}
+                                  if name not in given}
+        if self.params:
+            own = stream.params if isinstance(stream, Stream) else stream.get("params") or {}
+            update["params"] = {**self.params, **own}
+        if isinstance(stream, Stream):
+            return stream.model_copy(update=update)
+        return {**stream, **update}
+
+
 class ApiSource(BaseModel):
     """An API: where it lives, how to authenticate, how fast it may be called, and its streams."""
 
@@ -102,7 +129,21 @@ class ApiSource(BaseModel):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     concurrency: int = Field(10, ge=1, le=256, description="Worker threads per run (windows, children).")
     verify_tls: bool = True
+    stream_defaults: StreamDefaults | None = Field(None, description="Defaults shared by every stream.")
     streams: list[Stream] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_stream_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("stream_defaults") or not isinstance(data.get("streams"), list):
+            return data
+        defaults = data["stream_defaults"]
+        if not isinstance(defaults, StreamDefaults):
+            try:
+                defaults = StreamDefaults.model_validate(defaults)
+            except ValidationError:
+                return data  # reported once, at stream_defaults (with its line), when the field is validated
+        return {**data, "streams": [defaults.apply(stream) for stream in data["streams"]]}
 
     @field_validator("streams")
     @classmethod

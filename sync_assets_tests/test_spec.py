@@ -145,3 +145,40 @@ def test_unquoted_dates_and_instants_still_parse() -> None:
     prices = parse_source_yaml(text).stream("stock_prices").incremental
     assert prices is not None and prices.start == datetime(2024, 1, 1, 4, 30, tzinfo=UTC)
     assert demo_source().stream("surveys").incremental.start == datetime(2024, 1, 1, tzinfo=UTC)  # type: ignore[union-attr]
+
+
+SHARED = """\
+name: shop
+base_url: https://shop.example
+stream_defaults:
+  records_path: data
+  primary_key: id
+  paginator: {type: cursor, size_param: limit, size: 50}
+  params: {expand: all, limit: 10}
+streams:
+  - {name: customers, path: /customers}
+  - {name: orders, path: /orders, records_path: items, params: {limit: 99}}
+  - {name: events, path: /events, paginator: {type: link_header}, primary_key: [type, id]}
+"""
+
+
+def test_stream_defaults_fill_what_a_stream_does_not_say() -> None:
+    streams = {s.name: s for s in parse_source_yaml(SHARED).streams}
+    assert [streams[n].records_path for n in ("customers", "orders", "events")] == ["data", "items", "data"]
+    assert [streams[n].paginator.type for n in ("customers", "orders", "events")] == ["cursor", "cursor", "link_header"]
+    assert streams["events"].primary_keys == ["type", "id"] and streams["customers"].primary_keys == ["id"]
+    assert streams["orders"].params == {"expand": "all", "limit": 99} and streams["customers"].params["limit"] == 10
+
+
+def test_stream_defaults_apply_to_python_streams_too() -> None:
+    source = ApiSource(name="shop", base_url="https://shop.example",
+                       stream_defaults={"records_path": "data", "paginator": {"type": "offset", "limit": 20}},
+                       streams=[Stream(name="a", path="/a"), Stream(name="b", path="/b", records_path="rows")])
+    assert [(s.records_path, s.paginator.type) for s in source.streams] == [("data", "offset"), ("rows", "offset")]
+
+
+def test_a_bad_default_is_reported_once_at_its_own_line() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_source_yaml(SHARED.replace("{type: cursor, size_param: limit, size: 50}", "{type: pages}"), "shop.yaml")
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 1 and lines[0].startswith("  stream_defaults.paginator (line 6): type 'pages' is not known")
