@@ -66,6 +66,8 @@ class Page:
     """The parsed cursor value of each record (incremental streams, UTC), stored beside it."""
     total_pages: int | None = None
     """How many pages the whole read has, when the API says (page number or offset with a total)."""
+    without_cursor: int = 0
+    """Records that lacked the cursor field: dropped, or kept (``incremental.missing_cursor``)."""
 
     @property
     def is_last(self) -> bool:
@@ -77,6 +79,12 @@ class Page:
             return None
         latest: datetime = pc.max(self.cursors).as_py()
         return latest
+
+
+def _instants_allowing_nulls(values: list[Any], field: str) -> pa.TimestampArray:
+    """``parse_instants``, with a null instant where a value is missing (records kept without a cursor)."""
+    present = iter(parse_instants([value for value in values if value is not None], field).to_pylist())
+    return pa.array([None if value is None else next(present) for value in values], UTC_MICROS)
 
 
 class StreamReader:
@@ -141,10 +149,18 @@ class StreamReader:
         if incremental is None:
             return Page(records, token, next_token)
         field = incremental.cursor_field
-        instants = parse_instants([dig(record, field) for record in records], field)
+        values = [dig(record, field) for record in records]
+        absent = 0
+        if incremental.missing_cursor != "fail" and None in values:
+            absent = values.count(None)
+            if incremental.missing_cursor == "drop":
+                records = [record for record, value in zip(records, values, strict=True) if value is not None]
+                values = [value for value in values if value is not None]
+        instants = _instants_allowing_nulls(values, field) if absent else parse_instants(values, field)
         if window is None or not records:
-            return Page(records, token, next_token, 0, instants)
+            return Page(records, token, next_token, 0, instants, without_cursor=absent)
         start, end = pa.scalar(window.start, UTC_MICROS), pa.scalar(window.end, UTC_MICROS)
-        inside = pc.and_(pc.greater_equal(instants, start), pc.less(instants, end))
+        # a record kept without a cursor belongs to the window it was requested for
+        inside = pc.fill_null(pc.and_(pc.greater_equal(instants, start), pc.less(instants, end)), True)
         kept = [record for record, keep in zip(records, inside.to_pylist(), strict=True) if keep]
-        return Page(kept, token, next_token, len(records) - len(kept), instants.filter(inside))
+        return Page(kept, token, next_token, len(records) - len(kept), instants.filter(inside), without_cursor=absent)

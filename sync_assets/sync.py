@@ -32,6 +32,7 @@ class WindowResult:
     state: PartitionState | None = None
     published: Published | None = None
     error: Exception | None = None
+    without_cursor: int = 0  # records that lacked the cursor field (dropped or kept, as the stream says)
 
 
 def sync_window(reader: StreamReader, store: Store, key: str, window: Window) -> WindowResult:
@@ -39,12 +40,13 @@ def sync_window(reader: StreamReader, store: Store, key: str, window: Window) ->
     started = time.monotonic()
     stats = RequestStats()
     stage = store.private_stage(TableSpec.of(reader.source, reader.stream), key)
-    dropped = 0
+    dropped = without_cursor = 0
     max_cursor: datetime | None = None
     try:
         for page in reader.pages(stats, window=window):
             stage.append(page.records, cursors=page.cursors)
             dropped += page.dropped
+            without_cursor += page.without_cursor
             latest = page.max_cursor
             if latest is not None and (max_cursor is None or latest > max_cursor):
                 max_cursor = latest
@@ -54,11 +56,13 @@ def sync_window(reader: StreamReader, store: Store, key: str, window: Window) ->
         published = store.publish_partition(stage, state)
     except Exception as exc:
         store.discard(stage)
-        return WindowResult(key, window, stats, dropped, time.monotonic() - started, error=exc)
+        return WindowResult(key, window, stats, dropped, time.monotonic() - started, error=exc,
+                            without_cursor=without_cursor)
     except BaseException:  # interrupted (Ctrl-C, run terminated): leave the partition as it was
         store.discard(stage)
         raise
-    return WindowResult(key, window, stats, dropped, time.monotonic() - started, state, published)
+    return WindowResult(key, window, stats, dropped, time.monotonic() - started, state, published,
+                        without_cursor=without_cursor)
 
 
 def sync_windows(

@@ -58,6 +58,10 @@ class Incremental(BaseModel):
             return datetime(value.year, value.month, value.day, tzinfo=UTC)
         return value
 
+    missing_cursor: Literal["fail", "drop", "keep"] = Field(
+        "fail", description="A record without the cursor field (or with null): fail the window, drop it "
+                            "(counted in the metadata), or keep it in the window it was requested for.")
+
     @field_validator("start")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import requests
 from pydantic import SecretStr
 
@@ -15,8 +16,8 @@ from sync_assets.reader import StreamReader, open_client
 from sync_assets.sources import demo_source
 from sync_assets.storage import TableSpec, open_store
 from sync_assets.sync import sync_windows
-from sync_assets.windows import partition_key, windows_between
-from sync_assets_tests.helpers import TOKEN, stored
+from sync_assets.windows import Window, partition_key, windows_between
+from sync_assets_tests.helpers import TOKEN, make_source, stored
 
 CONCURRENCY = 5
 
@@ -48,3 +49,27 @@ def test_credentials_refused_mid_range_stop_every_window_at_once(
         start = datetime.fromisoformat(key).replace(tzinfo=UTC)
         truth = data.surveys_modified_between(0, 2000, start, start + (windows[1][1].start - windows[0][1].start))
         assert sorted(r["id"] for r in stored(store, "surveys", [key])) == sorted(r["id"] for r in truth)
+
+
+@pytest.mark.parametrize("missing_cursor", ["fail", "drop", "keep"])
+def test_records_without_a_cursor_fail_are_dropped_or_kept_as_the_stream_says(
+    api: DemoApi, tmp_path: Path, missing_cursor: str
+) -> None:
+    stream = {"name": "surveys", "path": "/v3/surveys", "records_path": "data", "primary_key": "id",
+              "params": {"_fault": "no_cursor"},
+              "paginator": {"type": "page_number", "size": 100, "total_path": "total"},
+              "incremental": {"cursor_field": "date_modified", "start": "2024-01-01", "missing_cursor": missing_cursor,
+                              "start_param": "start_modified_at", "end_param": "end_modified_at"}}
+    source = make_source(api, [stream])
+    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    january = ("2024-01", Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)))
+    (result,) = sync_windows(StreamReader(source, source.stream("surveys"), client), store, [january], 1)
+    client.close()
+    truth = [s["id"] for s in data.surveys_modified_between(0, 400, january[1].start, january[1].end)]
+    every_other = truth[1::2]  # the API took the cursor out of these (its pages are in this order)
+    if missing_cursor == "fail":
+        assert result.error is not None and "not a timestamp" in str(result.error)
+        return
+    ids = sorted(r["id"] for r in stored(store, "surveys", [january[0]]))
+    assert result.error is None and result.without_cursor == len(every_other) > 0
+    assert ids == sorted(set(truth) - set(every_other) if missing_cursor == "drop" else truth)

@@ -225,6 +225,7 @@ def window_metadata(results: list[WindowResult], stream_state: Any) -> dict[str,
                              [r.published for r in results if r.published])
     metadata.update({
         "dropped_out_of_window": sum(r.dropped for r in results),
+        "records_without_cursor": sum(r.without_cursor for r in results),
         "window_start": MetadataValue.timestamp(min(r.window.start for r in results)),
         "window_end": MetadataValue.timestamp(max(r.window.end for r in results)),
         "stream_state": MetadataValue.timestamp(stream_state),

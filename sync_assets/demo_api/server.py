@@ -48,7 +48,8 @@ DEFAULT_CLI_PORT = 8765
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 SLOW_FAULT_SECONDS = 2.0
-FAULTS = ("500", "429", "malformed", "not_list", "slow", "reset", "truncated", "slow_body", "cycle")
+FAULTS = ("500", "429", "malformed", "not_list", "slow", "reset", "truncated", "slow_body", "cycle", "no_cursor")
+CURSOR_FIELDS = ("date_modified", "date", "occurred_at")  # what no_cursor takes out of every other record
 # Chaos mode: the share of requests that meet each fault (the rest are answered normally). A burst is a
 # second of 429s with Retry-After for every request of that client, as when an API sheds load.
 CHAOS_MIX = (("5xx", 0.20), ("burst", 0.015), ("reset", 0.03), ("truncated", 0.03), ("slow_body", 0.03))
@@ -169,6 +170,10 @@ def _bad_request(error: _BadParameter) -> _Reply:
 def _with_fault(page: _Page, fault: str | None) -> _Reply:
     """Render a page, damaged the way ``_fault`` asks, to test how clients cope with broken answers."""
     body = page.body
+    if fault == "no_cursor" and page.records_key is not None:
+        body = {**body, page.records_key: [
+            {k: v for k, v in record.items() if k not in CURSOR_FIELDS} if index % 2 else record
+            for index, record in enumerate(body[page.records_key])]}
     if fault == "not_list":
         if page.records_key is None:
             body = _records_as_object(body)
