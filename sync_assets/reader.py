@@ -68,6 +68,8 @@ class Page:
     """How many pages the whole read has, when the API says (page number or offset with a total)."""
     without_cursor: int = 0
     """Records that lacked the cursor field: dropped, or kept (``incremental.missing_cursor``)."""
+    past_window: bool = False
+    """The API orders by the cursor and this page reached past the window: no later page can hold any of it."""
 
     @property
     def is_last(self) -> bool:
@@ -138,7 +140,7 @@ class StreamReader:
             page = self._in_window(records, token, next_token, window)
             total_pages = stream.paginator.page_count(response) if token is None else None
             yield replace(page, total_pages=total_pages) if total_pages is not None else page
-            if next_token is None:
+            if next_token is None or page.past_window:
                 return
             token = next_token
 
@@ -163,4 +165,10 @@ class StreamReader:
         # a record kept without a cursor belongs to the window it was requested for
         inside = pc.fill_null(pc.and_(pc.greater_equal(instants, start), pc.less(instants, end)), True)
         kept = [record for record, keep in zip(records, inside.to_pylist(), strict=True) if keep]
-        return Page(kept, token, next_token, len(records) - len(kept), instants.filter(inside), without_cursor=absent)
+        past = False
+        if incremental.order == "ascending":
+            past = pc.max(instants).as_py() is not None and pc.max(instants).as_py() >= window.end
+        elif incremental.order == "descending":
+            past = pc.min(instants).as_py() is not None and pc.min(instants).as_py() < window.start
+        return Page(kept, token, next_token, len(records) - len(kept), instants.filter(inside), without_cursor=absent,
+                    past_window=past)

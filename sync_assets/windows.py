@@ -47,9 +47,14 @@ class Incremental(BaseModel):
     start_param: str | None = Field(None, description="Query parameter for the window start.")
     end_param: str | None = Field(None, description="Query parameter for the window end.")
     end_inclusive: bool = Field(False, description="The API's end parameter includes its value.")
-    param_format: Literal["date", "datetime", "epoch"] | str = Field(
-        "datetime", description="date (2024-01-31), datetime (ISO 8601, Z), epoch (seconds), or a strftime pattern."
+    param_format: Literal["date", "datetime", "epoch", "epoch_ms"] | str = Field(
+        "datetime", description="date (2024-01-31), datetime (ISO 8601, Z), epoch (seconds), epoch_ms, or a "
+                                "strftime pattern."
     )
+    order: Literal["unordered", "ascending", "descending"] = Field(
+        "unordered", description="How the API orders records by the cursor: ascending or descending lets a "
+                                 "window's read stop at the first page past it (an API with a start parameter "
+                                 "only, or newest first); unordered reads every page.")
 
     @field_validator("start", mode="before")
     @classmethod
@@ -70,7 +75,9 @@ class Incremental(BaseModel):
     @property
     def granularity(self) -> timedelta:
         """The smallest step the API's parameters can express: what an inclusive end gives back."""
-        return timedelta(days=1) if self.param_format == "date" else timedelta(seconds=1)
+        if self.param_format == "date":
+            return timedelta(days=1)
+        return timedelta(milliseconds=1) if self.param_format == "epoch_ms" else timedelta(seconds=1)
 
 
 @dataclass(frozen=True, order=True)
@@ -152,6 +159,8 @@ def format_param(instant: datetime, fmt: str) -> str:
         return instant.isoformat().replace("+00:00", "Z")
     if fmt == "epoch":
         return str(int(instant.timestamp()))
+    if fmt == "epoch_ms":
+        return str(int(instant.timestamp() * 1000))
     return instant.strftime(fmt)
 
 

@@ -73,3 +73,34 @@ def test_records_without_a_cursor_fail_are_dropped_or_kept_as_the_stream_says(
     ids = sorted(r["id"] for r in stored(store, "surveys", [january[0]]))
     assert result.error is None and result.without_cursor == len(every_other) > 0
     assert ids == sorted(set(truth) - set(every_other) if missing_cursor == "drop" else truth)
+
+
+def _surveys_stream(**incremental: object) -> dict[str, object]:
+    params = incremental.pop("params", {})
+    return {"name": "surveys", "path": "/v3/surveys", "records_path": "data", "primary_key": "id", "params": params,
+            "paginator": {"type": "page_number", "size": 5, "total_path": "total"},
+            "incremental": {"cursor_field": "date_modified", "start": "2024-01-01", **incremental}}
+
+
+@pytest.mark.parametrize(("shape", "incremental", "reads"), [
+    ("stripe: bracketed names, epoch ms", {"start_param": "modified[gte]", "end_param": "modified[lt]",
+                                           "param_format": "epoch_ms"}, "the window"),
+    ("a start parameter only, oldest first", {"start_param": "start_modified_at", "order": "ascending"},
+     "the window"),
+    ("no parameters, newest first", {"order": "descending", "params": {"sort": "desc"}}, "back to its start"),
+])
+def test_window_parameters_of_other_shapes_and_ordered_apis_read_exactly_the_window(
+    api: DemoApi, tmp_path: Path, shape: str, incremental: dict[str, object], reads: str
+) -> None:
+    source = make_source(api, [_surveys_stream(**incremental)])
+    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    window = Window(datetime(2024, 11, 1, tzinfo=UTC), datetime(2024, 11, 8, tzinfo=UTC))
+    api.reset_stats()
+    (result,) = sync_windows(StreamReader(source, source.stream("surveys"), client), store, [("week", window)], 1)
+    client.close()
+    truth = sorted(s["id"] for s in data.surveys_modified_between(0, 400, window.start, window.end))
+    assert result.error is None and truth, shape
+    assert sorted(r["id"] for r in stored(store, "surveys", ["week"])) == truth, shape
+    # pages read: those of the window (or, newest first, those back to its start), and one past it at most
+    wanted = len(truth) if reads == "the window" else len(data.surveys_modified_between(0, 400, window.start))
+    assert api.stats()["requests"] <= -(-wanted // 5) + 1, shape

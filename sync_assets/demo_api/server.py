@@ -244,6 +244,14 @@ class _Query:
         except ValueError:
             raise _BadParameter(name, f"expected a date YYYY-MM-DD, got {text!r}") from None
 
+    def epoch_ms(self, name: str) -> datetime | None:
+        text = self.get(name)
+        if text is None:
+            return None
+        if not text.isdigit():
+            raise _BadParameter(name, f"expected epoch milliseconds, got {text!r}")
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+
     def instant(self, name: str) -> datetime | None:
         text = self.get(name)
         if text is None:
@@ -359,10 +367,15 @@ class _Endpoints:
         return _Page({"data": list(islice(rows, limit)), "next": next_url}, "data")
 
     def surveys(self, request: _Request) -> _Page:
+        """Also as Stripe-style APIs take it: ``modified[gte]`` / ``modified[lt]`` in epoch milliseconds, and
+        newest first with ``sort=desc``."""
         query = request.query
-        start, end = query.instant("start_modified_at"), query.instant("end_modified_at")
+        start = query.instant("start_modified_at") or query.epoch_ms("modified[gte]")
+        end = query.instant("end_modified_at") or query.epoch_ms("modified[lt]")
         page, per_page = query.integer("page", 1, 1), query.page_size("per_page")
         ids = self._survey_index.ids_between(start, end)
+        if query.get("sort") == "desc":
+            ids = ids[::-1]
         selected = ids[_page_slice(page, per_page)]
         records = [data.survey(self._config.seed, survey_id) for survey_id in selected]
         return _Page({"data": records, "page": page, "per_page": per_page, "total": len(ids)}, "data")
