@@ -215,7 +215,8 @@ class HttpClient:
     def url_for(self, path: str) -> str:
         return path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
 
-    def get(self, url: str, params: Mapping[str, Any], stats: RequestStats) -> ApiResponse:
+    def get(self, url: str, params: Mapping[str, Any], stats: RequestStats,
+            headers: Mapping[str, str] | None = None) -> ApiResponse:
         """GET with the retry policy; raises a classified ``SyncError`` when it cannot succeed."""
         policy = self._retry
         counts = {"errors": 0, "throttles": 0}  # 5xx/timeouts/resets, and 429s: each backs off on its own
@@ -252,16 +253,17 @@ class HttpClient:
             stop=stop, wait=wait, retry=retry_if_exception_type(TransientError), before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._send, url, params, stats)
+        return retrying(self._send, url, params, stats, headers)
 
-    def _send(self, url: str, params: Mapping[str, Any], stats: RequestStats) -> ApiResponse:
+    def _send(self, url: str, params: Mapping[str, Any], stats: RequestStats,
+              headers: Mapping[str, str] | None = None) -> ApiResponse:
         if self._refused is not None:  # another thread of this run was refused: knocking again cannot help
             raise ConfigurationError(f"not sent: {self._refused}")
         stats.add(seconds_waited=self._limiter.acquire(), requests=1)
         query = {**params, **self._auth.query_params} if self._auth_params else params
         where = f"GET {mask_url(url)}"
         try:
-            response = self._session.get(url, params=query, timeout=self._timeout)
+            response = self._session.get(url, params=query, headers=headers or None, timeout=self._timeout)
         except requests.exceptions.InvalidURL as exc:  # before ConnectionError: it subclasses it
             raise ConfigurationError(f"invalid URL for {where}: {mask(str(exc))}; check base_url and path") from None
         except (requests.Timeout, requests.ConnectionError, ChunkedEncodingError, ContentDecodingError) as exc:

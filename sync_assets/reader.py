@@ -113,7 +113,8 @@ class StreamReader:
         if window is not None and stream.incremental is None:
             raise ConfigurationError(f"stream {stream.name!r} has no incremental settings, so it has no windows")
         url = self.client.url_for(stream.path_for(parent))
-        params: dict[str, Any] = dict(stream.params)
+        params: dict[str, Any] = stream.params_for(parent)
+        headers = stream.headers_for(parent)
         if window is not None and stream.incremental is not None:
             params.update(window_params(stream.incremental, window))
         token = start_token
@@ -121,8 +122,9 @@ class StreamReader:
         followed.add(token_fingerprint(token))
         while True:
             request_url, request_params = stream.paginator.apply(url, params, token)
-            response = self.client.get(request_url, request_params, stats)
+            response = self.client.get(request_url, request_params, stats, headers)
             records = select_records(response.body, stream.records_path, response.where)
+            stream.with_parent_fields(records, parent)
             next_token = stream.paginator.next_token(response, records, token)
             if next_token is not None and next_token == token:
                 raise SyncSystemError(

@@ -32,6 +32,12 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 PARENT_FIELD = re.compile(r"\{parent\[([A-Za-z0-9_]+)\]\}")
 
 
+def _filled(value: Any, parent_record: dict[str, Any] | None) -> Any:
+    if parent_record is None or not isinstance(value, str):
+        return value
+    return PARENT_FIELD.sub(lambda m: str(parent_record.get(m.group(1), "")), value)
+
+
 class Parent(BaseModel):
     """Makes a stream a substream: one request (and its pages) per record of the parent stream."""
 
@@ -51,12 +57,24 @@ class Stream(BaseModel):
     incremental: Incremental | None = Field(None, description="Omit for a resumable full refresh.")
     parent: Parent | None = Field(None, description="Read once per parent record; path uses {parent[field]}.")
     chunk_pages: int = Field(10, ge=1, description="Pages per partition (checkpoint chunk) of a full refresh.")
-    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Query parameters; a substream's may use {parent[field]}.")
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sent with this stream's requests (over the source's); may use {parent[field]}.")
+    include_from_parent: list[str] = Field(
+        default_factory=list, description="Parent fields copied into each child record, as <parent>_<field>.")
     description: str | None = None
     json_schema: dict[str, Any] | None = Field(None, alias="schema")
 
     @model_validator(mode="after")
     def _path_fits_parent(self) -> Stream:
+        uses_parent = [f"{where} {name}" for where, values in (("param", self.params), ("header", self.headers))
+                       for name, value in values.items() if isinstance(value, str) and PARENT_FIELD.search(value)]
+        if (uses_parent or self.include_from_parent) and self.parent is None:
+            what = ", ".join(uses_parent) or "include_from_parent"
+            raise ValueError(f"{what} uses the parent record, but the stream has no parent; "
+                             "add parent: {stream: ...}")
         placeholders = re.findall(r"\{[^}]*\}", self.path)
         bad = [p for p in placeholders if not PARENT_FIELD.fullmatch(p)]
         if bad:
@@ -72,6 +90,21 @@ class Stream(BaseModel):
         if parent_record is None:
             return self.path
         return PARENT_FIELD.sub(lambda m: quote(str(parent_record.get(m.group(1), "")), safe=""), self.path)
+
+    def params_for(self, parent_record: dict[str, Any] | None) -> dict[str, Any]:
+        """The query parameters, with the parent record's fields filled in (requests encodes them)."""
+        return {name: _filled(value, parent_record) for name, value in self.params.items()}
+
+    def headers_for(self, parent_record: dict[str, Any] | None) -> dict[str, str]:
+        return {name: str(_filled(value, parent_record)) for name, value in self.headers.items()}
+
+    def with_parent_fields(self, records: list[dict[str, Any]], parent_record: dict[str, Any] | None) -> None:
+        """Copy ``include_from_parent`` fields into each child record, so a child row knows its parent."""
+        if parent_record is None or not self.include_from_parent or self.parent is None:
+            return
+        copied = {f"{self.parent.stream}_{field}": parent_record.get(field) for field in self.include_from_parent}
+        for record in records:
+            record.update(copied)
 
     @property
     def primary_keys(self) -> list[str]:

@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from sync_assets.demo_api import DemoApi, data
+from sync_assets.errors import ConfigurationError
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.storage import Store, TableSpec, open_store
@@ -110,3 +112,27 @@ def test_parents_without_their_primary_key_fail_the_partition_instead_of_being_s
     results = sync_children(src, store, tmp_path)
     assert all(r.state is None and "no value for its primary key uuid" in str(r.error) for r in results)
     assert store.partition_states(TableSpec("demo", "survey_responses")) == {}
+
+
+def test_parent_values_fill_params_and_headers_and_are_copied_into_children(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    api = demo_api(surveys=SURVEYS)
+    store = open_store(tmp_path / "store")
+    sync_parents(api, store, tmp_path)
+    by_query = {**STREAMS[1], "path": "/v3/responses", "params": {"survey_id": "{parent[id]}"},
+                "headers": {"X-Survey-Id": "{parent[id]}"}, "include_from_parent": ["id", "title"]}
+    results = sync_children(source_from_dict(make_source_data(api.url, [STREAMS[0], by_query])), store, tmp_path)
+    assert all(r.state is not None for r in results), [r.error for r in results]
+    for key, _ in DAYS:
+        parents = {p["id"]: p for p in stored(store, "surveys", [key])}
+        children = stored(store, "survey_responses", [key])
+        assert sorted(c["id"] for c in children) == expected_children(store, key)
+        assert all(c["surveys_id"] == c["survey_id"] and c["surveys_title"] == parents[c["survey_id"]]["title"]
+                   for c in children)
+
+
+def test_parent_values_need_a_parent() -> None:
+    with pytest.raises(ConfigurationError, match="param survey_id uses the parent record, but the stream has no"):
+        source_from_dict(make_source_data("http://x", [{**STREAMS[1], "parent": None, "path": "/v3/responses",
+                                                         "params": {"survey_id": "{parent[id]}"}}]))

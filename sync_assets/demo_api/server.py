@@ -314,6 +314,7 @@ class _Request:
     query: _Query
     base_url: str
     fault: str | None = None
+    headers: Any = None  # the request's headers (an email.message.Message)
 
 
 class _SurveyIndex:
@@ -389,6 +390,17 @@ class _Endpoints:
                 "total": len(responses)}
         return _Page(body, "data")
 
+    def responses(self, request: _Request) -> _Page:
+        """A survey's responses by query parameter (``survey_id``), as APIs that filter children that way do.
+        The ``X-Survey-Id`` header must name the same survey: it shows that headers carry parent values."""
+        survey = request.query.get("survey_id")
+        header = request.headers.get("X-Survey-Id") if request.headers is not None else None
+        if survey is None:
+            raise _BadParameter("survey_id", "required: the survey whose responses to list")
+        if header != survey:
+            raise _BadParameter("survey_id", f"the X-Survey-Id header says {header!r}, the parameter {survey!r}")
+        return self.survey_responses(_Request(request.path, (survey,), request.query, request.base_url))
+
     def customers(self, request: _Request) -> _Page:
         query = request.query
         limit = query.page_size("limit")
@@ -429,6 +441,7 @@ _ROUTES: tuple[tuple[re.Pattern[str], str, _Endpoint], ...] = (
     (re.compile(r"/v1/prices"), "/v1/prices", _Endpoints.prices),
     (re.compile(r"/v3/surveys"), "/v3/surveys", _Endpoints.surveys),
     (re.compile(r"/v3/surveys/([^/]+)/responses"), "/v3/surveys/{id}/responses", _Endpoints.survey_responses),
+    (re.compile(r"/v3/responses"), "/v3/responses", _Endpoints.responses),
     (re.compile(r"/v1/customers"), "/v1/customers", _Endpoints.customers),
     (re.compile(r"/v1/orders"), "/v1/orders", _Endpoints.orders),
     (re.compile(r"/v1/events"), "/v1/events", _Endpoints.events),
@@ -831,7 +844,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if fault == "slow":
             time.sleep(SLOW_FAULT_SECONDS)
         try:
-            page = endpoint(self.server.endpoints, _Request(path, path_args, query, self._base_url(), fault))
+            page = endpoint(self.server.endpoints, _Request(path, path_args, query, self._base_url(), fault,
+                                                            self.headers))
         except _BadParameter as error:
             return _bad_request(error)
         except _NotFound:
