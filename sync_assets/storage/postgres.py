@@ -115,7 +115,10 @@ class PostgresStore(Store):
 
     def locked(self, scope: str) -> bool:
         key = _lock_id(scope)
+        # Advisory locks belong to a database, but pg_locks shows the whole server's: another store's database
+        # holding the same key (the same source and stream) must not look like a reader of this one.
         rows = self.state.rows("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                               "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                                "AND ((classid::bigint << 32) | objid::bigint) = ?", (key,))
         return bool(rows)
 

@@ -211,3 +211,19 @@ def test_a_postgresql_store_never_shows_its_password(postgres_url: str) -> None:
     assert "Pa55-w0rd-here" not in str(error.value) and "SYNC_ASSETS_STORE_URL" in str(error.value)
     with_password = postgres_url.replace("postgresql://", "postgresql://root:An0ther-pw@", 1)
     assert "An0ther-pw" not in repr(open_store(with_password))
+
+
+def test_a_lock_in_another_postgresql_database_is_not_this_stores(postgres_url: str) -> None:
+    """Advisory locks belong to a database; two stores on one server sync the same stream names."""
+    second = postgres_database()
+    mine, other = open_store(postgres_url), open_store(next(second))
+    try:
+        with other.lock("demo/customers/refresh-1/chunk-000000"):
+            assert other.locked("demo/customers/refresh-1/chunk-000000")
+            assert not mine.locked("demo/customers/refresh-1/chunk-000000")
+            with mine.lock("demo/customers/refresh-1/chunk-000000"):  # and it can be taken here
+                assert mine.locked("demo/customers/refresh-1/chunk-000000")
+    finally:
+        mine.close()
+        other.close()
+        second.close()  # drops the second database
