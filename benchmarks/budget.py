@@ -36,7 +36,7 @@ def one_run(url: str, count: int, budget: int, window: float, threads: int, stor
     try:
         stats = RequestStats()
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda _: client.get(client.url_for("/v1/customers"), {"limit": 1}, stats), range(count)))
+            list(pool.map(lambda _: client.request(client.url_for("/v1/customers"), {"limit": 1}, stats), range(count)))
     finally:
         client.close()
     seen = requests.get(f"{url}/stats", timeout=5).json()

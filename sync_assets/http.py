@@ -108,10 +108,11 @@ class ApiResponse:
     headers: Mapping[str, str]
     links: Mapping[str, Mapping[str, str]]
     auth_params: frozenset[str]
+    method: str = "GET"
 
     @property
     def where(self) -> str:
-        return f"GET {mask_url(self.url)}"
+        return f"{self.method} {mask_url(self.url)}"
 
     def strip_auth(self, url: str) -> str:
         """``url`` without our credentials, fit to be stored as a page token."""
@@ -215,9 +216,11 @@ class HttpClient:
     def url_for(self, path: str) -> str:
         return path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
 
-    def get(self, url: str, params: Mapping[str, Any], stats: RequestStats,
-            headers: Mapping[str, str] | None = None) -> ApiResponse:
-        """GET with the retry policy; raises a classified ``SyncError`` when it cannot succeed."""
+    def request(self, url: str, params: Mapping[str, Any], stats: RequestStats,
+                headers: Mapping[str, str] | None = None, method: str = "GET",
+                body: Mapping[str, Any] | None = None) -> ApiResponse:
+        """One request (GET, or POST with a JSON ``body``) with the retry policy; raises a classified
+        ``SyncError`` when it cannot succeed."""
         policy = self._retry
         counts = {"errors": 0, "throttles": 0}  # 5xx/timeouts/resets, and 429s: each backs off on its own
 
@@ -253,17 +256,18 @@ class HttpClient:
             stop=stop, wait=wait, retry=retry_if_exception_type(TransientError), before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._send, url, params, stats, headers)
+        return retrying(self._send, url, params, stats, headers, method, body)
 
-    def _send(self, url: str, params: Mapping[str, Any], stats: RequestStats,
-              headers: Mapping[str, str] | None = None) -> ApiResponse:
+    def _send(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
+              method: str, body: Mapping[str, Any] | None) -> ApiResponse:
         if self._refused is not None:  # another thread of this run was refused: knocking again cannot help
             raise ConfigurationError(f"not sent: {self._refused}")
         stats.add(seconds_waited=self._limiter.acquire(), requests=1)
         query = {**params, **self._auth.query_params} if self._auth_params else params
-        where = f"GET {mask_url(url)}"
+        where = f"{method} {mask_url(url)}"
         try:
-            response = self._session.get(url, params=query, headers=headers or None, timeout=self._timeout)
+            response = self._session.request(method, url, params=query, headers=headers or None, json=body,
+                                             timeout=self._timeout)
         except requests.exceptions.InvalidURL as exc:  # before ConnectionError: it subclasses it
             raise ConfigurationError(f"invalid URL for {where}: {mask(str(exc))}; check base_url and path") from None
         except (requests.Timeout, requests.ConnectionError, ChunkedEncodingError, ContentDecodingError) as exc:
@@ -274,20 +278,20 @@ class HttpClient:
         spent = budget_spent(response.headers, self._announces)
         if status < 300 and spent:
             # The last request of the budget: every worker of this API waits for the reset, so none is refused.
-            announced = announced_wait(response.headers, self._announces, f"GET {mask_url(response.url)}")
+            announced = announced_wait(response.headers, self._announces, f"{method} {mask_url(response.url)}")
             if announced is not None and announced[0] > 0:
                 self._limiter.pause(announced[0])
         if status < 300:
             try:
-                body = json.loads(response.content)
+                decoded = json.loads(response.content)
             except ValueError:
                 excerpt = mask(response.text)[:120]  # masked whole, then cut: a cut secret would leak its head
                 raise SyncSystemError(
-                    f"malformed JSON in the response of GET {mask_url(response.url)} "
+                    f"malformed JSON in the response of {method} {mask_url(response.url)} "
                     f"(status {status}, begins {excerpt!r}); the API sent something we cannot parse"
                 ) from None
-            return ApiResponse(response.url, body, response.headers, response.links, self._auth_params)
-        where = f"GET {mask_url(response.url)}"
+            return ApiResponse(response.url, decoded, response.headers, response.links, self._auth_params, method)
+        where = f"{method} {mask_url(response.url)}"
         if status == 429 or (status == 403 and spent):  # a 403 with a spent budget is a rate limit (GitHub's)
             announced = announced_wait(response.headers, self._announces, where)
             said = announced[1] if announced else "no wait announced"

@@ -122,7 +122,10 @@ class StreamReader:
         followed.add(token_fingerprint(token))
         while True:
             request_url, request_params = stream.paginator.apply(url, params, token)
-            response = self.client.get(request_url, request_params, stats, headers)
+            body = stream.body_for(parent)
+            if stream.params_in == "body":  # the window's, the paginator's and the stream's params, in the body
+                body, request_params = {**(body or {}), **request_params}, {}
+            response = self.client.request(request_url, request_params, stats, headers, stream.method, body)
             records = select_records(response.body, stream.records_path, response.where)
             stream.with_parent_fields(records, parent)
             next_token = stream.paginator.next_token(response, records, token)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import yaml
@@ -62,6 +62,10 @@ class Stream(BaseModel):
     headers: dict[str, str] = Field(
         default_factory=dict,
         description="Sent with this stream's requests (over the source's); may use {parent[field]}.")
+    method: Literal["GET", "POST"] = "GET"
+    body: dict[str, Any] | None = Field(None, description="POST: the JSON body; its strings may use {parent[field]}.")
+    params_in: Literal["query", "body"] = Field(
+        "query", description="POST: where the stream's, the window's and the paginator's parameters go.")
     include_from_parent: list[str] = Field(
         default_factory=list, description="Parent fields copied into each child record, as <parent>_<field>.")
     description: str | None = None
@@ -75,6 +79,8 @@ class Stream(BaseModel):
             what = ", ".join(uses_parent) or "include_from_parent"
             raise ValueError(f"{what} uses the parent record, but the stream has no parent; "
                              "add parent: {stream: ...}")
+        if self.method == "GET" and (self.body is not None or self.params_in == "body"):
+            raise ValueError("body and params_in: body need method: POST (a GET request has no body)")
         placeholders = re.findall(r"\{[^}]*\}", self.path)
         bad = [p for p in placeholders if not PARENT_FIELD.fullmatch(p)]
         if bad:
@@ -94,6 +100,17 @@ class Stream(BaseModel):
     def params_for(self, parent_record: dict[str, Any] | None) -> dict[str, Any]:
         """The query parameters, with the parent record's fields filled in (requests encodes them)."""
         return {name: _filled(value, parent_record) for name, value in self.params.items()}
+
+    def body_for(self, parent_record: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The JSON body (a copy), with the parent record's fields filled into its strings, at any depth."""
+        def fill(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {key: fill(item) for key, item in value.items()}
+            if isinstance(value, list):
+                return [fill(item) for item in value]
+            return _filled(value, parent_record)
+
+        return None if self.body is None else fill(self.body)
 
     def headers_for(self, parent_record: dict[str, Any] | None) -> dict[str, str]:
         return {name: str(_filled(value, parent_record)) for name, value in self.headers.items()}

@@ -14,10 +14,11 @@ from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.sources import demo_source
+from sync_assets.spec import source_from_dict
 from sync_assets.storage import TableSpec, open_store
 from sync_assets.sync import sync_windows
 from sync_assets.windows import Window, partition_key, windows_between
-from sync_assets_tests.helpers import TOKEN, make_source, stored
+from sync_assets_tests.helpers import TOKEN, make_source, make_source_data, stored
 
 CONCURRENCY = 5
 
@@ -104,3 +105,21 @@ def test_window_parameters_of_other_shapes_and_ordered_apis_read_exactly_the_win
     # pages read: those of the window (or, newest first, those back to its start), and one past it at most
     wanted = len(truth) if reads == "the window" else len(data.surveys_modified_between(0, 400, window.start))
     assert api.stats()["requests"] <= -(-wanted // 5) + 1, shape
+
+
+def test_a_post_search_endpoint_with_its_parameters_in_the_json_body(api: DemoApi, tmp_path: Path) -> None:
+    stream = {**_surveys_stream(start_param="start_modified_at", end_param="end_modified_at"),
+              "path": "/v3/surveys/search", "method": "POST", "params_in": "body", "body": {"kind": "survey"}}
+    source = make_source(api, [stream])
+    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    window = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))
+    (result,) = sync_windows(StreamReader(source, source.stream("surveys"), client), store, [("march", window)], 1)
+    client.close()
+    truth = sorted(s["id"] for s in data.surveys_modified_between(0, 400, window.start, window.end))
+    assert result.error is None and len(truth) > 5  # more than one page of 5
+    assert sorted(r["id"] for r in stored(store, "surveys", ["march"])) == truth
+
+
+def test_a_body_needs_post() -> None:
+    with pytest.raises(ConfigurationError, match="need method: POST"):
+        source_from_dict(make_source_data("http://x", [{**_surveys_stream(), "body": {"q": 1}}]))

@@ -315,6 +315,7 @@ class _Request:
     base_url: str
     fault: str | None = None
     headers: Any = None  # the request's headers (an email.message.Message)
+    body: bytes = b""
 
 
 class _SurveyIndex:
@@ -390,6 +391,18 @@ class _Endpoints:
                 "total": len(responses)}
         return _Page(body, "data")
 
+    def surveys_search(self, request: _Request) -> _Page:
+        """``POST /v3/surveys/search``: the surveys, asked for by a JSON body (``start_modified_at``,
+        ``end_modified_at``, ``page``, ``per_page``) as search and report endpoints are."""
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            raise _BadParameter("body", "expected a JSON object") from None
+        if not isinstance(body, dict):
+            raise _BadParameter("body", "expected a JSON object")
+        query = _Query(urlencode({name: value for name, value in body.items() if isinstance(value, str | int)}))
+        return self.surveys(_Request(request.path, (), query, request.base_url))
+
     def responses(self, request: _Request) -> _Page:
         """A survey's responses by query parameter (``survey_id``), as APIs that filter children that way do.
         The ``X-Survey-Id`` header must name the same survey: it shows that headers carry parent values."""
@@ -442,11 +455,13 @@ _ROUTES: tuple[tuple[re.Pattern[str], str, _Endpoint], ...] = (
     (re.compile(r"/v3/surveys"), "/v3/surveys", _Endpoints.surveys),
     (re.compile(r"/v3/surveys/([^/]+)/responses"), "/v3/surveys/{id}/responses", _Endpoints.survey_responses),
     (re.compile(r"/v3/responses"), "/v3/responses", _Endpoints.responses),
+    (re.compile(r"/v3/surveys/search"), "/v3/surveys/search", _Endpoints.surveys_search),
     (re.compile(r"/v1/customers"), "/v1/customers", _Endpoints.customers),
     (re.compile(r"/v1/orders"), "/v1/orders", _Endpoints.orders),
     (re.compile(r"/v1/events"), "/v1/events", _Endpoints.events),
 )
 UNMATCHED_PATH_KEY = "(unmatched)"
+_POST_ENDPOINTS = (_Endpoints.surveys_search,)
 
 
 def _route(path: str) -> tuple[str, _Endpoint | None, tuple[str, ...]]:
@@ -761,7 +776,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._handle("GET")
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))  # keeps the keep-alive stream in sync
+        self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))  # also keeps keep-alive in sync
         self._handle("POST")
 
     def _handle(self, method: str) -> None:
@@ -839,13 +854,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return _json_reply(429, {"error": "rate_limited"})
         if endpoint is None:
             return _json_reply(404, {"error": "not_found"})
-        if method != "GET":
-            return _json_reply(405, {"error": "method_not_allowed"}, {"Allow": "GET"})
+        allowed = "POST" if endpoint in _POST_ENDPOINTS else "GET"
+        if method != allowed:
+            return _json_reply(405, {"error": "method_not_allowed"}, {"Allow": allowed})
         if fault == "slow":
             time.sleep(SLOW_FAULT_SECONDS)
         try:
             page = endpoint(self.server.endpoints, _Request(path, path_args, query, self._base_url(), fault,
-                                                            self.headers))
+                                                            self.headers, getattr(self, "body", b"")))
         except _BadParameter as error:
             return _bad_request(error)
         except _NotFound:
