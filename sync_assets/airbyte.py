@@ -129,9 +129,10 @@ def env_references(model: BaseModel, path: str = "") -> list[EnvReference]:
     found: dict[str, EnvReference] = {}
     for name, info in type(model).model_fields.items():
         value, where = getattr(model, name), f"{path}{name}"
-        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        items: list[tuple[Any, Any]] = (list(enumerate(value)) if isinstance(value, list)
+                                        else list(value.items()) if isinstance(value, dict) else [(None, value)])
         for index, item in items:
-            at = where if index is None else f"{where}[{index}]"
+            at = where if index is None else f"{where}[{index}]" if isinstance(index, int) else f"{where}.{index}"
             if isinstance(item, Env):
                 secret = "SecretStr" in str(info.annotation) or SecretStr in getattr(info.annotation, "__args__", ())
                 known = found.get(item.env)

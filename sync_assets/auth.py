@@ -1,20 +1,62 @@
-"""How a request proves who it is: bearer token, API key (header or query), HTTP basic.
+"""How a request proves who it is: bearer token, API key (header or query), HTTP basic, and tokens
+that expire and are renewed (OAuth2 client credentials or refresh token, a session login).
 
 Each kind is a small pydantic model (the YAML ``auth: {type: ...}`` block) whose ``resolve``
 turns env references into the headers and query parameters to send. Resolution happens once per
-client, and every secret value is registered for masking on the way.
+client, and every secret value is registered for masking on the way. A renewing kind resolves to a
+``TokenSource``: one per client, shared by its threads, that fetches the token when first needed,
+again shortly before it expires, and once more when the API answers 401.
 """
 
 from __future__ import annotations
 
 import base64
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import requests
 from pydantic import BaseModel, ConfigDict, Field
 
-from sync_assets.redaction import register_secret
+from sync_assets.errors import ConfigurationError, TransientError
+from sync_assets.records import dig
+from sync_assets.redaction import mask, register_secret
 from sync_assets.secrets import Secret, Text, resolve_secret, resolve_text
+
+
+class TokenSource:
+    """A token that expires: fetched on first use, renewed ``margin`` before it expires, and on demand
+    (after a 401); one fetch at a time for all the threads of a client."""
+
+    def __init__(self, fetch: Callable[[], tuple[str, float | None]], header: str, prefix: str) -> None:
+        self._fetch, self._header, self._prefix = fetch, header, prefix
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.fetches = 0
+
+    def headers(self) -> dict[str, str]:
+        with self._lock:
+            if self._token is None or time.monotonic() >= self._expires_at:
+                self._renew()
+            assert self._token is not None
+            return {self._header: f"{self._prefix}{self._token}"}
+
+    def renew(self, stale: Mapping[str, str]) -> None:
+        """After a 401 to a request sent with ``stale``: fetch anew, unless another thread already has."""
+        with self._lock:
+            if self._token is None or stale.get(self._header) == f"{self._prefix}{self._token}":
+                self._renew()
+
+    def _renew(self) -> None:
+        token, lifetime = self._fetch()
+        register_secret(token)  # before anything can log it
+        self.fetches += 1
+        self._token = token
+        # renew a little before the API would refuse it: a tenth of its life, at most a minute
+        self._expires_at = time.monotonic() + (lifetime - min(60.0, lifetime / 10) if lifetime else float("inf"))
 
 
 @dataclass(frozen=True)
@@ -23,6 +65,92 @@ class ResolvedAuth:
 
     headers: dict[str, str] = field(default_factory=dict)
     query_params: dict[str, str] = field(default_factory=dict)
+    tokens: TokenSource | None = None  # a token that expires, renewed by itself
+
+
+def _token_request(url: str, what: str, timeout: float = 30.0, **kwargs: Any) -> dict[str, Any]:
+    """POST to a token endpoint; refused credentials are a configuration error, never retried blindly."""
+    try:
+        response = requests.post(url, timeout=timeout, headers={"Accept": "application/json"}, **kwargs)
+    except requests.RequestException as exc:
+        raise TransientError(f"{what} at {url} did not answer: {type(exc).__name__}") from None
+    if response.status_code >= 500 or response.status_code == 429:
+        raise TransientError(f"{what} at {url} answered {response.status_code}", status=response.status_code)
+    if response.status_code >= 400:
+        raise ConfigurationError(f"{what} at {url} refused our credentials ({response.status_code}: "
+                                 f"{mask(response.text)[:200]}); check the auth settings and their env variables")
+    try:
+        body = response.json()
+    except ValueError:
+        raise ConfigurationError(f"{what} at {url} did not answer JSON; check token_url") from None
+    if not isinstance(body, dict):
+        raise ConfigurationError(f"{what} at {url} did not answer a JSON object; check token_url")
+    return body
+
+
+def _token_from(body: dict[str, Any], token_path: str, expires_path: str | None, what: str) -> tuple[str, float | None]:
+    token = dig(body, token_path)
+    if not isinstance(token, str) or not token:
+        raise ConfigurationError(f"{what} answered no token at {token_path!r}; set token_path "
+                                 f"(the answer has {', '.join(sorted(body))})")
+    lifetime = dig(body, expires_path) if expires_path else None
+    return token, float(lifetime) if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) else None
+
+
+class OAuth2Auth(BaseModel):
+    """OAuth2 access tokens from ``token_url``: the client credentials grant, or the refresh token grant
+    when ``refresh_token`` is given. Sent as ``Authorization: Bearer``, renewed before ``expires_in``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["oauth2"] = "oauth2"
+    token_url: Text
+    client_id: Text
+    client_secret: Secret
+    refresh_token: Secret | None = Field(None, description="Use the refresh token grant.")
+    scopes: list[str] = Field(default_factory=list)
+    extra: dict[str, str] = Field(default_factory=dict, description="More fields of the token request body.")
+
+    def resolve(self) -> ResolvedAuth:
+        url = resolve_text(self.token_url, "auth.token_url")
+        form = {"client_id": resolve_text(self.client_id, "auth.client_id"),
+                "client_secret": resolve_secret(self.client_secret, "auth.client_secret"), **self.extra}
+        if self.refresh_token is not None:
+            form.update(grant_type="refresh_token",
+                        refresh_token=resolve_secret(self.refresh_token, "auth.refresh_token"))
+        else:
+            form["grant_type"] = "client_credentials"
+        if self.scopes:
+            form["scope"] = " ".join(self.scopes)
+
+        def fetch() -> tuple[str, float | None]:
+            body = _token_request(url, "the OAuth2 token endpoint", data=form)
+            return _token_from(body, "access_token", "expires_in", "the OAuth2 token endpoint")
+
+        return ResolvedAuth(tokens=TokenSource(fetch, "Authorization", "Bearer "))
+
+
+class SessionTokenAuth(BaseModel):
+    """A login: POST ``body`` (JSON; its credentials from env variables) to ``login_url``, read the token at
+    ``token_path``, send it as ``header`` (with ``prefix``); renewed before ``expires_path`` says, or on a 401."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["session"] = "session"
+    login_url: Text
+    body: dict[str, Secret] = Field(description="The login's JSON body, e.g. {username: {env: U}, password: ...}.")
+    token_path: str = "token"
+    expires_path: str | None = Field(None, description="Where the answer says the token's lifetime, in seconds.")
+    header: str = "Authorization"
+    prefix: str = "Bearer "
+
+    def resolve(self) -> ResolvedAuth:
+        url = resolve_text(self.login_url, "auth.login_url")
+        body = {name: resolve_secret(value, f"auth.body.{name}") for name, value in self.body.items()}
+
+        def fetch() -> tuple[str, float | None]:
+            answer = _token_request(url, "the login", json=body)
+            return _token_from(answer, self.token_path, self.expires_path, "the login")
+
+        return ResolvedAuth(tokens=TokenSource(fetch, self.header, self.prefix))
 
 
 class BearerAuth(BaseModel):
@@ -68,4 +196,4 @@ class BasicAuth(BaseModel):
         return ResolvedAuth(headers={"Authorization": f"Basic {encoded}"})
 
 
-Auth = Annotated[BearerAuth | ApiKeyAuth | BasicAuth, Field(discriminator="type")]
+Auth = Annotated[BearerAuth | ApiKeyAuth | BasicAuth | OAuth2Auth | SessionTokenAuth, Field(discriminator="type")]

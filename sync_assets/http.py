@@ -191,6 +191,7 @@ class HttpClient:
         self.base_url = base_url.rstrip("/")
         self._auth = auth
         self._auth_params = frozenset(auth.query_params)
+        self._tokens = auth.tokens
         self._limiter = limiter
         self._retry = retry
         self._announces = rate_limit_headers or RateLimitHeaders()
@@ -262,17 +263,30 @@ class HttpClient:
               method: str, body: Mapping[str, Any] | None) -> ApiResponse:
         if self._refused is not None:  # another thread of this run was refused: knocking again cannot help
             raise ConfigurationError(f"not sent: {self._refused}")
+        response = self._attempt(url, params, stats, headers, method, body)
+        if response.status_code == 401 and self._tokens is not None:
+            # The token expired early, or was revoked: fetch a new one, once; a 401 to that is a refusal.
+            self._tokens.renew(response.request.headers)
+            response = self._attempt(url, params, stats, headers, method, body)
+        return self._answer(response, stats, method)
+
+    def _attempt(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
+                 method: str, body: Mapping[str, Any] | None) -> requests.Response:
         stats.add(seconds_waited=self._limiter.acquire(), requests=1)
         query = {**params, **self._auth.query_params} if self._auth_params else params
+        if self._tokens is not None:
+            headers = {**(headers or {}), **self._tokens.headers()}
         where = f"{method} {mask_url(url)}"
         try:
-            response = self._session.request(method, url, params=query, headers=headers or None, json=body,
-                                             timeout=self._timeout)
+            return self._session.request(method, url, params=query, headers=headers or None, json=body,
+                                         timeout=self._timeout)
         except requests.exceptions.InvalidURL as exc:  # before ConnectionError: it subclasses it
             raise ConfigurationError(f"invalid URL for {where}: {mask(str(exc))}; check base_url and path") from None
         except (requests.Timeout, requests.ConnectionError, ChunkedEncodingError, ContentDecodingError) as exc:
             raise TransientError(f"{type(exc).__name__} on {where}: the API did not answer in time, "
                                  "or the connection broke") from None
+
+    def _answer(self, response: requests.Response, stats: RequestStats, method: str) -> ApiResponse:
         stats.add(bytes=len(response.content))
         status = response.status_code
         spent = budget_spent(response.headers, self._announces)

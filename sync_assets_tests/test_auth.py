@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,67 @@ def test_a_wrong_credential_is_a_configuration_error_without_retries(
     assert "wrong-credential-value" not in message and "wrong-credential-value" not in caplog.text
     stats = requests.get(f"{api.url}/stats", timeout=5).json()
     assert stats["requests"] == 1 and stats["responses_401"] == 1  # no retry storm
+
+
+# --- tokens that expire: OAuth2 (client credentials, refresh token) and a session login -------------------
+
+def _renewing(api: DemoApi, kind: str, secret: str = TOKEN) -> dict[str, Any]:
+    if kind == "session":
+        return {"type": "session", "login_url": f"{api.url}/login", "token_path": "session.token",
+                "expires_path": "expires_in", "body": {"username": "demo", "password": secret}}
+    auth: dict[str, Any] = {"type": "oauth2", "token_url": f"{api.url}/oauth/token", "client_id": "demo-client",
+                            "client_secret": secret, "scopes": ["read"]}
+    if kind == "refresh_token":
+        auth["refresh_token"] = secret
+    return auth
+
+
+@pytest.mark.parametrize("kind", ["client_credentials", "refresh_token", "session"])
+def test_a_token_that_expires_is_renewed_under_a_concurrent_range(
+    kind: str, demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from sync_assets.reader import StreamReader, open_client
+    from sync_assets.redaction import mask
+    from sync_assets.storage import open_store
+    from sync_assets.sync import sync_windows
+    from sync_assets.windows import partition_key, windows_between
+
+    api = demo_api(token_lifetime=0.6, latency_ms=40, surveys=400)
+    stream = {"name": "surveys", "path": "/v3/surveys", "records_path": "data", "primary_key": "id",
+              "paginator": {"type": "page_number", "size": 100, "total_path": "total"},
+              "incremental": {"cursor_field": "date_modified", "start": "2024-01-01",
+                              "start_param": "start_modified_at", "end_param": "end_modified_at"}}
+    source = make_source(api, [stream], auth=_renewing(api, kind), concurrency=4)
+    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    days = [(partition_key(w.start, "daily"), w) for w in windows_between(
+        datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 10, tzinfo=UTC), "daily")]
+    results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, days, 4))
+    assert all(r.error is None for r in results), [r.error for r in results if r.error]
+    stats = api.stats()
+    assert stats["tokens_issued"] >= 2 and client._tokens is not None  # renewed as it expired, shared by threads
+    assert stats["tokens_issued"] == client._tokens.fetches <= stats["requests"] / 4
+    assert stats["responses_401"] <= 1  # renewed before it expired (a request may still meet the edge once)
+    assert client._tokens._token and client._tokens._token not in mask(f"token {client._tokens._token}")
+    client.close()
+
+
+def test_a_refused_client_secret_is_a_configuration_error_before_any_data_request(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    api = demo_api(token_lifetime=5)
+    with pytest.raises(ConfigurationError) as error:
+        read_all(make_source(api, [CUSTOMERS], auth=_renewing(api, "client_credentials", "wrong-secret")),
+                 "customers", tmp_path)
+    assert "token endpoint" in str(error.value) and "refused our credentials" in str(error.value)
+    assert "wrong-secret" not in str(error.value)
+    assert api.stats()["by_path"] == {}  # no request to the data endpoints
+
+
+def test_a_token_revoked_mid_run_is_renewed_once_then_refused(demo_api: Callable[..., DemoApi], tmp_path: Path) -> None:
+    api = demo_api(token_lifetime=60, revoke_after=3)
+    with pytest.raises(ConfigurationError, match="refused our credentials"):
+        read_all(make_source(api, [CUSTOMERS], auth=_renewing(api, "client_credentials")), "customers", tmp_path)
+    stats = api.stats()
+    assert stats["tokens_issued"] == 2 and stats["responses_401"] == 2  # the first token, one renewal, no storm

@@ -15,6 +15,7 @@ from dagster import Config, ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import Field, PrivateAttr, SecretStr
 
 from sync_assets.dagster.killed_runs import stop_with_orchestrator
+from sync_assets.errors import ConfigurationError
 from sync_assets.http import HttpClient
 from sync_assets.rate_limit import Rate
 from sync_assets.reader import open_client
@@ -68,7 +69,10 @@ class SyncApiResource(ConfigurableResource):  # type: ignore[type-arg]
         if self.base_url:
             update["base_url"] = self.base_url
         if self.credential and source.auth is not None:
-            field = _SECRET_FIELDS[source.auth.type]
+            field = _SECRET_FIELDS.get(source.auth.type)
+            if field is None:
+                raise ConfigurationError(f"the API resource's credential cannot replace a {source.auth.type} "
+                                         "auth's secrets; set them in the source (from env variables)")
             update["auth"] = source.auth.model_copy(update={field: SecretStr(self.credential)})
         if self.max_attempts:
             update["retry"] = source.retry.model_copy(update={"max_attempts": self.max_attempts})
@@ -83,8 +87,10 @@ class SyncApiResource(ConfigurableResource):  # type: ignore[type-arg]
         return self._clients[source.name]
 
 
-_SECRET_FIELDS = {"bearer": "token", "api_key": "key", "basic": "password"}
+# The one credential the resource's `credential` setting replaces, per auth kind (a login has several).
+_SECRET_FIELDS = {"bearer": "token", "api_key": "key", "basic": "password", "oauth2": "client_secret"}
 
 
 def _auth_secret(source: ApiSource) -> Any:
-    return getattr(source.auth, _SECRET_FIELDS[source.auth.type]) if source.auth else None
+    field = _SECRET_FIELDS.get(source.auth.type) if source.auth else None
+    return getattr(source.auth, field) if field else None

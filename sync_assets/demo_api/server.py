@@ -90,6 +90,11 @@ class DemoApiConfig:
     cursor_cycle: int = 0
     """From this page on (1-based; 0 = never), the customers' next cursor points one page back, so a
     reader that follows it goes round two pages forever (A, B, A, B, ...), as broken real cursors do."""
+    token_lifetime: float = 0.0
+    """Seconds an issued token lives (0 = no token endpoints): ``POST /oauth/token`` (client credentials with
+    client_id ``demo-client`` and the token as its secret, or the refresh token grant with the token as the
+    refresh token) and ``POST /login`` (JSON ``{"username": "demo", "password": <token>}``) hand out
+    short-lived tokens that every endpoint accepts until they expire, as SaaS APIs do."""
     chaos: bool = False
     """Mix faults into every endpoint, reproducibly from the seed (``CHAOS_MIX``): 5xx at 20 %, bursts of
     429s with Retry-After, connection resets, bodies cut off mid-way and bodies that trickle in."""
@@ -564,6 +569,7 @@ class _Stats:
         self._in_pause = 0
         self._pause_examples: list[dict[str, Any]] = []
         self._faults: Counter[str] = Counter()
+        self._tokens = 0
 
     def count_request(self, path_key: str) -> None:
         with self._lock:
@@ -588,6 +594,10 @@ class _Stats:
                 self._pause_examples.append({"path": path_key, "after_announcement": round(after_announcement, 3),
                                              "before_end": round(before_end, 3), "announced_at": announced})
 
+    def count_token(self) -> None:
+        with self._lock:
+            self._tokens += 1
+
     def count_fault(self, fault: str) -> None:
         with self._lock:
             self._faults[fault] += 1
@@ -607,6 +617,7 @@ class _Stats:
             self._in_pause = 0
             self._pause_examples.clear()
             self._faults.clear()
+            self._tokens = 0
 
     def snapshot(self) -> dict[str, Any]:
         limit = self._rate_limit
@@ -626,6 +637,7 @@ class _Stats:
                 "requests_in_pause": self._in_pause,
                 "requests_in_pause_examples": list(self._pause_examples),
                 "faults_injected": dict(self._faults),
+                "tokens_issued": self._tokens,
                 "rate_limit": None if limit is None else {"requests": limit[0], "seconds": limit[1]},
                 "by_path": dict(self._paths),
             }
@@ -716,6 +728,7 @@ class _HttpServer(ThreadingHTTPServer):
         self.pauses = _Pauses()
         self.endpoints = _Endpoints(config)
         self._accepted, self._accepted_lock = 0, threading.Lock()
+        self._issued: dict[str, float] = {}  # token -> when it expires (monotonic)
         self._connections: set[Any] = set()
         self._connections_lock = threading.Lock()
         super().__init__((config.host, config.port), _RequestHandler)
@@ -752,6 +765,18 @@ class _HttpServer(ThreadingHTTPServer):
         self.limiter.reset()
         self.pauses.reset()
 
+    def issue_token(self) -> str:
+        token = f"issued-{random.getrandbits(64):016x}"
+        with self._accepted_lock:
+            self._issued[token] = time.monotonic() + self.config.token_lifetime
+        self.stats.count_token()
+        return token
+
+    def issued_and_valid(self, offered: list[str]) -> bool:
+        now = time.monotonic()
+        with self._accepted_lock:
+            return any(self._issued.get(token, 0.0) > now for token in offered)
+
     def revoked(self) -> bool:
         """Whether the token is refused from now on (``revoke_after`` accepted requests were served)."""
         limit = self.config.revoke_after
@@ -786,12 +811,38 @@ class _RequestHandler(BaseHTTPRequestHandler):
         elif (method, url.path) == ("POST", "/stats/reset"):
             self.server.reset_stats()
             self._send(_json_reply(200, self.server.stats.snapshot()))
+        elif (method, url.path) in (("POST", "/oauth/token"), ("POST", "/login")) and self.server.config.token_lifetime:
+            self._send(self._token(url.path))
         else:
             path_key, endpoint, path_args = _route(url.path)
             self.server.stats.count_request(path_key)
             reply = self._guarded(method, url.path, _Query(url.query), endpoint, path_args, path_key)
             self.server.stats.count_status(reply.status)
             self._send(reply)
+
+    def _token(self, path: str) -> _Reply:
+        """The token endpoints: credentials in, a short-lived token out (never through the data endpoints' auth)."""
+        server, secret = self.server, self.server.config.token
+        body = getattr(self, "body", b"")
+        if path == "/login":
+            try:
+                login = json.loads(body or b"{}")
+            except ValueError:
+                login = {}
+            if not (isinstance(login, dict) and login.get("username") == "demo" and login.get("password") == secret):
+                return _json_reply(401, {"error": "invalid_login"})
+            return _json_reply(200, {"session": {"token": server.issue_token()},
+                                     "expires_in": server.config.token_lifetime})
+        form = dict(parse_qsl(body.decode()))
+        grant = form.get("grant_type")
+        good = (grant == "client_credentials" and form.get("client_id") == "demo-client"
+                and form.get("client_secret") == secret) or (
+            grant == "refresh_token" and form.get("refresh_token") == secret)
+        if not good:
+            return _json_reply(400 if grant not in ("client_credentials", "refresh_token") else 401,
+                               {"error": "invalid_client" if grant else "unsupported_grant_type"})
+        return _json_reply(200, {"access_token": server.issue_token(), "token_type": "bearer",
+                                 "expires_in": server.config.token_lifetime})
 
     def _guarded(
         self, method: str, path: str, query: _Query, endpoint: _Endpoint | None, path_args: tuple[str, ...],
@@ -803,7 +854,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         received = time.monotonic()  # when the request arrived: the moment that counts against a pause
         if config.latency_ms:
             time.sleep(config.latency_ms / 1000)
-        if config.token is not None and (not _is_authorized(config.token, self.headers, query) or server.revoked()):
+        authorized = config.token is None or _is_authorized(config.token, self.headers, query) or (
+            config.token_lifetime > 0 and server.issued_and_valid(_offered_credentials(self.headers, query)))
+        if not authorized or (config.token is not None and server.revoked()):
             message = ("missing or invalid credentials: send the API token as a Bearer token, an X-API-Key "
                        "header, an api_key query parameter or a Basic auth password")
             return _json_reply(401, {"error": "unauthorized", "message": message},
@@ -986,6 +1039,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse the token (401) after N accepted requests, as a revoked credential (0: never)")
     parser.add_argument("--cursor-cycle", type=int, default=0, metavar="N",
                         help="from page N on, the customers' next cursor points one page back (0: never)")
+    parser.add_argument("--token-lifetime", type=float, default=0.0, metavar="SECONDS",
+                        help="serve POST /oauth/token and POST /login, handing out tokens that live this long")
     parser.add_argument("--chaos", action="store_true",
                         help="mix faults into every endpoint, reproducibly from --seed: 5xx at 20%%, bursts of "
                              "429s, connection resets, cut-off and trickling bodies")
@@ -999,7 +1054,7 @@ def _config_from_args(args: argparse.Namespace) -> DemoApiConfig:
         rate_limit=args.rate_limit, fail_rate=args.fail_rate, seed=args.seed,
         customers=args.customers, orders=args.orders, events=args.events, surveys=args.surveys,
         cursor_cycle=args.cursor_cycle, revoke_after=args.revoke_after, rate_limit_style=args.rate_limit_style,
-        chaos=args.chaos, chaos_cycles=args.chaos_cycles,
+        chaos=args.chaos, chaos_cycles=args.chaos_cycles, token_lifetime=args.token_lifetime,
     )
 
 
