@@ -64,8 +64,16 @@ class Emitter:
         self.lines([json.dumps(message, separators=(",", ":"), default=str)])
 
     def lines(self, lines: Iterable[str]) -> None:
+        """Written a thousand at a time: a window spooled to disk is never held in memory whole."""
         with self._lock:
-            self._out.write("".join(line + "\n" for line in lines))
+            batch: list[str] = []
+            for line in lines:
+                batch.append(line)
+                if len(batch) >= 1000:
+                    self._out.write("\n".join(batch) + "\n")
+                    batch.clear()
+            if batch:
+                self._out.write("\n".join(batch) + "\n")
             self._out.flush()
 
     def records(self, namespace: str, stream: str, lines: Iterable[str]) -> None:

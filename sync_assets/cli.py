@@ -92,7 +92,7 @@ def _write_windows(reader: StreamReader, windows: list[Window | None], out: IO[s
             stats.merge(result.stats)
             if result.error is not None:
                 raise result.error
-            out.write("".join(line + "\n" for line in result.lines()))
+            out.writelines(line + "\n" for line in result.lines())  # line by line: a window is never held whole
             totals["records"] += result.records
             totals["pages"] += result.pages
             totals["dropped_out_of_window"] += result.dropped
