@@ -15,15 +15,24 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sync_assets.errors import ConfigurationError, TransientError
+from sync_assets.plugins import call, load
 from sync_assets.records import dig
 from sync_assets.redaction import mask, register_secret
-from sync_assets.secrets import Secret, Text, resolve_secret, resolve_text
+from sync_assets.secrets import Env, Secret, Text, resolve_secret, resolve_text
+
+
+class HeaderSource(Protocol):
+    """Headers worked out per request (a token that expires), and told when the API refused them (401)."""
+
+    def headers(self) -> dict[str, str]: ...
+
+    def renew(self, stale: Mapping[str, str]) -> None: ...
 
 
 class TokenSource:
@@ -65,7 +74,7 @@ class ResolvedAuth:
 
     headers: dict[str, str] = field(default_factory=dict)
     query_params: dict[str, str] = field(default_factory=dict)
-    tokens: TokenSource | None = None  # a token that expires, renewed by itself
+    tokens: HeaderSource | None = None  # a token that expires, renewed by itself
 
 
 def _token_request(url: str, what: str, timeout: float = 30.0, **kwargs: Any) -> dict[str, Any]:
@@ -196,4 +205,51 @@ class BasicAuth(BaseModel):
         return ResolvedAuth(headers={"Authorization": f"Basic {encoded}"})
 
 
-Auth = Annotated[BearerAuth | ApiKeyAuth | BasicAuth | OAuth2Auth | SessionTokenAuth, Field(discriminator="type")]
+class _PluginHeaders:
+    """A custom auth as a ``HeaderSource``: its ``headers()`` per request, its ``renew()`` (if any) after a 401."""
+
+    def __init__(self, path: str, impl: Any) -> None:
+        self._path, self._impl = path, impl
+        self._lock = threading.Lock()
+
+    def headers(self) -> dict[str, str]:
+        with self._lock:
+            headers: dict[str, str] = call(self._path, "auth", self._impl.headers)
+        for value in headers.values():
+            register_secret(value)  # whatever it sends is a credential
+        return headers
+
+    def renew(self, stale: Mapping[str, str]) -> None:
+        if hasattr(self._impl, "renew"):
+            with self._lock:
+                call(self._path, "auth", self._impl.renew)
+
+
+class CustomAuth(BaseModel):
+    """An auth of one's own: ``class`` (``package.module:Class``) built with ``options``; it implements
+    ``headers() -> dict`` (called for every request, from any thread: one at a time) and may implement
+    ``renew()`` (called once after a 401, before the request is sent again)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    type: Literal["custom"] = "custom"
+    class_path: str = Field(alias="class", description="package.module:Class")
+    options: dict[str, Env | str | int | float | bool] = Field(
+        default_factory=dict, description="Keyword arguments of the class; {env: NAME} values are secrets.")
+
+    @model_validator(mode="after")
+    def _importable(self) -> CustomAuth:
+        load(self.class_path, "auth")
+        return self
+
+    def resolve(self) -> ResolvedAuth:
+        options = {name: resolve_secret(value, f"auth.options.{name}") if isinstance(value, Env) else value
+                   for name, value in self.options.items()}
+        try:
+            impl = load(self.class_path, "auth")(**options)
+        except TypeError as exc:
+            raise ConfigurationError(f"auth {self.class_path} does not take these options: {exc}") from None
+        return ResolvedAuth(tokens=_PluginHeaders(self.class_path, impl))
+
+
+Auth = Annotated[BearerAuth | ApiKeyAuth | BasicAuth | OAuth2Auth | SessionTokenAuth | CustomAuth,
+                 Field(discriminator="type")]

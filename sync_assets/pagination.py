@@ -17,9 +17,10 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from sync_assets.errors import SyncSystemError
+from sync_assets.plugins import call, load
 from sync_assets.records import dig
 
 if TYPE_CHECKING:
@@ -240,6 +241,36 @@ class LinkHeader(_NextUrl):
         return self._token_from(response, response.links.get(self.rel, {}).get("url"))
 
 
+class CustomPaginator(_Paginator):
+    """A paginator of one's own: ``class`` (``package.module:Class``) built with ``options`` as keyword
+    arguments. It implements the protocol every built-in paginator implements: ``apply(url, params,
+    token) -> (url, params)`` (the request for the page at ``token``; ``None`` is the first) and
+    ``next_token(response, records, token) -> token or None`` (``None``: that was the last page)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    type: Literal["custom"] = "custom"
+    class_path: str = Field(alias="class", description="package.module:Class")
+    options: dict[str, Any] = Field(default_factory=dict)
+    _impl: Any = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _built(self) -> CustomPaginator:
+        try:
+            self._impl = load(self.class_path, "paginator")(**self.options)
+        except TypeError as exc:
+            raise ValueError(f"paginator {self.class_path} does not take these options: {exc}") from None
+        return self
+
+    def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
+        result: tuple[str, Params] = call(self.class_path, "paginator", self._impl.apply, url, params, token)
+        return result
+
+    def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
+        result: Token | None = call(self.class_path, "paginator", self._impl.next_token, response, records, token)
+        return result
+
+
 Paginator = Annotated[
-    NoPagination | PageNumber | Offset | CursorToken | NextUrl | LinkHeader, Field(discriminator="type")
+    NoPagination | PageNumber | Offset | CursorToken | NextUrl | LinkHeader | CustomPaginator,
+    Field(discriminator="type"),
 ]

@@ -21,6 +21,7 @@ from sync_assets.auth import ResolvedAuth
 from sync_assets.errors import ConfigurationError, SyncSystemError
 from sync_assets.http import HttpClient, RequestStats
 from sync_assets.pagination import Token, token_fingerprint
+from sync_assets.plugins import PluginError
 from sync_assets.rate_limit import RateLimitStore, SharedRateLimiter
 from sync_assets.records import dig, select_records
 from sync_assets.redaction import get_logger, mask
@@ -121,14 +122,21 @@ class StreamReader:
         followed = set() if followed is None else followed  # a fingerprint per page, not the tokens
         followed.add(token_fingerprint(token))
         while True:
-            request_url, request_params = stream.paginator.apply(url, params, token)
+            try:
+                request_url, request_params = stream.paginator.apply(url, params, token)
+            except PluginError as exc:
+                raise SyncSystemError(f"stream {stream.name!r}: {exc}") from exc
             body = stream.body_for(parent)
             if stream.params_in == "body":  # the window's, the paginator's and the stream's params, in the body
                 body, request_params = {**(body or {}), **request_params}, {}
             response = self.client.request(request_url, request_params, stats, headers, stream.method, body)
             records = select_records(response.body, stream.records_path, response.where)
+            try:
+                next_token = stream.paginator.next_token(response, records, token)
+                records = stream.transformed(records)
+            except PluginError as exc:
+                raise SyncSystemError(f"stream {stream.name!r}: {exc}") from exc
             stream.with_parent_fields(records, parent)
-            next_token = stream.paginator.next_token(response, records, token)
             if next_token is not None and next_token == token:
                 raise SyncSystemError(
                     f"pagination of stream {stream.name!r} did not advance past token {mask(repr(token))} "

@@ -15,12 +15,13 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from sync_assets.auth import Auth
 from sync_assets.errors import ConfigurationError
 from sync_assets.http import RateLimitHeaders, RetryPolicy
 from sync_assets.pagination import NoPagination, Paginator
+from sync_assets.plugins import call, load
 from sync_assets.rate_limit import Rate, RateLimitStore
 from sync_assets.secrets import Text
 from sync_assets.windows import Incremental
@@ -66,10 +67,29 @@ class Stream(BaseModel):
     body: dict[str, Any] | None = Field(None, description="POST: the JSON body; its strings may use {parent[field]}.")
     params_in: Literal["query", "body"] = Field(
         "query", description="POST: where the stream's, the window's and the paginator's parameters go.")
+    transform: str | None = Field(None, description="package.module:function called on each record; it returns "
+                                                    "the record to store (fields added, renamed or dropped), or None "
+                                                    "to leave the record out.")
     include_from_parent: list[str] = Field(
         default_factory=list, description="Parent fields copied into each child record, as <parent>_<field>.")
     description: str | None = None
     json_schema: dict[str, Any] | None = Field(None, alias="schema")
+
+    _transform: Any = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _transform_loads(self) -> Stream:
+        if self.transform is not None:
+            self._transform = load(self.transform, "transform")
+        return self
+
+    def transformed(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The page's records through the stream's ``transform`` (if any); ``None`` from it drops a record."""
+        if self._transform is None:
+            return records
+        assert self.transform is not None
+        out = [call(self.transform, "transform", self._transform, record) for record in records]
+        return [record for record in out if record is not None]
 
     @model_validator(mode="after")
     def _path_fits_parent(self) -> Stream:
