@@ -202,6 +202,35 @@ class CursorToken(_Paginator):
         return str(value) if value not in (None, "") else None
 
 
+class LastRecord(_Paginator):
+    """The last record's id sent back as the next page's start, Stripe's ``starting_after`` (Shopify's
+    ``since_id``), while the body says there is more: ``{"data": [...], "has_more": true}``."""
+
+    type: Literal["last_record"] = "last_record"
+    param: str = "starting_after"
+    field: str = "id"
+    has_more_path: str | None = Field("has_more", description="Without one, an empty page is the last.")
+    size_param: str | None = "limit"
+    size: int | None = Field(100, gt=0)
+
+    def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
+        params = dict(params)
+        if self.size_param and self.size:
+            params[self.size_param] = self.size
+        if token is not None:
+            params[self.param] = token
+        return url, params
+
+    def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
+        if not records or (self.has_more_path and not dig(response.body, self.has_more_path)):
+            return None
+        last = records[-1].get(self.field) if isinstance(records[-1], dict) else None
+        if last is None:
+            raise SyncSystemError(f"the last record of {response.where} has no {self.field!r} to continue after; "
+                                  "set the paginator's field")
+        return last if isinstance(last, int) else str(last)
+
+
 class _NextUrl(_Paginator):
     """Shared by the styles whose token is the next page's full URL."""
 
@@ -271,6 +300,6 @@ class CustomPaginator(_Paginator):
 
 
 Paginator = Annotated[
-    NoPagination | PageNumber | Offset | CursorToken | NextUrl | LinkHeader | CustomPaginator,
+    NoPagination | PageNumber | Offset | CursorToken | LastRecord | NextUrl | LinkHeader | CustomPaginator,
     Field(discriminator="type"),
 ]

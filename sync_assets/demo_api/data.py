@@ -194,6 +194,17 @@ def survey_modified_timestamp(seed: int, survey_id: int) -> int:
     return _survey_modified(_Draws(seed, "survey", survey_id), survey_id)
 
 
+def charge(seed: int, survey_id: int) -> dict[str, Any]:
+    """A survey as Stripe shapes its objects: a prefixed string id, ``created`` in epoch seconds, money in cents."""
+    record = survey(seed, survey_id)
+    return {"id": f"ch_{survey_id}", "object": "charge", "created": survey_modified_timestamp(seed, survey_id),
+            "amount": 100 * record["question_count"], "currency": "eur", "description": record["title"]}
+
+
+def charges_created_between(seed: int, count: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    return [charge(seed, s["id"]) for s in surveys_modified_between(seed, count, start, end)]
+
+
 def survey(seed: int, survey_id: int) -> dict[str, Any]:
     draws = _Draws(seed, "survey", survey_id)
     modified = _survey_modified(draws, survey_id)

@@ -249,6 +249,14 @@ class _Query:
         except ValueError:
             raise _BadParameter(name, f"expected a date YYYY-MM-DD, got {text!r}") from None
 
+    def epoch_s(self, name: str) -> datetime | None:
+        text = self.get(name)
+        if text is None:
+            return None
+        if not text.isdigit():
+            raise _BadParameter(name, f"expected epoch seconds, got {text!r}")
+        return datetime.fromtimestamp(int(text), tz=UTC)
+
     def epoch_ms(self, name: str) -> datetime | None:
         text = self.get(name)
         if text is None:
@@ -408,6 +416,25 @@ class _Endpoints:
         query = _Query(urlencode({name: value for name, value in body.items() if isinstance(value, str | int)}))
         return self.surveys(_Request(request.path, (), query, request.base_url))
 
+    def charges(self, request: _Request) -> _Page:
+        """Stripe's shape over the surveys: ``created[gte]``/``created[lt]`` (epoch seconds), ``limit``,
+        ``starting_after`` (an id), ``{"object": "list", "data": [...], "has_more": ...}``; each record is a
+        survey with ``id`` ``ch_<n>`` and ``created`` its modification instant in epoch seconds."""
+        query = request.query
+        start, end = query.epoch_s("created[gte]"), query.epoch_s("created[lt]")
+        limit = query.integer("limit", 10, 1, 100)
+        ids = self._survey_index.ids_between(start, end)
+        after = query.get("starting_after")
+        position = 0
+        if after is not None:
+            if not after.startswith("ch_") or not after[3:].isdigit() or int(after[3:]) not in ids:
+                raise _BadParameter("starting_after", f"no such object in this list: {after!r}")
+            position = list(ids).index(int(after[3:])) + 1
+        selected = ids[position:position + limit]
+        records = [data.charge(self._config.seed, survey_id) for survey_id in selected]
+        return _Page({"object": "list", "data": records, "has_more": position + limit < len(ids),
+                      "url": "/v1/charges"}, "data")
+
     def responses(self, request: _Request) -> _Page:
         """A survey's responses by query parameter (``survey_id``), as APIs that filter children that way do.
         The ``X-Survey-Id`` header must name the same survey: it shows that headers carry parent values."""
@@ -460,6 +487,7 @@ _ROUTES: tuple[tuple[re.Pattern[str], str, _Endpoint], ...] = (
     (re.compile(r"/v3/surveys"), "/v3/surveys", _Endpoints.surveys),
     (re.compile(r"/v3/surveys/([^/]+)/responses"), "/v3/surveys/{id}/responses", _Endpoints.survey_responses),
     (re.compile(r"/v3/responses"), "/v3/responses", _Endpoints.responses),
+    (re.compile(r"/v1/charges"), "/v1/charges", _Endpoints.charges),
     (re.compile(r"/v3/surveys/search"), "/v3/surveys/search", _Endpoints.surveys_search),
     (re.compile(r"/v1/customers"), "/v1/customers", _Endpoints.customers),
     (re.compile(r"/v1/orders"), "/v1/orders", _Endpoints.orders),
