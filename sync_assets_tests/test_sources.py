@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
 from sync_assets.dagster import SyncApiResource, build_definitions
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.reader import StreamReader, open_client
-from sync_assets.sources import stripe_style_source
+from sync_assets.sources import github_style_source, stripe_style_source
 from sync_assets.storage import TableSpec, open_store
 from sync_assets.storage.layout import home_under, store_dir
 from sync_assets.sync import sync_windows
@@ -62,3 +63,29 @@ def _materialize_a_day(demo_env: DemoApi, instance: DagsterInstance) -> None:
     day = Window(datetime(2024, 2, 5, tzinfo=UTC), datetime(2024, 2, 6, tzinfo=UTC))
     assert sorted(r["id"] for r in store.records(TableSpec("stripe_style", "charges"), ["2024-02-05"])) == sorted(
         c["id"] for c in data.charges_created_between(0, 400, day.start, day.end))
+
+
+def test_the_github_style_source_paces_itself_by_the_headers_and_stops_past_the_window(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = demo_api(rate_limit=(8, 1.0), rate_limit_style="github", surveys=400)
+    monkeypatch.setenv("SYNC_ASSETS_DEMO_URL", api.url)
+    monkeypatch.setenv("SYNC_ASSETS_DEMO_TOKEN", TOKEN)
+    source = github_style_source()
+    stream = source.stream("issues").model_copy(update={"params": {**source.stream("issues").params, "per_page": 4}})
+    source = source.model_copy(update={"streams": [stream]})
+    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    weeks = [(partition_key(w.start, "daily"), w) for w in windows_between(
+        datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 15, tzinfo=UTC), "daily")]
+    results = list(sync_windows(StreamReader(source, stream, client), store, weeks, 4))
+    client.close()
+    assert all(r.error is None for r in results), [r.error for r in results if r.error]
+    got = sorted(r["id"] for r in store.records(TableSpec("github_style", "issues"), [k for k, _ in weeks]))
+    truth = sorted(i["id"] for i in data.issues_updated_between(
+        0, 400, datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 15, tzinfo=UTC)))
+    assert got == truth and truth
+    stats = api.stats()
+    assert stats["responses_403"] == 0 and stats["responses_429"] == 0  # the headers alone kept it in budget
+    # `since` has no end: each day stops at its first page past the day, not at the last page of the year
+    assert stats["requests"] <= sum(-(-max(1, len(data.issues_updated_between(0, 400, w.start, w.end))) // 4) + 1
+                                    for _, w in weeks)

@@ -201,6 +201,17 @@ def charge(seed: int, survey_id: int) -> dict[str, Any]:
             "amount": 100 * record["question_count"], "currency": "eur", "description": record["title"]}
 
 
+def issue(seed: int, survey_id: int) -> dict[str, Any]:
+    """A survey as GitHub shapes an issue: ``number``, ``title``, ``state``, ``updated_at`` (UTC, ``Z``)."""
+    record = survey(seed, survey_id)
+    return {"id": 10_000 + survey_id, "number": survey_id, "title": record["title"], "state": "open",
+            "created_at": record["date_created"], "updated_at": _iso_z(survey_modified_timestamp(seed, survey_id))}
+
+
+def issues_updated_between(seed: int, count: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    return [issue(seed, s["id"]) for s in surveys_modified_between(seed, count, start, end)]
+
+
 def charges_created_between(seed: int, count: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
     return [charge(seed, s["id"]) for s in surveys_modified_between(seed, count, start, end)]
 

@@ -467,6 +467,20 @@ class _Endpoints:
         records = [data.order(config.seed, i, config.customers) for i in range(offset + 1, last + 1)]
         return _Page({"items": records, "total": config.orders, "offset": offset, "limit": limit}, "items")
 
+    def issues(self, request: _Request) -> _Page:
+        """GitHub's shape over the surveys: ``GET /repos/demo/issues?since=ISO&per_page=N&page=K``, oldest
+        update first, the next page in a ``Link`` header; each record is a survey as an issue (``number``,
+        ``updated_at``). Run with ``--rate-limit N/S --rate-limit-style github`` for GitHub's budget headers."""
+        query = request.query
+        since = query.instant("since")
+        page, per_page = query.integer("page", 1, 1), query.integer("per_page", 30, 1, 100)
+        ids = self._survey_index.ids_between(since, None)
+        records = [data.issue(self._config.seed, survey_id) for survey_id in ids[_page_slice(page, per_page)]]
+        headers = {}
+        if page * per_page < len(ids):
+            headers["Link"] = f'<{query.url_with(request.base_url, request.path, "page", str(page + 1))}>; rel="next"'
+        return _Page(records, None, headers)
+
     def events(self, request: _Request) -> _Page:
         query = request.query
         page_size, after = query.page_size("page_size"), query.integer("after", 0, 0)
@@ -488,6 +502,7 @@ _ROUTES: tuple[tuple[re.Pattern[str], str, _Endpoint], ...] = (
     (re.compile(r"/v3/surveys/([^/]+)/responses"), "/v3/surveys/{id}/responses", _Endpoints.survey_responses),
     (re.compile(r"/v3/responses"), "/v3/responses", _Endpoints.responses),
     (re.compile(r"/v1/charges"), "/v1/charges", _Endpoints.charges),
+    (re.compile(r"/repos/demo/issues"), "/repos/demo/issues", _Endpoints.issues),
     (re.compile(r"/v3/surveys/search"), "/v3/surveys/search", _Endpoints.surveys_search),
     (re.compile(r"/v1/customers"), "/v1/customers", _Endpoints.customers),
     (re.compile(r"/v1/orders"), "/v1/orders", _Endpoints.orders),
