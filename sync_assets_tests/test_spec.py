@@ -182,3 +182,15 @@ def test_a_bad_default_is_reported_once_at_its_own_line() -> None:
         parse_source_yaml(SHARED.replace("{type: cursor, size_param: limit, size: 50}", "{type: pages}"), "shop.yaml")
     lines = str(info.value).splitlines()[1:]
     assert len(lines) == 1 and lines[0].startswith("  stream_defaults.paginator (line 6): type 'pages' is not known")
+
+
+def test_a_post_body_takes_parent_values_at_any_depth() -> None:
+    source = ApiSource(name="shop", base_url="https://shop.example", streams=[
+        Stream(name="orders", path="/orders", incremental={"cursor_field": "at", "start": "2024-01-01"}),
+        Stream(name="lines", path="/lines/search", method="POST", parent={"stream": "orders"},
+               body={"filter": {"order": "{parent[id]}", "tags": ["x", "{parent[kind]}"]}, "limit": 5}),
+    ])
+    assert source.stream("lines").body_for({"id": 7, "kind": "gift"}) == {
+        "filter": {"order": "7", "tags": ["x", "gift"]}, "limit": 5}
+    assert source.stream("lines").body == {"filter": {"order": "{parent[id]}", "tags": ["x", "{parent[kind]}"]},
+                                           "limit": 5}  # the declaration itself is left as written
