@@ -395,9 +395,8 @@ class Read:
         parent = self.source.stream(stream.parent.stream)
         done = covered_windows(state)
         partial = (state or {}).get("in_progress") or {}
-        windows: list[Window | None] = [None]
-        if parent.incremental is not None:
-            windows = list(uncovered_windows(parent, [w for w, _ in done], datetime.now(UTC)))
+        # a substream's parent is incremental (the source refuses others): its windows are the partitions
+        windows: list[Window | None] = list(uncovered_windows(parent, [w for w, _ in done], datetime.now(UTC)))
         ok = True
         parents_reader = StreamReader(self.source, parent, reader.client)
         # Listing and children share the client's connections: half each, so neither starves the other.

@@ -180,6 +180,16 @@ class Offset(_Paginator):
         return None if index == 0 else index * self.limit
 
 
+def _token_params(params: Params, size_param: str | None, size: int | None, param: str, token: Token | None) -> Params:
+    """The request's parameters with the page size and, after the first page, the token."""
+    params = dict(params)
+    if size_param and size:
+        params[size_param] = size
+    if token is not None:
+        params[param] = token
+    return params
+
+
 class CursorToken(_Paginator):
     """An opaque token from the body sent back as a parameter; ``{"data": [...], "next_cursor": "abc"}``."""
 
@@ -190,12 +200,7 @@ class CursorToken(_Paginator):
     size: int | None = Field(None, gt=0)
 
     def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
-        params = dict(params)
-        if self.size_param and self.size:
-            params[self.size_param] = self.size
-        if token is not None:
-            params[self.param] = token
-        return url, params
+        return url, _token_params(params, self.size_param, self.size, self.param, token)
 
     def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
         value = dig(response.body, self.token_path)
@@ -214,12 +219,7 @@ class LastRecord(_Paginator):
     size: int | None = Field(100, gt=0)
 
     def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
-        params = dict(params)
-        if self.size_param and self.size:
-            params[self.size_param] = self.size
-        if token is not None:
-            params[self.param] = token
-        return url, params
+        return url, _token_params(params, self.size_param, self.size, self.param, token)
 
     def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
         if not records or (self.has_more_path and not dig(response.body, self.has_more_path)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
@@ -13,9 +14,10 @@ from sync_assets.dagster import SyncApiResource, build_definitions
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.sources import github_style_source, stripe_style_source
+from sync_assets.spec import ApiSource, Stream
 from sync_assets.storage import TableSpec, open_store
 from sync_assets.storage.layout import home_under, store_dir
-from sync_assets.sync import sync_windows
+from sync_assets.sync import WindowResult, sync_windows
 from sync_assets.windows import Window, partition_key, windows_between
 from sync_assets_tests.helpers import TOKEN
 
@@ -27,22 +29,28 @@ def demo_env(api: DemoApi, monkeypatch: pytest.MonkeyPatch) -> DemoApi:
     return api
 
 
+def _sync_days(source: ApiSource, stream: Stream, tmp_path: Path, start: datetime, end: datetime
+               ) -> tuple[list[WindowResult], list[Any]]:
+    """Every day of ``[start, end)`` of ``stream`` (the source's only one, as given), 4 at a time: the results
+    (none failed) and the ids stored."""
+    source = source.model_copy(update={"streams": [stream]})
+    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    days = [(partition_key(w.start, "daily"), w) for w in windows_between(start, end, "daily")]
+    results = list(sync_windows(StreamReader(source, stream, client), store, days, 4))
+    client.close()
+    assert all(r.error is None for r in results), [r.error for r in results if r.error]
+    return results, sorted(r["id"] for r in store.records(TableSpec(source.name, stream.name), [k for k, _ in days]))
+
+
 def test_the_stripe_style_source_reads_windows_by_created_and_pages_by_starting_after(
     demo_env: DemoApi, tmp_path: Path
 ) -> None:
     source = stripe_style_source().model_copy(update={"rate_limits": []})
-    stream = source.stream("charges").model_copy(update={"paginator": source.stream("charges").paginator.model_copy(
-        update={"size": 3})})  # small pages, so that every window takes several
-    source = source.model_copy(update={"streams": [stream]})
-    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
-    february = list(windows_between(datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC), "daily"))
-    days = [(partition_key(w.start, "daily"), w) for w in february]
-    results = list(sync_windows(StreamReader(source, stream, client), store, days, 4))
-    client.close()
-    assert all(r.error is None for r in results), [r.error for r in results if r.error]
-    got = sorted(r["id"] for r in store.records(TableSpec("stripe_style", "charges"), [k for k, _ in days]))
-    truth = sorted(c["id"] for c in data.charges_created_between(
-        0, 400, datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)))
+    stream = source.stream("charges")
+    stream = stream.model_copy(update={"paginator": stream.paginator.model_copy(update={"size": 3})})  # pages
+    start, end = datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)
+    results, got = _sync_days(source, stream, tmp_path, start, end)
+    truth = sorted(c["id"] for c in data.charges_created_between(0, 400, start, end))
     assert got == truth and len(truth) > 10
     assert any(r.state is not None and r.state.pages > 1 for r in results)  # starting_after was followed
 
@@ -73,19 +81,12 @@ def test_the_github_style_source_paces_itself_by_the_headers_and_stops_past_the_
     monkeypatch.setenv("SYNC_ASSETS_DEMO_TOKEN", TOKEN)
     source = github_style_source()
     stream = source.stream("issues").model_copy(update={"params": {**source.stream("issues").params, "per_page": 4}})
-    source = source.model_copy(update={"streams": [stream]})
-    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
-    weeks = [(partition_key(w.start, "daily"), w) for w in windows_between(
-        datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 15, tzinfo=UTC), "daily")]
-    results = list(sync_windows(StreamReader(source, stream, client), store, weeks, 4))
-    client.close()
-    assert all(r.error is None for r in results), [r.error for r in results if r.error]
-    got = sorted(r["id"] for r in store.records(TableSpec("github_style", "issues"), [k for k, _ in weeks]))
-    truth = sorted(i["id"] for i in data.issues_updated_between(
-        0, 400, datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 15, tzinfo=UTC)))
+    start, end = datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 15, tzinfo=UTC)
+    results, got = _sync_days(source, stream, tmp_path, start, end)
+    truth = sorted(i["id"] for i in data.issues_updated_between(0, 400, start, end))
     assert got == truth and truth
     stats = api.stats()
     assert stats["responses_403"] == 0 and stats["responses_429"] == 0  # the headers alone kept it in budget
     # `since` has no end: each day stops at its first page past the day, not at the last page of the year
     assert stats["requests"] <= sum(-(-max(1, len(data.issues_updated_between(0, 400, w.start, w.end))) // 4) + 1
-                                    for _, w in weeks)
+                                    for w in (r.window for r in results))

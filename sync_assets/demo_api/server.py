@@ -249,21 +249,14 @@ class _Query:
         except ValueError:
             raise _BadParameter(name, f"expected a date YYYY-MM-DD, got {text!r}") from None
 
-    def epoch_s(self, name: str) -> datetime | None:
+    def epoch(self, name: str, unit: str = "seconds") -> datetime | None:
+        """An epoch timestamp in ``seconds`` or ``milliseconds``, as Stripe-style filters take them."""
         text = self.get(name)
         if text is None:
             return None
         if not text.isdigit():
-            raise _BadParameter(name, f"expected epoch seconds, got {text!r}")
-        return datetime.fromtimestamp(int(text), tz=UTC)
-
-    def epoch_ms(self, name: str) -> datetime | None:
-        text = self.get(name)
-        if text is None:
-            return None
-        if not text.isdigit():
-            raise _BadParameter(name, f"expected epoch milliseconds, got {text!r}")
-        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+            raise _BadParameter(name, f"expected epoch {unit}, got {text!r}")
+        return datetime.fromtimestamp(int(text) / (1000 if unit == "milliseconds" else 1), tz=UTC)
 
     def instant(self, name: str) -> datetime | None:
         text = self.get(name)
@@ -385,8 +378,8 @@ class _Endpoints:
         """Also as Stripe-style APIs take it: ``modified[gte]`` / ``modified[lt]`` in epoch milliseconds, and
         newest first with ``sort=desc``."""
         query = request.query
-        start = query.instant("start_modified_at") or query.epoch_ms("modified[gte]")
-        end = query.instant("end_modified_at") or query.epoch_ms("modified[lt]")
+        start = query.instant("start_modified_at") or query.epoch("modified[gte]", "milliseconds")
+        end = query.instant("end_modified_at") or query.epoch("modified[lt]", "milliseconds")
         page, per_page = query.integer("page", 1, 1), query.page_size("per_page")
         ids = self._survey_index.ids_between(start, end)
         if query.get("sort") == "desc":
@@ -421,7 +414,7 @@ class _Endpoints:
         ``starting_after`` (an id), ``{"object": "list", "data": [...], "has_more": ...}``; each record is a
         survey with ``id`` ``ch_<n>`` and ``created`` its modification instant in epoch seconds."""
         query = request.query
-        start, end = query.epoch_s("created[gte]"), query.epoch_s("created[lt]")
+        start, end = query.epoch("created[gte]"), query.epoch("created[lt]")
         limit = query.integer("limit", 10, 1, 100)
         ids = self._survey_index.ids_between(start, end)
         after = query.get("starting_after")
