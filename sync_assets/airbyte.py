@@ -43,7 +43,7 @@ from sync_assets.spec import ApiSource, Stream
 from sync_assets.spooled import read_windows
 from sync_assets.state import FULL_REFRESH_COMPLETE, covered_windows, date_range_state, refresh_state
 from sync_assets.substream import parent_id
-from sync_assets.windows import Window, as_utc, parse_cursor, window_after, window_floor
+from sync_assets.windows import Window, as_utc, merge_windows, parse_cursor, window_after, window_floor, windows_between
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,8 @@ def env_references(model: BaseModel, path: str = "") -> list[EnvReference]:
 
 def spec(source: ApiSource) -> dict[str, Any]:
     properties: dict[str, Any] = {}
-    for reference in env_references(source):
+    references = env_references(source)
+    for reference in references:
         prop: dict[str, Any] = {"type": "string", "title": reference.name,
                                 "description": f"Sets the source's {reference.used_for} (outside Airbyte: the "
                                                f"environment variable {reference.name}).",
@@ -167,7 +168,7 @@ def spec(source: ApiSource) -> dict[str, Any]:
             "type": "string", "format": "date-time", "title": "Start date", "examples": ["2024-01-01T00:00:00Z"],
             "description": "First instant synced by every incremental stream (default: each stream's start).",
         }
-    required = [r.name for r in env_references(source) if r.default is None]
+    required = [r.name for r in references if r.default is None]
     return {"type": "SPEC", "spec": {"connectionSpecification": {
         "$schema": "http://json-schema.org/draft-07/schema#", "title": f"{source.name} (sync-assets)",
         "type": "object", "required": required, "properties": properties, "additionalProperties": True,
@@ -290,14 +291,13 @@ def discover(source: ApiSource) -> dict[str, Any]:
 
 
 def uncovered_windows(stream: Stream, covered: list[Window], end: datetime) -> list[Window]:
-    """The windows from the stream's start to ``end`` that no covered window holds, cut at window boundaries."""
+    """The windows from the stream's start to ``end`` that no covered window holds: each gap between covered
+    runs, cut at window boundaries as ``windows_between`` cuts any range."""
     assert stream.incremental is not None
-    size, todo, cursor = stream.incremental.window, [], as_utc(stream.incremental.start)
-    for done in [*sorted(covered), Window(end, end)]:
-        while cursor < min(done.start, end):
-            following = min(window_after(window_floor(cursor, size), size), done.start, end)
-            todo.append(Window(cursor, following))
-            cursor = following
+    size, cursor = stream.incremental.window, as_utc(stream.incremental.start)
+    todo: list[Window] = []
+    for done in [*merge_windows(covered), Window(end, end)]:
+        todo.extend(windows_between(cursor, min(done.start, end), size))
         cursor = max(cursor, done.end)
     return todo
 
