@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync_assets.auth import ResolvedAuth
+from sync_assets.concurrency import page_work
 from sync_assets.errors import ConfigurationError, SyncSystemError
 from sync_assets.http import HttpClient, RequestStats
 from sync_assets.pagination import Token, token_fingerprint
@@ -150,7 +151,8 @@ class StreamReader:
                     "had; check the paginator settings, or report the API's cursors"
                 )
             followed.add(token_fingerprint(next_token))
-            page = self._in_window(records, token, next_token, window)
+            with page_work:
+                page = self._in_window(records, token, next_token, window)
             total_pages = stream.paginator.page_count(response) if token is None else None
             yield replace(page, total_pages=total_pages) if total_pages is not None else page
             if next_token is None or page.past_window:

@@ -71,6 +71,7 @@ def test_a_token_that_expires_is_renewed_under_a_concurrent_range(
     from sync_assets.sync import sync_windows
     from sync_assets.windows import partition_key, windows_between
 
+    # 81 windows, 4 at a time, 40 ms each: at least 0.8 s, so a 0.6 s token must be renewed at least once
     api = demo_api(token_lifetime=0.6, latency_ms=40, surveys=400)
     stream = {"name": "surveys", "path": "/v3/surveys", "records_path": "data", "primary_key": "id",
               "paginator": {"type": "page_number", "size": 100, "total_path": "total"},
@@ -79,7 +80,8 @@ def test_a_token_that_expires_is_renewed_under_a_concurrent_range(
     source = make_source(api, [stream], auth=_renewing(api, kind), concurrency=4)
     client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
     days = [(partition_key(w.start, "daily"), w) for w in windows_between(
-        datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 10, tzinfo=UTC), "daily")]
+        datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 22, tzinfo=UTC), "daily")]
+    assert len(days) == 81
     results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, days, 4))
     assert all(r.error is None for r in results), [r.error for r in results if r.error]
     stats = api.stats()

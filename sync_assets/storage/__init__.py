@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sync_assets.concurrency import page_work
 from sync_assets.errors import TransientError
 from sync_assets.schema import (
     PARTITION_COLUMN,
@@ -124,7 +125,8 @@ class Stage:
         for a resumable stage, on the spool file for a private one."""
         batch = None
         if records:
-            batch = _ipc(page_batch(records, self.table.declared, datetime.now(UTC), cursors))
+            with page_work:
+                batch = _ipc(page_batch(records, self.table.declared, datetime.now(UTC), cursors))
         previous = self.checkpoint
         checkpoint = Checkpoint(previous.records + len(records), previous.pages + pages,
                                 previous.requests + requests, previous.bytes_received + bytes_received, token, done)

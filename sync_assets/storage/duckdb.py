@@ -44,6 +44,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sync_assets.concurrency import page_work
 from sync_assets.errors import ConfigurationError
 from sync_assets.schema import CURSOR_COLUMN, EXTRACTED_AT_COLUMN, PARTITION_COLUMN, conform
 from sync_assets.storage import KeyTally, Part, PartitionState, Published, Stage, StageBusyError, Store, TableSpec
@@ -146,7 +147,7 @@ class DuckDBStore(Store):
         full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
         pending: list[pa.RecordBatch] = []  # pages gathered into row groups of up to _ROW_GROUP rows
         try:
-            with pq.ParquetWriter(tmp, full) as writer:
+            with page_work, pq.ParquetWriter(tmp, full) as writer:  # encoding the rows: see page_work
                 for rows in self._rows(parts, schema, keys):
                     pending.append(rows)
                     if sum(b.num_rows for b in pending) >= _ROW_GROUP:
