@@ -276,14 +276,14 @@ class HttpClient:
         query = {**params, **self._auth.query_params} if self._auth_params else params
         if self._tokens is not None:
             headers = {**(headers or {}), **self._tokens.headers()}
-        where = f"{method} {mask_url(url)}"
         try:
             return self._session.request(method, url, params=query, headers=headers or None, json=body,
                                          timeout=self._timeout)
         except requests.exceptions.InvalidURL as exc:  # before ConnectionError: it subclasses it
-            raise ConfigurationError(f"invalid URL for {where}: {mask(str(exc))}; check base_url and path") from None
+            raise ConfigurationError(f"invalid URL for {method} {mask_url(url)}: {mask(str(exc))}; "
+                                     "check base_url and path") from None
         except (requests.Timeout, requests.ConnectionError, ChunkedEncodingError, ContentDecodingError) as exc:
-            raise TransientError(f"{type(exc).__name__} on {where}: the API did not answer in time, "
+            raise TransientError(f"{type(exc).__name__} on {method} {mask_url(url)}: the API did not answer in time, "
                                  "or the connection broke") from None
 
     def _answer(self, response: requests.Response, stats: RequestStats, method: str) -> ApiResponse:

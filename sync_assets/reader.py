@@ -24,7 +24,7 @@ from sync_assets.http import HttpClient, RequestStats
 from sync_assets.pagination import Token, token_fingerprint
 from sync_assets.plugins import PluginError
 from sync_assets.rate_limit import RateLimitStore, SharedRateLimiter
-from sync_assets.records import dig, select_records
+from sync_assets.records import dig_each, select_records
 from sync_assets.redaction import get_logger, mask
 from sync_assets.secrets import resolve_text
 from sync_assets.spec import ApiSource, Stream
@@ -131,7 +131,7 @@ class StreamReader:
             if stream.params_in == "body":  # the window's, the paginator's and the stream's params, in the body
                 body, request_params = {**(body or {}), **request_params}, {}
             response = self.client.request(request_url, request_params, stats, headers, stream.method, body)
-            records = select_records(response.body, stream.records_path, response.where)
+            records = select_records(response, stream.records_path)
             try:
                 next_token = stream.paginator.next_token(response, records, token)
                 records = stream.transformed(records)
@@ -166,7 +166,7 @@ class StreamReader:
         if incremental is None:
             return Page(records, token, next_token)
         field = incremental.cursor_field
-        values = [dig(record, field) for record in records]
+        values = dig_each(records, field)
         absent = 0
         if incremental.missing_cursor != "fail" and None in values:
             absent = values.count(None)

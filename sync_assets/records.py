@@ -7,9 +7,12 @@ storing the wrong thing and advancing state past data we never saw.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync_assets.errors import SyncSystemError
+
+if TYPE_CHECKING:
+    from sync_assets.http import ApiResponse
 
 _MISSING = object()
 
@@ -31,18 +34,27 @@ def dig(obj: Any, path: str | None) -> Any:
     return obj
 
 
-def select_records(body: Any, path: str | None, where: str) -> list[dict[str, Any]]:
-    """The list of records at ``path``; ``where`` names the request for the error message."""
-    records = dig(body, path)
+def dig_each(objects: list[Any], path: str) -> list[Any]:
+    """``dig(obj, path)`` of each object: a cursor or key of every record of a page. A plain field
+    name, the common case, is one dictionary lookup."""
+    if path and "." not in path:
+        return [obj.get(path) if type(obj) is dict else dig(obj, path) for obj in objects]
+    return [dig(obj, path) for obj in objects]
+
+
+def select_records(response: ApiResponse, path: str | None) -> list[dict[str, Any]]:
+    """The list of records at ``path`` in a response's body. Only a failure names the request: masking
+    its URL costs more than the rest of this."""
+    records = dig(response.body, path)
     if not isinstance(records, list):
         found = "nothing" if records is None else type(records).__name__
         raise SyncSystemError(
             f"expected a list of records at records_path {path or '(the response root)'!r} in the "
-            f"response of {where}, found {found}; check the stream's records_path"
+            f"response of {response.where}, found {found}; check the stream's records_path"
         )
     if records and not isinstance(records[0], dict):
         raise SyncSystemError(
-            f"records at {path or '(the response root)'!r} in the response of {where} are "
+            f"records at {path or '(the response root)'!r} in the response of {response.where} are "
             f"{type(records[0]).__name__}, not JSON objects; point records_path at a list of objects"
         )
     return records
