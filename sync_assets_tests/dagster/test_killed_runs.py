@@ -101,7 +101,8 @@ def test_runs_killed_while_holding_every_pool_slot_never_block_later_runs(
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         paths = api.stats()["by_path"]
-        if paths.get("/v3/surveys", 0) >= 10 and paths.get("/v1/customers", 0) >= 2:
+        # one surveys run alone can send 10 requests: wait for the slots too, so that all three are at work
+        if paths.get("/v3/surveys", 0) >= 10 and paths.get("/v1/customers", 0) >= 2 and len(_holders(instance)) == 3:
             break
         time.sleep(0.1)
     holders = _holders(instance)
