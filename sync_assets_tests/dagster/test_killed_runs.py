@@ -87,15 +87,17 @@ def test_runs_killed_while_holding_every_pool_slot_never_block_later_runs(
 ) -> None:
     """Three runs fill the pool of the shipped dagster.yaml (limit 3) and are SIGKILLed as the OOM killer
     would (the orchestrating process only); a fourth run, the one resuming the killed refresh, still runs."""
-    api = demo_api(customers=4500, surveys=3000, latency_ms=300)
+    # Long enough that all three are at work together, however late one of the CLIs starts: 181 windows
+    # 10 at a time, and a chunk of 10 pages one at a time, at half a second a request.
+    api = demo_api(customers=4500, surveys=3000, latency_ms=500)
     home = _home(tmp_path)
     env = {**_env(api, home), "SYNC_ASSETS_STORE_URL": store_location}
     instance = DagsterInstance.from_config(str(home))
     customers = demo_source().stream("customers")
     instance.add_dynamic_partitions(chunk_partitions_name(demo_source(), customers), [chunk_key(1, 0)])
     killed = [
-        _materialize(env, "--select", "demo/surveys", "--partition-range", "2024-01-01...2024-01-28"),
-        _materialize(env, "--select", "demo/surveys", "--partition-range", "2024-02-01...2024-02-28"),
+        _materialize(env, "--select", "demo/surveys", "--partition-range", "2024-01-01...2024-06-29"),
+        _materialize(env, "--select", "demo/surveys", "--partition-range", "2024-07-01...2024-12-28"),
         _materialize(env, "--select", "demo/customers", "--partition", chunk_key(1, 0)),
     ]
     deadline = time.monotonic() + 90
