@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sync_assets.errors import ConfigurationError, TransientError
 from sync_assets.plugins import call, load
 from sync_assets.records import dig
-from sync_assets.redaction import mask, register_secret
+from sync_assets.redaction import mask, mask_url, register_secret
 from sync_assets.secrets import Env, Secret, Text, resolve_secret, resolve_text
 
 
@@ -44,10 +44,13 @@ class TokenSource:
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
+        self._refused: ConfigurationError | None = None
         self.fetches = 0
 
     def headers(self) -> dict[str, str]:
         with self._lock:
+            if self._refused is not None:  # asking again with the same credentials cannot help, and locks accounts
+                raise self._refused
             if self._token is None or time.monotonic() >= self._expires_at:
                 self._renew()
             assert self._token is not None
@@ -56,11 +59,17 @@ class TokenSource:
     def renew(self, stale: Mapping[str, str]) -> None:
         """After a 401 to a request sent with ``stale``: fetch anew, unless another thread already has."""
         with self._lock:
+            if self._refused is not None:
+                raise self._refused
             if self._token is None or stale.get(self._header) == f"{self._prefix}{self._token}":
                 self._renew()
 
     def _renew(self) -> None:
-        token, lifetime = self._fetch()
+        try:
+            token, lifetime = self._fetch()
+        except ConfigurationError as exc:
+            self._refused = exc
+            raise
         register_secret(token)  # before anything can log it
         self.fetches += 1
         self._token = token
@@ -79,21 +88,22 @@ class ResolvedAuth:
 
 def _token_request(url: str, what: str, timeout: float = 30.0, **kwargs: Any) -> dict[str, Any]:
     """POST to a token endpoint; refused credentials are a configuration error, never retried blindly."""
+    where = f"{what} at {mask_url(url)}"
     try:
         response = requests.post(url, timeout=timeout, headers={"Accept": "application/json"}, **kwargs)
     except requests.RequestException as exc:
-        raise TransientError(f"{what} at {url} did not answer: {type(exc).__name__}") from None
+        raise TransientError(f"{where} did not answer: {type(exc).__name__}") from None
     if response.status_code >= 500 or response.status_code == 429:
-        raise TransientError(f"{what} at {url} answered {response.status_code}", status=response.status_code)
+        raise TransientError(f"{where} answered {response.status_code}", status=response.status_code)
     if response.status_code >= 400:
-        raise ConfigurationError(f"{what} at {url} refused our credentials ({response.status_code}: "
+        raise ConfigurationError(f"{where} refused our credentials ({response.status_code}: "
                                  f"{mask(response.text)[:200]}); check the auth settings and their env variables")
     try:
         body = response.json()
     except ValueError:
-        raise ConfigurationError(f"{what} at {url} did not answer JSON; check token_url") from None
+        raise ConfigurationError(f"{where} did not answer JSON; check token_url") from None
     if not isinstance(body, dict):
-        raise ConfigurationError(f"{what} at {url} did not answer a JSON object; check token_url")
+        raise ConfigurationError(f"{where} did not answer a JSON object; check token_url")
     return body
 
 
@@ -211,12 +221,15 @@ class _PluginHeaders:
     def __init__(self, path: str, impl: Any) -> None:
         self._path, self._impl = path, impl
         self._lock = threading.Lock()
+        self._sent: set[str] = set()  # header values already registered as secrets
 
     def headers(self) -> dict[str, str]:
         with self._lock:
             headers: dict[str, str] = call(self._path, "auth", self._impl.headers)
-        for value in headers.values():
-            register_secret(value)  # whatever it sends is a credential
+            for value in headers.values():
+                if value not in self._sent:  # once each: the register is global, and mask() walks all of it
+                    register_secret(value)  # whatever it sends is a credential
+                    self._sent.add(value)
         return headers
 
     def renew(self, stale: Mapping[str, str]) -> None:

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from sync_assets.errors import SyncError, SyncSystemError
+from sync_assets.redaction import mask
 
 IMPORT_PATH = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
@@ -42,4 +43,4 @@ def call(path: str, what: str, fn: Any, *args: Any) -> Any:
     except SyncError:
         raise
     except Exception as exc:
-        raise PluginError(f"{what} {path} raised {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"{what} {path} raised {type(exc).__name__}: {mask(str(exc))}") from exc

@@ -23,6 +23,13 @@ class Broken(PagesOf):
         raise KeyError("cursor")
 
 
+class Leaky(PagesOf):
+    """Fails with its own credential in the message, as a careless plugin does."""
+
+    def next_token(self, response: Any, records: list[Any], token: Any) -> Any:
+        raise RuntimeError(f"no cursor in {response.url}, sent with key leaky-secret-value")
+
+
 class HeaderToken:
     """A token sent in a header of the API's own naming; ``renew`` counts how often it was asked to."""
 

@@ -59,6 +59,12 @@ def _renewing(api: DemoApi, kind: str, secret: str = TOKEN) -> dict[str, Any]:
     return auth
 
 
+SURVEYS = {"name": "surveys", "path": "/v3/surveys", "records_path": "data", "primary_key": "id",
+           "paginator": {"type": "page_number", "size": 100, "total_path": "total"},
+           "incremental": {"cursor_field": "date_modified", "start": "2024-01-01",
+                           "start_param": "start_modified_at", "end_param": "end_modified_at"}}
+
+
 @pytest.mark.parametrize("kind", ["client_credentials", "refresh_token", "session"])
 def test_a_token_that_expires_is_renewed_under_a_concurrent_range(
     kind: str, demo_api: Callable[..., DemoApi], tmp_path: Path
@@ -73,11 +79,7 @@ def test_a_token_that_expires_is_renewed_under_a_concurrent_range(
 
     # 81 windows, 4 at a time, 40 ms each: at least 0.8 s, so a 0.6 s token must be renewed at least once
     api = demo_api(token_lifetime=0.6, latency_ms=40, surveys=400)
-    stream = {"name": "surveys", "path": "/v3/surveys", "records_path": "data", "primary_key": "id",
-              "paginator": {"type": "page_number", "size": 100, "total_path": "total"},
-              "incremental": {"cursor_field": "date_modified", "start": "2024-01-01",
-                              "start_param": "start_modified_at", "end_param": "end_modified_at"}}
-    source = make_source(api, [stream], auth=_renewing(api, kind), concurrency=4)
+    source = make_source(api, [SURVEYS], auth=_renewing(api, kind), concurrency=4)
     client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
     days = [(partition_key(w.start, "daily"), w) for w in windows_between(
         datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 22, tzinfo=UTC), "daily")]
@@ -102,6 +104,33 @@ def test_a_refused_client_secret_is_a_configuration_error_before_any_data_reques
     assert "token endpoint" in str(error.value) and "refused our credentials" in str(error.value)
     assert "wrong-secret" not in str(error.value)
     assert api.stats()["by_path"] == {}  # no request to the data endpoints
+
+
+@pytest.mark.parametrize("kind", ["client_credentials", "session"])
+def test_refused_credentials_are_sent_once_for_a_whole_concurrent_range(
+    kind: str, demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    """Every window of a range needs a token; once the endpoint has refused ours, none asks again
+    (a login retried by every window can lock the account)."""
+    from datetime import UTC, datetime
+
+    from sync_assets.reader import StreamReader, open_client
+    from sync_assets.storage import open_store
+    from sync_assets.sync import sync_windows
+    from sync_assets.windows import partition_key, windows_between
+
+    api = demo_api(token_lifetime=5, surveys=400)
+    source = make_source(api, [SURVEYS], auth=_renewing(api, kind, "wrong-secret"), concurrency=4)
+    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    days = [(partition_key(w.start, "daily"), w) for w in windows_between(
+        datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 13, tzinfo=UTC), "daily")]
+    results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, days, 4))
+    assert len(results) == 12 and all(isinstance(r.error, ConfigurationError) for r in results)
+    assert all("wrong-secret" not in str(r.error) for r in results)
+    stats = api.stats()
+    assert stats["token_requests"] == 1 and stats["tokens_issued"] == 0 and stats["by_path"] == {}
+    client.close()
+    store.close()
 
 
 def test_a_token_revoked_mid_run_is_renewed_once_then_refused(demo_api: Callable[..., DemoApi], tmp_path: Path) -> None:

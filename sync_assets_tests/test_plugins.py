@@ -82,3 +82,13 @@ def test_what_a_custom_part_raises_names_it_and_the_stream(api: DemoApi, tmp_pat
     result, _ = _sync(api, tmp_path, _surveys(paginator=paginator))
     message = str(result.error)
     assert "stream 'surveys'" in message and "sync_assets_tests.plugins_for_tests:Broken raised KeyError" in message
+
+
+def test_what_a_custom_part_raises_is_masked(api: DemoApi, tmp_path: Path) -> None:
+    from sync_assets.redaction import register_secret
+
+    register_secret("leaky-secret-value")  # as every resolved secret is
+    paginator = {"type": "custom", "class": "sync_assets_tests.plugins_for_tests:Leaky", "options": {"size": 4}}
+    result, _ = _sync(api, tmp_path, _surveys(paginator=paginator))
+    message = str(result.error)
+    assert "Leaky raised RuntimeError" in message and "leaky-secret-value" not in message and "***" in message

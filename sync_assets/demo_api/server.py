@@ -606,6 +606,7 @@ class _Stats:
         self._pause_examples: list[dict[str, Any]] = []
         self._faults: Counter[str] = Counter()
         self._tokens = 0
+        self._token_requests = 0
 
     def count_request(self, path_key: str) -> None:
         with self._lock:
@@ -634,6 +635,10 @@ class _Stats:
         with self._lock:
             self._tokens += 1
 
+    def count_token_request(self) -> None:
+        with self._lock:
+            self._token_requests += 1
+
     def count_fault(self, fault: str) -> None:
         with self._lock:
             self._faults[fault] += 1
@@ -654,6 +659,7 @@ class _Stats:
             self._pause_examples.clear()
             self._faults.clear()
             self._tokens = 0
+            self._token_requests = 0
 
     def snapshot(self) -> dict[str, Any]:
         limit = self._rate_limit
@@ -674,6 +680,7 @@ class _Stats:
                 "requests_in_pause_examples": list(self._pause_examples),
                 "faults_injected": dict(self._faults),
                 "tokens_issued": self._tokens,
+                "token_requests": self._token_requests,  # to the token endpoints, granted or refused
                 "rate_limit": None if limit is None else {"requests": limit[0], "seconds": limit[1]},
                 "by_path": dict(self._paths),
             }
@@ -859,6 +866,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _token(self, path: str) -> _Reply:
         """The token endpoints: credentials in, a short-lived token out (never through the data endpoints' auth)."""
         server, secret = self.server, self.server.config.token
+        server.stats.count_token_request()
         body = getattr(self, "body", b"")
         if path == "/login":
             try:
