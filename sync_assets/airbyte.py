@@ -43,7 +43,7 @@ from sync_assets.spec import ApiSource, Stream
 from sync_assets.spooled import read_windows
 from sync_assets.state import FULL_REFRESH_COMPLETE, covered_windows, date_range_state, refresh_state
 from sync_assets.substream import parent_id
-from sync_assets.windows import Window, as_utc, merge_windows, parse_cursor, window_after, window_floor, windows_between
+from sync_assets.windows import Window, as_utc, parse_cursor, uncovered_windows, window_after, window_floor
 
 log = logging.getLogger(__name__)
 
@@ -290,18 +290,6 @@ def discover(source: ApiSource) -> dict[str, Any]:
 # --- read ----------------------------------------------------------------------------------------------
 
 
-def uncovered_windows(stream: Stream, covered: list[Window], end: datetime) -> list[Window]:
-    """The windows from the stream's start to ``end`` that no covered window holds: each gap between covered
-    runs, cut at window boundaries as ``windows_between`` cuts any range."""
-    assert stream.incremental is not None
-    size, cursor = stream.incremental.window, as_utc(stream.incremental.start)
-    todo: list[Window] = []
-    for done in [*merge_windows(covered), Window(end, end)]:
-        todo.extend(windows_between(cursor, min(done.start, end), size))
-        cursor = max(cursor, done.end)
-    return todo
-
-
 class Read:
     """One ``read`` of the configured streams; ``failed`` says whether any stream ended incomplete."""
 
@@ -350,7 +338,8 @@ class Read:
 
     def _windows(self, reader: StreamReader, state: dict[str, Any] | None) -> bool:
         stream, done = reader.stream, covered_windows(state)
-        windows = uncovered_windows(stream, [w for w, _ in done], datetime.now(UTC))
+        assert stream.incremental is not None
+        windows = uncovered_windows(stream.incremental, [w for w, _ in done], datetime.now(UTC))
         ok = True
         for result in read_windows(reader, list(windows), self.source.concurrency):
             try:
@@ -371,8 +360,8 @@ class Read:
 
     def _refresh(self, reader: StreamReader, state: dict[str, Any] | None) -> bool:
         stream, stats = reader.stream, RequestStats()
-        resume = state is not None and not state.get(FULL_REFRESH_COMPLETE) and state.get("next_page_token")
-        token, pages = (state["next_page_token"], int(state.get("pages_done", 0))) if resume and state else (None, 0)
+        token = state.get("next_page_token") if state and not state.get(FULL_REFRESH_COMPLETE) else None
+        pages, last_page = int(state.get("pages_done", 0)) if state and token else 0, 0
         for page in reader.pages(stats, start_token=token):
             if page.total_pages:
                 self.out.send({"type": "TRACE", "trace": {"type": "ESTIMATE", "emitted_at": _now_ms(), "estimate": {
@@ -381,10 +370,12 @@ class Read:
             self._running(stream, len(page.records))
             self.out.records(self.namespace, stream.name, _encoded(page.records))
             pages += 1
-            if not page.is_last:
+            if page.is_last:  # counted in the STATE that says the refresh is complete
+                last_page = len(page.records)
+            else:
                 self.out.state(self.namespace, stream.name, refresh_state(False, page.next_token, pages),
                                len(page.records))
-        self.out.state(self.namespace, stream.name, refresh_state(True), 0)
+        self.out.state(self.namespace, stream.name, refresh_state(True), last_page)
         return True
 
     def _substream(self, reader: StreamReader, state: dict[str, Any] | None) -> bool:
@@ -396,7 +387,8 @@ class Read:
         done = covered_windows(state)
         partial = (state or {}).get("in_progress") or {}
         # a substream's parent is incremental (the source refuses others): its windows are the partitions
-        windows: list[Window | None] = list(uncovered_windows(parent, [w for w, _ in done], datetime.now(UTC)))
+        assert parent.incremental is not None
+        windows = uncovered_windows(parent.incremental, [w for w, _ in done], datetime.now(UTC))
         ok = True
         parents_reader = StreamReader(self.source, parent, reader.client)
         # Listing and children share the client's connections: half each, so neither starves the other.
@@ -407,16 +399,17 @@ class Read:
                     ok = False
                     self.out.error(listed.error, (self.namespace, stream.name))
                     continue
+                assert listed.window is not None
                 ok &= self._children(reader, parent, listed.window, [json.loads(line) for line in listed.lines()],
                                      done, partial)
             finally:
                 listed.close()
         return ok
 
-    def _children(self, reader: StreamReader, parent: Stream, window: Window | None, parents: list[dict[str, Any]],
+    def _children(self, reader: StreamReader, parent: Stream, window: Window, parents: list[dict[str, Any]],
                   done: list[tuple[Window, datetime | None]], partial: dict[str, Any]) -> bool:
         stream = reader.stream
-        key = window.start.isoformat() if window else "all"
+        key = window.start.isoformat()
         finished = set(partial.get("parents_done", [])) if partial.get("window") == key else set()
         todo = [record for record in parents if parent_id(parent, record) not in finished]
 
@@ -439,8 +432,7 @@ class Read:
             progress = {**date_range_state(done), "in_progress": {"window": key, "parents_done": sorted(finished)}}
             self.out.state(self.namespace, stream.name, progress, len(answer))
         if ok:
-            if window is not None:
-                done.append((window, None))
+            done.append((window, None))
             self.out.state(self.namespace, stream.name, date_range_state(done), 0)
         return ok
 

@@ -33,7 +33,6 @@ class SpooledWindow:
     records: int = 0
     pages: int = 0
     dropped: int = 0
-    total_pages: int | None = None
     max_cursor: datetime | None = None
     error: Exception | None = None
     _spool: IO[str] | None = None
@@ -61,7 +60,6 @@ def read_window(reader: StreamReader, window: Window | None) -> SpooledWindow:
             result.records += len(page.records)
             result.pages += 1
             result.dropped += page.dropped
-            result.total_pages = result.total_pages or page.total_pages
             latest = page.max_cursor
             if latest is not None and (result.max_cursor is None or latest > result.max_cursor):
                 result.max_cursor = latest

@@ -136,6 +136,24 @@ def merge_windows(windows: Iterable[Window]) -> list[Window]:
     return merged
 
 
+def uncovered_windows(incremental: Incremental, covered: list[Window], end: datetime) -> list[Window]:
+    """The windows from the stream's start up to ``end`` that no covered window holds: each gap between
+    covered runs, cut at window boundaries as ``windows_between`` cuts any range.
+
+    ``end`` (usually now) is first cut down to a step the API's parameters can say: with ``date``
+    parameters a window ending at 04:31 would ask for nothing of its last day, yet count as covering
+    it, and the next read would start at 04:31 and drop that morning's records.
+    """
+    step = incremental.granularity
+    end = _EPOCH + (as_utc(end) - _EPOCH) // step * step
+    cursor = as_utc(incremental.start)
+    todo: list[Window] = []
+    for done in [*merge_windows(covered), Window(end, end)]:
+        todo.extend(windows_between(cursor, min(done.start, end), incremental.window))
+        cursor = max(cursor, done.end)
+    return todo
+
+
 def contiguous_end(start: datetime, windows: Iterable[Window]) -> datetime:
     """The end of the longest run of windows that covers ``[start, end)`` without a gap.
 
@@ -189,6 +207,7 @@ def parse_cursor(value: Any) -> datetime:
     raise ValueError(f"not a timestamp: {value!r}")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 
 

@@ -142,6 +142,9 @@ def test_two_full_reads_agree(files: Path, capsys: pytest.CaptureFixture[str]) -
     for stream in ("surveys", "customers"):
         assert sorted(map(json.dumps, _records(first, stream))) == sorted(map(json.dumps, _records(second, stream)))
         assert _statuses(first, stream) == ["STARTED", "RUNNING", "COMPLETE"]
+        counted = sum(m["state"]["sourceStats"]["recordCount"] for m in first
+                      if m["type"] == "STATE" and m["state"]["stream"]["stream_descriptor"]["name"] == stream)
+        assert counted == len(_records(first, stream))  # the STATEs count every record once, the last page's too
     assert _records(first, "customers") == data.all_customers(0, 230)
     assert sorted(r["id"] for r in _records(first, "surveys")) == _surveys_between(
         datetime(2024, 1, 1, tzinfo=UTC), datetime.now(UTC))

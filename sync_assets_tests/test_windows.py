@@ -13,6 +13,7 @@ from sync_assets.windows import (
     parse_cursor,
     partition_key,
     record_instant,
+    uncovered_windows,
     window_params,
     windows_between,
 )
@@ -84,6 +85,19 @@ def test_request_params_for_exclusive_and_inclusive_ends() -> None:
     assert window_params(inclusive_times, window)["to"] == "2024-01-05T23:59:59Z"
     epoch = exclusive.model_copy(update={"param_format": "epoch"})
     assert window_params(epoch, window) == {"from": "1704412800", "to": "1704499200"}
+
+
+def test_uncovered_windows_fill_the_gaps_and_end_where_the_parameters_can_say() -> None:
+    incremental = Incremental(cursor_field="t", start=utc(2024, 1, 1), start_param="from", end_param="to",
+                              end_inclusive=True, param_format="date")
+    now = datetime(2024, 1, 5, 4, 31, 54, 250_000, tzinfo=UTC)
+    todo = uncovered_windows(incremental, [Window(utc(2024, 1, 2), utc(2024, 1, 3))], now)
+    # January 5 cannot be asked for up to 04:31 in dates: it waits for a later read, whole
+    assert todo == [Window(utc(2024, 1, 1), utc(2024, 1, 2)), Window(utc(2024, 1, 3), utc(2024, 1, 4)),
+                    Window(utc(2024, 1, 4), utc(2024, 1, 5))]
+    assert all(window_params(incremental, w)["from"] <= window_params(incremental, w)["to"] for w in todo)
+    times = incremental.model_copy(update={"param_format": "datetime", "end_inclusive": False})
+    assert uncovered_windows(times, [], now)[-1] == Window(utc(2024, 1, 5), datetime(2024, 1, 5, 4, 31, 54, tzinfo=UTC))
 
 
 def test_a_record_without_a_timestamp_is_a_system_error() -> None:
