@@ -48,6 +48,7 @@ class FullRefresh:
         self.table = TableSpec.of(reader.source, reader.stream)
         self.source, self.stream = reader.source.name, reader.stream.name
         self.published: Published | None = None
+        self._followed: set[int] | None = None  # set by run()
 
     def state(self) -> RefreshState:
         state = self.store.state.latest_refresh(self.source, self.stream, "running")
@@ -57,6 +58,12 @@ class FullRefresh:
         """Read every unfinished chunk, registering new ones as they appear; yields each as it ends."""
         state = self.state()
         self.refresh = state.refresh
+        # Every token this refresh followed so far, in any chunk and any run: a cursor pointing back into
+        # pages already staged is then a cycle, not new pages. Read once a run; the run's chunks add
+        # theirs (a cursor's chunks run one after another, each from where the last ended). Offsets
+        # computed from the page size cannot point back: those chunks keep nothing.
+        self._followed = (None if self.reader.stream.paginator.random_access
+                          else self.store.state.followed_tokens(refresh_scope(self.source, self.stream, self.refresh)))
         submitted: set[int] = set()
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="chunk") as pool:
             running: set[Future[ChunkResult]] = set()
@@ -100,10 +107,7 @@ class FullRefresh:
     def _read_pages(self, chunk: int, stage: Stage, stats: RequestStats, started: float) -> ChunkResult:
         chunk_pages = self.reader.stream.chunk_pages
         counted = RequestStats()  # what earlier pages of this run already put into the checkpoint
-        # Every token this refresh followed so far, in any chunk and any run: a cursor pointing back into
-        # pages already staged is then a cycle, not new pages.
-        followed = self.store.state.followed_tokens(refresh_scope(self.source, self.stream, self.refresh))
-        for page in self.reader.pages(stats, start_token=stage.checkpoint.token, followed=followed):
+        for page in self.reader.pages(stats, start_token=stage.checkpoint.token, followed=self._followed):
             if page.total_pages is not None and chunk == 0:
                 self._register_all(page.total_pages)
             end_of_chunk = page.is_last or stage.checkpoint.pages + 1 >= chunk_pages
