@@ -23,8 +23,10 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 page_work = Lock()
-"""Held by the pure computation on one page (typing, filtering, encoding): never around a wait, a
-request, a lock of storage or a user's code, so that holding it can block nothing but other pages."""
+"""Held by the computation on a page, or on a publish's rows (filtering, typing, encoding, writing a
+local Parquet file from pages staged on local disk): never around a request, a wait for another thread
+or process (a storage lock, a rate limit, a PostgreSQL COPY) or a user's code, so that holding it
+blocks nothing but other such computation, which the GIL would have run one at a time anyway."""
 
 
 def completed(fn: Callable[[Item], Result], items: Sequence[Item], concurrency: int, name: str) -> Iterator[Result]:

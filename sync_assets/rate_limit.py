@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from filelock import Timeout
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pyrate_limiter import Limiter
 from pyrate_limiter import Rate as PyrateRate
@@ -161,8 +162,6 @@ class _ThreadsFirstLock:
         self._threads, self._file = threading.RLock(), file_lock
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        from filelock import Timeout
-
         if not self._threads.acquire(blocking, timeout):
             return False
         try:

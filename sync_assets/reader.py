@@ -119,6 +119,7 @@ class StreamReader:
         headers = stream.headers_for(parent)
         if window is not None and stream.incremental is not None:
             params.update(window_params(stream.incremental, window))
+        stream_body = stream.body_for(parent)
         token = start_token
         followed = set() if followed is None else followed  # a fingerprint per page, not the tokens
         followed.add(token_fingerprint(token))
@@ -127,7 +128,7 @@ class StreamReader:
                 request_url, request_params = stream.paginator.apply(url, params, token)
             except PluginError as exc:
                 raise SyncSystemError(f"stream {stream.name!r}: {exc}") from exc
-            body = stream.body_for(parent)
+            body = stream_body
             if stream.params_in == "body":  # the window's, the paginator's and the stream's params, in the body
                 body, request_params = {**(body or {}), **request_params}, {}
             response = self.client.request(request_url, request_params, stats, headers, stream.method, body)
@@ -181,9 +182,10 @@ class StreamReader:
         inside = pc.fill_null(pc.and_(pc.greater_equal(instants, start), pc.less(instants, end)), True)
         kept = [record for record, keep in zip(records, inside.to_pylist(), strict=True) if keep]
         past = False
-        if incremental.order == "ascending":
-            past = pc.max(instants).as_py() is not None and pc.max(instants).as_py() >= window.end
-        elif incremental.order == "descending":
-            past = pc.min(instants).as_py() is not None and pc.min(instants).as_py() < window.start
+        if incremental.order != "unordered":
+            edges = pc.min_max(instants)
+            earliest, latest = edges["min"].as_py(), edges["max"].as_py()
+            past = (latest is not None and latest >= window.end) if incremental.order == "ascending" else \
+                (earliest is not None and earliest < window.start)
         return Page(kept, token, next_token, len(records) - len(kept), instants.filter(inside), without_cursor=absent,
                     past_window=past)
