@@ -10,8 +10,8 @@ shipped launcher cannot tell a dead run from a slow one, so each run says it is 
   the kernel or the server releases it when the holder dies, however it dies), and tags the run
   with where that lock lives.
 - **A reaper.** Before a run's first step asks for a slot, and every minute from the daemon's
-  sensor, every run that holds slots is checked: a run whose lease lives in this store but is held
-  by nobody is dead, so it is marked failed (saying why) and its slots are freed. Runs whose lease
+  sensor, every run that holds slots or is still going is checked: a run whose lease lives in this
+  store but is held by nobody is dead, so it is marked failed (saying why) and its slots are freed. Runs whose lease
   lives elsewhere, or that hold no lease, are left alone: nothing here can tell whether they live.
 - **No orphans.** A step process whose orchestrating process has died stops at once, so no process
   of a killed run keeps sending requests (Dagster's multiprocess executor starts step processes
@@ -26,16 +26,19 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from sync_assets.storage import StageBusyError, Store
 
 log = logging.getLogger(__name__)
 
 LEASE_TAG = "sync_assets/lease"
+_GOING = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+_FINISHING_SECONDS = 30.0  # a run's last event is younger than this while it ends well
 
 
 def _scope(run_id: str) -> str:
@@ -51,20 +54,29 @@ def run_lease(instance: DagsterInstance, store: Store, run_id: str) -> Iterator[
 
 
 def reap_dead_runs(instance: DagsterInstance, store: Store, reaper: str) -> list[str]:
-    """Fail every run that holds pool slots while its lease is free, and free its slots; returns their ids.
+    """Fail every run leased in this store, and still going, whose lease is free, and free its pool slots;
+    returns their ids. Runs that hold slots are looked at whatever their status (an ended run's slots
+    can leak); runs that hold none too (killed before their first step took one, or with no pool
+    limit), since a dead run that looks active stops the sensors from starting its work again.
 
     ``reaper`` names who is doing it (a run id, or the sensor), for the failed run's message.
     """
     storage = instance.event_log_storage
-    if not storage.supports_global_concurrency_limits:
-        return []
+    slots = storage.supports_global_concurrency_limits
+    holders = storage.get_concurrency_run_ids() if slots else set()
+    going = {run.run_id for run in instance.get_runs(RunsFilter(statuses=_GOING, tags={LEASE_TAG: store.location}))}
     reaped = []
-    for run_id in sorted(storage.get_concurrency_run_ids()):
+    for run_id in sorted(holders | going):
+        if run_id not in holders and _quiet_for(instance, run_id) < _FINISHING_SECONDS:
+            # A run ending well frees its lease a moment before Dagster records its success; one that
+            # holds no slot may be in that moment. Its last event says so: a dead run's only ages.
+            continue
         record = instance.get_run_record_by_id(run_id)
         if record is None or record.dagster_run.tags.get(LEASE_TAG) != store.location:
             continue  # not a run of ours, or its lease lives in another store: we cannot tell
         if record.dagster_run.is_finished:
-            storage.free_concurrency_slots_for_run(run_id)  # ended, yet its slots leaked
+            if slots:
+                storage.free_concurrency_slots_for_run(run_id)  # ended, yet its slots leaked
             continue
         if store.locked(_scope(run_id)):
             continue  # alive
@@ -79,10 +91,17 @@ def reap_dead_runs(instance: DagsterInstance, store: Store, reaper: str) -> list
                         f"committed are kept; run it again to sync the rest.",
                     )
                     reaped.append(run_id)
-                storage.free_concurrency_slots_for_run(run_id)
+                if slots:
+                    storage.free_concurrency_slots_for_run(run_id)
         except StageBusyError:
             continue  # another reaper is on it
     return reaped
+
+
+def _quiet_for(instance: DagsterInstance, run_id: str) -> float:
+    """Seconds since the run's last event (forever, for a run with none)."""
+    last = instance.event_log_storage.get_records_for_run(run_id, limit=1, ascending=False).records
+    return time.time() - last[0].event_log_entry.timestamp if last else float("inf")
 
 
 _watching = threading.Lock()

@@ -62,6 +62,23 @@ def test_only_runs_whose_lease_is_free_in_this_store_are_reaped(
     store.close()
 
 
+def test_a_dead_run_holding_no_slot_is_reaped_once_it_has_gone_quiet(
+    pooled_instance: DagsterInstance, store_location: str
+) -> None:
+    """Killed before its first step took a slot (or on an instance with no pool limit), a run would stay
+    STARTED for ever, and the sensors would never start its work again. One that ends well frees its
+    lease just before Dagster records its success: its fresh last event keeps it from being taken for dead."""
+    instance, store = pooled_instance, open_store(store_location)
+    tags = {"sync_assets/lease": store.location}
+    dead = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED, tags=tags)
+    ending = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED, tags=tags)
+    instance.report_engine_event("Finished steps in process", ending)  # what a run ending well has just written
+    assert reap_dead_runs(instance, store, reaper="test") == [dead.run_id]
+    assert instance.get_run_by_id(dead.run_id).status == DagsterRunStatus.FAILURE  # type: ignore[union-attr]
+    assert instance.get_run_by_id(ending.run_id).status == DagsterRunStatus.STARTED  # type: ignore[union-attr]
+    store.close()
+
+
 def test_the_dead_run_sensor_reaps_without_a_new_run(pooled_instance: DagsterInstance, store_location: str) -> None:
     instance, store = pooled_instance, open_store(store_location)
     dead = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, store.location)
