@@ -126,8 +126,8 @@ def run_chaos(api: DemoApi, work: Path, store_location: str, seed: int, kills_pe
             if killed:
                 report.kills[stream] += 1
             _check_state_matches_data(store_location, kind, stream, report)
-            if not killed and process.returncode == 0:
-                break
+            if not killed and process.returncode == 0 and report.kills[stream] >= kills_per_stream:
+                break  # done, after its quota of kills (a run that ends before its kill is run again)
             if "already followed" in said:
                 # A cursor pointed back to a page that looked new (its token differed) and was checkpointed:
                 # resuming from it would meet the cycle again. The operator's way out: restart the refresh.
