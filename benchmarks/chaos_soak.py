@@ -13,24 +13,22 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
+from benchmarks.storage import fresh_store
 from sync_assets_tests.chaos import chaos_api, run_chaos
 
 
-def _postgres_database(admin_url: str) -> str | None:
+def _postgres_here(admin_url: str) -> bool:
     try:
         import psycopg
 
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as admin:
-            name = f"sync_assets_soak_{uuid.uuid4().hex[:12]}"
-            admin.execute(f"CREATE DATABASE {name}")
+        psycopg.connect(admin_url, connect_timeout=3).close()
     except Exception as exc:  # no server here: the soak runs on DuckDB alone, and says so
         print(f"PostgreSQL skipped: {exc}")
-        return None
-    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+        return False
+    return True
 
 
 def main() -> None:
@@ -43,23 +41,23 @@ def main() -> None:
     totals: Counter[str] = Counter()
     faults: Counter[str] = Counter()
     started = time.monotonic()
+    backends = ["duckdb", "postgres"] if _postgres_here(args.postgres) else ["duckdb"]
     for round_number in range(args.rounds):
         seed = args.seed + round_number
         work = Path(tempfile.mkdtemp(prefix="sync-assets-soak-"))
-        locations = {"duckdb": str(work / "store")}
-        database = _postgres_database(args.postgres)
-        if database:
-            locations["postgres"] = database
-        for backend, location in locations.items():
+        for backend in backends:
             api = chaos_api(seed)
             try:
-                report = run_chaos(api, work / backend, location, seed, kills_per_stream=args.kills)
+                with fresh_store(backend, args.postgres) as location:
+                    report = run_chaos(api, work / backend, location, seed, kills_per_stream=args.kills)
             finally:
                 api.stop()
             print(f"round {round_number + 1}, {backend}: {report}", flush=True)
             totals.update({"runs": sum(report.runs.values()), "kills": sum(report.kills.values()),
                            "records compared": report.records_compared, "requests": report.api["requests"],
-                           "429s": report.api["responses_429"], "requests in a pause": report.api["requests_in_pause"],
+                           "429s": report.api["responses_429"],
+                           "refreshes restarted": sum(report.restarts.values()),
+                           "requests in a pause": report.api["requests_in_pause"],
                            f"{backend} rounds": 1})
             faults.update(report.api["faults_injected"])
     print(f"{args.rounds} rounds in {time.monotonic() - started:.0f} s: {dict(totals)}; faults injected "

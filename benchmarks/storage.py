@@ -46,8 +46,9 @@ FULL, SMALL = 354_000, 3_540  # surveys in the API: about 30,000 and 300 of them
 
 
 @contextmanager
-def fresh_store(backend: str) -> Iterator[str]:
-    """A new, empty store of ``backend``: a folder, or a PostgreSQL database created for it."""
+def fresh_store(backend: str, postgres: str = POSTGRES) -> Iterator[str]:
+    """A new, empty store of ``backend``: a folder, or a database created on the ``postgres`` server for it
+    (dropped after)."""
     if backend == "duckdb":
         folder = tempfile.mkdtemp(prefix="sync-assets-bench-")
         yield str(Path(folder) / "store")
@@ -56,10 +57,10 @@ def fresh_store(backend: str) -> Iterator[str]:
     import psycopg
 
     name = f"sync_assets_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+    with psycopg.connect(postgres, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
         try:
-            yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+            yield postgres.rsplit("/", 1)[0] + f"/{name}"
         finally:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
