@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -34,13 +34,13 @@ from typing import IO, Any
 from pydantic import BaseModel, SecretStr
 
 from sync_assets.concurrency import completed
-from sync_assets.errors import ConfigurationError, SyncError, TransientError
+from sync_assets.errors import ConfigurationError, CredentialsRefused, SyncError, TransientError
 from sync_assets.http import HttpClient, RequestStats
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.redaction import mask, register_secret
 from sync_assets.secrets import Env
 from sync_assets.spec import ApiSource, Stream
-from sync_assets.spooled import read_windows
+from sync_assets.spooled import encode_record, read_windows
 from sync_assets.state import FULL_REFRESH_COMPLETE, covered_windows, date_range_state, refresh_state
 from sync_assets.substream import parent_id
 from sync_assets.windows import Window, as_utc, parse_cursor, uncovered_windows, window_after, window_floor
@@ -231,7 +231,7 @@ def check(source: ApiSource) -> dict[str, Any]:
             client.close()
     except Exception as exc:
         message = str(exc)
-        if isinstance(exc, ConfigurationError) and "refused our credentials" in message:
+        if isinstance(exc, CredentialsRefused):
             secrets = [r.name for r in env_references(source) if r.secret]
             message += f" (in the config: {', '.join(secrets)})" if secrets else ""
         return {"type": "CONNECTION_STATUS", "connectionStatus": {"status": "FAILED", "message": mask(message)}}
@@ -368,7 +368,7 @@ class Read:
                     "name": stream.name, "namespace": self.namespace, "type": "STREAM",
                     "row_estimate": page.total_pages * len(page.records)}}})
             self._running(stream, len(page.records))
-            self.out.records(self.namespace, stream.name, _encoded(page.records))
+            self.out.records(self.namespace, stream.name, map(encode_record, page.records))
             pages += 1
             if page.is_last:  # counted in the STATE that says the refresh is complete
                 last_page = len(page.records)
@@ -427,7 +427,7 @@ class Read:
                 self.out.error(answer, (self.namespace, stream.name))
                 continue
             self._running(stream, len(answer))
-            self.out.records(self.namespace, stream.name, _encoded(answer))
+            self.out.records(self.namespace, stream.name, map(encode_record, answer))
             finished.add(ident)
             progress = {**date_range_state(done), "in_progress": {"window": key, "parents_done": sorted(finished)}}
             self.out.state(self.namespace, stream.name, progress, len(answer))
@@ -435,10 +435,6 @@ class Read:
             done.append((window, None))
             self.out.state(self.namespace, stream.name, date_range_state(done), 0)
         return ok
-
-
-def _encoded(records: list[dict[str, Any]]) -> Iterator[str]:
-    return (json.dumps(record, separators=(",", ":"), ensure_ascii=False) for record in records)
 
 
 def stream_states(messages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

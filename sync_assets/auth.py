@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Protocol
 import requests
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sync_assets.errors import ConfigurationError, TransientError
+from sync_assets.errors import ConfigurationError, CredentialsRefused, TransientError
 from sync_assets.plugins import call, load
 from sync_assets.records import dig
 from sync_assets.redaction import mask, mask_url, register_secret
@@ -96,7 +96,7 @@ def _token_request(url: str, what: str, timeout: float = 30.0, **kwargs: Any) ->
     if response.status_code >= 500 or response.status_code == 429:
         raise TransientError(f"{where} answered {response.status_code}", status=response.status_code)
     if response.status_code >= 400:
-        raise ConfigurationError(f"{where} refused our credentials ({response.status_code}: "
+        raise CredentialsRefused(f"{where} refused our credentials ({response.status_code}: "
                                  f"{mask(response.text)[:200]}); check the auth settings and their env variables")
     try:
         body = response.json()

@@ -31,6 +31,10 @@ class ConfigurationError(SyncError):
     kind = "config_error"
 
 
+class CredentialsRefused(ConfigurationError):
+    """The API, or its token endpoint, refused our credentials (401, 403, a refused login)."""
+
+
 class TransientError(SyncError):
     """A failure that may pass on its own; ``retry_after`` is the server's hint in seconds."""
 

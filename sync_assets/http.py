@@ -36,7 +36,7 @@ from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from sync_assets.auth import ResolvedAuth
-from sync_assets.errors import ConfigurationError, SyncSystemError, TransientError
+from sync_assets.errors import ConfigurationError, CredentialsRefused, SyncSystemError, TransientError
 from sync_assets.rate_limit import SharedRateLimiter
 from sync_assets.redaction import get_logger, mask, mask_url, strip_query_params
 
@@ -262,7 +262,7 @@ class HttpClient:
     def _send(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
               method: str, body: Mapping[str, Any] | None) -> ApiResponse:
         if self._refused is not None:  # another thread of this run was refused: knocking again cannot help
-            raise ConfigurationError(f"not sent: {self._refused}")
+            raise CredentialsRefused(f"not sent: {self._refused}")
         response = self._attempt(url, params, stats, headers, method, body)
         if response.status_code == 401 and self._tokens is not None:
             # The token expired early, or was revoked: fetch a new one, once; a 401 to that is a refusal.
@@ -319,7 +319,7 @@ class HttpClient:
         if status in (401, 403):
             self._refused = (f"{status} {response.reason} on {where}: the API refused our credentials; "
                              "check the source's auth settings and the environment variables they read")
-            raise ConfigurationError(self._refused)
+            raise CredentialsRefused(self._refused)
         if status == 408 or status >= 500:
             raise TransientError(f"{status} {response.reason} on {where}", status=status)
         raise ConfigurationError(

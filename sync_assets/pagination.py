@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sync_assets.http import ApiResponse
 
 Token = int | str
+"""A page position: page number or offset (int), opaque cursor or next URL (str)."""
 
 
 def token_fingerprint(token: Token | None) -> int:
@@ -34,7 +35,7 @@ def token_fingerprint(token: Token | None) -> int:
     chance). Reads remember these, not the tokens (some are long URLs), to recognise a page seen before."""
     text = json.dumps(token, sort_keys=True, default=str).encode()
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little", signed=True)
-"""A page position: page number or offset (int), opaque cursor or next URL (str)."""
+
 
 Params = dict[str, Any]
 

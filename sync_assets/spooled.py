@@ -21,7 +21,8 @@ from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
 from sync_assets.windows import Window
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+encode_record = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""A record as one compact JSON line (no newline): what ``read`` and the Airbyte read send."""
 
 
 @dataclass
@@ -56,7 +57,7 @@ def read_window(reader: StreamReader, window: Window | None) -> SpooledWindow:
     result = SpooledWindow(window, _spool=spool)
     try:
         for page in reader.pages(result.stats, window=window):
-            spool.write("".join(_encode(record) + "\n" for record in page.records))
+            spool.write("".join(encode_record(record) + "\n" for record in page.records))
             result.records += len(page.records)
             result.pages += 1
             result.dropped += page.dropped
