@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -135,6 +135,11 @@ class EnvReference:
 def env_references(model: BaseModel, path: str = "") -> list[EnvReference]:
     """Every ``{env: NAME}`` in the source, with the field it sets (a name used twice is one reference)."""
     found: dict[str, EnvReference] = {}
+
+    def add(reference: EnvReference) -> None:  # the first use names it; any secret use makes it secret
+        known = found.get(reference.name)
+        found[reference.name] = reference if known is None else replace(known, secret=known.secret or reference.secret)
+
     for name, info in type(model).model_fields.items():
         value, where = getattr(model, name), f"{path}{name}"
         items: list[tuple[Any, Any]] = (list(enumerate(value)) if isinstance(value, list)
@@ -143,12 +148,10 @@ def env_references(model: BaseModel, path: str = "") -> list[EnvReference]:
             at = where if index is None else f"{where}[{index}]" if isinstance(index, int) else f"{where}.{index}"
             if isinstance(item, Env):
                 secret = "SecretStr" in str(info.annotation) or SecretStr in getattr(info.annotation, "__args__", ())
-                known = found.get(item.env)
-                found[item.env] = EnvReference(item.env, known.used_for if known else at,
-                                               secret or bool(known and known.secret), item.default)
+                add(EnvReference(item.env, at, secret, item.default))
             elif isinstance(item, BaseModel):
                 for reference in env_references(item, f"{at}."):
-                    found.setdefault(reference.name, reference)
+                    add(reference)
     return list(found.values())
 
 
@@ -160,7 +163,7 @@ def spec(source: ApiSource) -> dict[str, Any]:
                                 "description": f"Sets the source's {reference.used_for} (outside Airbyte: the "
                                                f"environment variable {reference.name}).",
                                 "airbyte_secret": reference.secret}
-        if reference.default is not None:
+        if reference.default is not None and not reference.secret:  # a secret's default is no one's to read
             prop["default"] = reference.default
         properties[reference.name] = prop
     if any(stream.incremental for stream in source.streams):

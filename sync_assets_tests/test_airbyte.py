@@ -106,6 +106,18 @@ def test_spec_names_each_env_variable_and_marks_secrets(files: Path, capsys: pyt
     assert sorted(spec["required"]) == ["SYNC_TEST_TOKEN", "SYNC_TEST_URL"]
 
 
+def test_a_name_used_anywhere_as_a_secret_is_a_secret_and_its_default_is_not_shown() -> None:
+    from sync_assets.airbyte import spec
+    from sync_assets.spec import source_from_dict
+
+    # the same variable, first where it is plain text (base_url), then inside the auth, where it is a secret
+    source = source_from_dict({"name": "t", "base_url": {"env": "SHARED", "default": "dev-value"},
+                               "auth": {"type": "bearer", "token": {"env": "SHARED", "default": "dev-value"}},
+                               "streams": [{"name": "a", "path": "/a"}]})
+    (shared,) = spec(source)["spec"]["connectionSpecification"]["properties"].values()
+    assert shared["airbyte_secret"] is True and "default" not in shared and shared["title"] == "SHARED"
+
+
 def test_check_makes_a_real_request_and_says_what_to_fix(
     files: Path, api: DemoApi, capsys: pytest.CaptureFixture[str]
 ) -> None:
