@@ -222,6 +222,7 @@ class _PluginHeaders:
         self._path, self._impl = path, impl
         self._lock = threading.Lock()
         self._sent: set[str] = set()  # header values already registered as secrets
+        self._current: dict[str, str] | None = None  # what headers() last gave; None once renewed since
 
     def headers(self) -> dict[str, str]:
         with self._lock:
@@ -230,12 +231,18 @@ class _PluginHeaders:
                 if value not in self._sent:  # once each: the register is global, and mask() walks all of it
                     register_secret(value)  # whatever it sends is a credential
                     self._sent.add(value)
+            self._current = headers
         return headers
 
     def renew(self, stale: Mapping[str, str]) -> None:
+        """After a 401 to a request sent with ``stale``: renew, unless another thread has since (the
+        threads refused together renew once, as ``TokenSource`` does)."""
         if hasattr(self._impl, "renew"):
             with self._lock:
-                call(self._path, "auth", self._impl.renew)
+                current = self._current
+                if current is not None and all(stale.get(name) == value for name, value in current.items()):
+                    call(self._path, "auth", self._impl.renew)
+                    self._current = None
 
 
 class CustomAuth(BaseModel):

@@ -9,6 +9,7 @@ with its YAML line and what to do about it.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -95,6 +96,8 @@ class Stream(BaseModel):
     def _path_fits_parent(self) -> Stream:
         uses_parent = [f"{where} {name}" for where, values in (("param", self.params), ("header", self.headers))
                        for name, value in values.items() if isinstance(value, str) and PARENT_FIELD.search(value)]
+        if self.body is not None and PARENT_FIELD.search(json.dumps(self.body)):
+            uses_parent.append("body")
         if (uses_parent or self.include_from_parent) and self.parent is None:
             what = ", ".join(uses_parent) or "include_from_parent"
             raise ValueError(f"{what} uses the parent record, but the stream has no parent; "

@@ -92,3 +92,17 @@ def test_what_a_custom_part_raises_is_masked(api: DemoApi, tmp_path: Path) -> No
     result, _ = _sync(api, tmp_path, _surveys(paginator=paginator))
     message = str(result.error)
     assert "Leaky raised RuntimeError" in message and "leaky-secret-value" not in message and "***" in message
+
+
+def test_threads_refused_together_renew_a_custom_auth_once() -> None:
+    from sync_assets.auth import _PluginHeaders
+
+    impl = HeaderToken("t0k3n-for-renewal")
+    headers = _PluginHeaders("sync_assets_tests.plugins_for_tests:HeaderToken", impl)
+    before = HeaderToken.renewals
+    sent = headers.headers()  # what three requests went out with, all refused
+    for _ in range(3):
+        headers.renew({**sent, "Accept": "application/json"})
+    assert HeaderToken.renewals == before + 1
+    headers.renew(headers.headers())  # refused again with what was current since: renewed again
+    assert HeaderToken.renewals == before + 2

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from sync_assets import ApiSource, BearerAuth, Env, PageNumber, Rate, Stream
 from sync_assets.errors import ConfigurationError
@@ -194,3 +195,8 @@ def test_a_post_body_takes_parent_values_at_any_depth() -> None:
         "filter": {"order": "7", "tags": ["x", "gift"]}, "limit": 5}
     assert source.stream("lines").body == {"filter": {"order": "{parent[id]}", "tags": ["x", "{parent[kind]}"]},
                                            "limit": 5}  # the declaration itself is left as written
+
+
+def test_a_parent_value_in_the_body_of_a_stream_without_a_parent_is_refused() -> None:
+    with pytest.raises(ValidationError, match="body uses the parent record, but the stream has no parent"):
+        Stream(name="lines", path="/lines/search", method="POST", body={"filter": {"order": "{parent[id]}"}})
