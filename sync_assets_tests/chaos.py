@@ -28,7 +28,7 @@ from typing import Any
 from sync_assets.demo_api import DemoApi, DemoApiConfig, data
 from sync_assets.storage import Store, TableSpec, open_store
 from sync_assets.storage.layout import chunk_scope, partition_scope
-from sync_assets_tests.helpers import TOKEN, make_source_data, stored
+from sync_assets_tests.helpers import REFRESH_STREAMS, TOKEN, make_source_data, stored
 from sync_assets_tests.sync_driver import days
 
 FIRST, LAST = "2024-01-01", "2024-01-08"
@@ -39,10 +39,7 @@ STREAMS: list[dict[str, Any]] = [
                      "end_param": "end_modified_at"}},
     {"name": "survey_responses", "path": "/v3/surveys/{parent[id]}/responses", "records_path": "data",
      "primary_key": "id", "parent": {"stream": "surveys"}, "paginator": {**PAGE, "size": 5}},
-    {"name": "customers", "path": "/v1/customers", "records_path": "data", "primary_key": "id", "chunk_pages": 3,
-     "paginator": {"type": "cursor", "size_param": "limit", "size": 20}},
-    {"name": "orders", "path": "/v1/orders", "records_path": "items", "primary_key": "id", "chunk_pages": 2,
-     "paginator": {"type": "offset", "limit": 25, "total_path": "total"}},
+    *REFRESH_STREAMS[:2],  # customers by cursor, orders by offset
 ]
 # (driver kind, stream), in the order they run: the substream reads the parents the windows stored. The
 # refreshes are one read in order (customers' cursors) and one whose chunks are read at once (offsets).

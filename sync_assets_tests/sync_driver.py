@@ -17,7 +17,7 @@ import argparse
 import json
 import os
 import signal
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from sync_assets.reader import StreamReader, open_client
@@ -27,16 +27,14 @@ from sync_assets.storage import TableSpec, open_store
 from sync_assets.storage.statedb import StateDB
 from sync_assets.substream import sync_substream
 from sync_assets.sync import sync_windows
-from sync_assets.windows import Window
+from sync_assets.windows import Window, as_utc, partition_key, windows_between
 
 
 def days(first: str, last: str) -> list[tuple[str, Window]]:
     """Daily partitions FIRST..LAST (inclusive), keyed as Dagster keys them."""
-    start, end = date.fromisoformat(first), date.fromisoformat(last)
-    keys = [start + timedelta(days=n) for n in range((end - start).days + 1)]
-    return [(day.isoformat(), Window(datetime(day.year, day.month, day.day, tzinfo=UTC),
-                                     datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)))
-            for day in keys]
+    start = as_utc(date.fromisoformat(first))
+    end = as_utc(date.fromisoformat(last)) + timedelta(days=1)
+    return [(partition_key(w.start, "daily"), w) for w in windows_between(start, end, "daily")]
 
 
 def _die_at_checkpoint(n: int) -> None:
