@@ -736,6 +736,7 @@ def _hammer(api: DemoApi, count: int, honour_retry_after: bool) -> dict[str, Any
     return api.stats()
 
 
+@pytest.mark.slow  # 400 requests through real pauses and slow bodies: about 13 s
 @pytest.mark.parametrize("honour_retry_after", [True, False])
 def test_chaos_mixes_faults_from_the_seed_and_counts_requests_sent_during_a_pause(
     demo_api: Callable[..., DemoApi], honour_retry_after: bool
