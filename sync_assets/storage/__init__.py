@@ -108,57 +108,84 @@ class Stage:
 
     A resumable stage (a refresh's chunk, a substream partition) commits each page to the state
     database with its checkpoint. A private one (one writer of one window, which re-reads its window
-    whole if it dies) spools its pages to an unlinked local file instead: no transaction per page,
-    and nothing left behind by a killed process.
+    whole if it dies) holds its pages in memory, up to ``SPILL_BYTES``, and spills them beyond that to
+    an unlinked local file: no transaction per page, no encoding of a small window's pages at all, and
+    nothing left behind by a killed process.
     """
 
+    SPILL_BYTES = 4 * 2**20
+    """A private stage's pages held in memory before they go to its spool file: memory stays bounded per
+    window, whatever its size, and the common window (a few pages) never touches the disk before its publish."""
+
     def __init__(self, store: Store, table: TableSpec, scope: str, checkpoint: Checkpoint, items: set[str],
-                 lock: AbstractContextManager[None] | None, spool: BinaryIO | None = None) -> None:
+                 lock: AbstractContextManager[None] | None, private: bool = False) -> None:
         self.store, self.table, self.scope = store, table, scope
-        self.checkpoint, self.items, self._lock, self._spool = checkpoint, items, lock, spool
+        self.checkpoint, self.items, self._lock, self.private = checkpoint, items, lock, private
+        self._held: list[pa.RecordBatch] = []  # a private stage's pages not spilled yet, in order
+        self._held_bytes = 0
+        self._spool: BinaryIO | None = None
 
     def append(
         self, records: list[dict[str, Any]], requests: int = 0, bytes_received: int = 0, pages: int = 1,
         token: Any = None, item: str | None = None, done: bool = False, cursors: pa.Array | None = None,
     ) -> Checkpoint:
         """Stage ``records`` with the checkpoint that covers them (``token``, ``item``): in one transaction
-        for a resumable stage, on the spool file for a private one."""
-        batch = None
+        for a resumable stage, in memory (or on the spool file) for a private one."""
+        batch: pa.RecordBatch | None = None
+        data: bytes | None = None
         if records:
             with page_work:
-                batch = _ipc(page_batch(records, self.table.declared, datetime.now(UTC), cursors))
+                batch = page_batch(records, self.table.declared, datetime.now(UTC), cursors)
+                if not self.private:
+                    data = _ipc(batch)
         previous = self.checkpoint
         checkpoint = Checkpoint(previous.records + len(records), previous.pages + pages,
                                 previous.requests + requests, previous.bytes_received + bytes_received, token, done)
-        if self._spool is not None:
+        if self.private:
             if batch is not None:
-                self._spool.write(len(batch).to_bytes(8, "little") + batch)
+                self._hold(batch)
         else:
-            self.store.state.append_page(self.scope, batch, checkpoint, item)
+            self.store.state.append_page(self.scope, data, checkpoint, item)
         self.checkpoint = checkpoint
         if item is not None:
             self.items.add(item)
         return checkpoint
 
+    def _hold(self, batch: pa.RecordBatch) -> None:
+        self._held.append(batch)
+        self._held_bytes += batch.nbytes
+        if self._held_bytes <= self.SPILL_BYTES:
+            return
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile(dir=self.store.spool_dir)  # noqa: SIM115 -- closed by close()
+        with page_work:
+            for held in self._held:
+                data = _ipc(held)
+                self._spool.write(len(data).to_bytes(8, "little") + data)
+        self._held, self._held_bytes = [], 0
+
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The staged pages, one at a time."""
-        if self._spool is None:
+        if not self.private:
             yield from self.store.staged_batches(self.scope)
             return
-        spool = self._spool
-        spool.seek(0)
-        try:
-            while header := spool.read(8):
-                yield from _batches(spool.read(int.from_bytes(header, "little")))
-        finally:
-            spool.seek(0, os.SEEK_END)  # appends go on at the end, even after a read cut short
+        if (spool := self._spool) is not None:
+            spool.seek(0)
+            try:
+                while header := spool.read(8):
+                    yield from _batches(spool.read(int.from_bytes(header, "little")))
+            finally:
+                spool.seek(0, os.SEEK_END)  # appends go on at the end, even after a read cut short
+        yield from self._held
 
     def close(self) -> None:
         if self._lock is not None:
             self._lock.__exit__(None, None, None)
             self._lock = None
+        self._held, self._held_bytes = [], 0
         if self._spool is not None:
             self._spool.close()  # the file was never linked: closing it is deleting it
+            self._spool = None
 
     def __enter__(self) -> Stage:
         return self
@@ -241,8 +268,7 @@ class Store(ABC):
 
     def private_stage(self, table: TableSpec, key: str) -> Stage:
         """A stage of one writer of one window: not resumable, never shared, gone when closed or killed."""
-        spool = tempfile.TemporaryFile(dir=self.spool_dir)  # noqa: SIM115 -- the stage owns and closes it
-        return Stage(self, table, f"{table.name}/window/{key}", Checkpoint(), set(), None, spool)
+        return Stage(self, table, f"{table.name}/window/{key}", Checkpoint(), set(), None, private=True)
 
     spool_dir: Path | None = None
     """Where private stages spool their pages (a local disk; default: the system's temporary folder)."""
@@ -254,7 +280,7 @@ class Store(ABC):
 
     def discard(self, stage: Stage) -> None:
         """Drop what a stage holds; its partition keeps its previous data and state."""
-        if stage._spool is None:
+        if not stage.private:
             with self.state.transaction() as db:
                 self.state.drop_stage(db, stage.scope)
         stage.close()
@@ -331,8 +357,6 @@ class Store(ABC):
                 keys.add(rows)
                 yield pa.RecordBatch.from_arrays([*rows.columns, pa.array([key] * rows.num_rows, pa.string())],
                                                  schema=full)
-
-    # --- reading ---
 
     # --- reading ---
 

@@ -78,6 +78,24 @@ def test_two_writers_of_one_partition_leave_data_and_state_of_the_same_writer(st
     assert len(rows) == winner + 1 == store.partition_states(ORDERS)["2024-01-01"].records
 
 
+@pytest.mark.parametrize(("spill_bytes", "spilled", "held"), [(Stage.SPILL_BYTES, False, True), (1, True, False),
+                                                              (1500, True, True)],  # a page here is 630 bytes
+                         ids=["held in memory", "spilled to disk", "partly spilled"])
+def test_a_window_of_many_pages_is_published_whole_and_in_order(
+    store_location: str, spill_bytes: int, spilled: bool, held: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Stage, "SPILL_BYTES", spill_bytes)
+    store = open_store(store_location)
+    stage = store.private_stage(ORDERS, "2024-01-01")
+    for page in range(5):
+        stage.append([order(page * 10 + i, DAY + timedelta(minutes=page)) for i in range(10)],
+                     cursors=[DAY + timedelta(minutes=page)] * 10)
+    assert (stage._spool is not None, bool(stage._held)) == (spilled, held)
+    store.publish_partition(stage, PartitionState("2024-01-01", None, 50, 5, 5, 0, None, datetime.now(UTC)))
+    assert [r["id"] for r in store.records(ORDERS, ["2024-01-01"])] == list(range(50))
+    assert stage._spool is None  # the publish closed the stage: nothing held, nothing left on disk
+
+
 def test_a_publish_that_fails_keeps_the_previous_partition_and_its_state(
     store_location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
