@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import duckdb
 import pytest
 import requests
 
@@ -136,6 +137,24 @@ def test_readers_see_the_last_complete_snapshot_until_the_next_is_published(
     requests.post(f"{healthy.url}/stats/reset", timeout=5)
     third = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path, store_location)
     assert third.refresh == 3 and requests.get(f"{healthy.url}/stats", timeout=5).json()["requests"] == 12
+
+
+def test_a_duckdb_query_that_listed_the_old_snapshot_never_reads_the_new_one_under_its_names(
+    refresh_api: DemoApi, tmp_path: Path
+) -> None:
+    """A query expands ``snapshot/*.parquet`` when it starts and opens the files later; a publish in between
+    repoints ``snapshot``. The files it listed must then be missing, not the next refresh's files."""
+    location = str(tmp_path / "store")
+    source = source_from_dict(make_source_data(refresh_api.url))
+    assert refresh(source, "customers", tmp_path, location).published
+    store = open_store(location)
+    assert isinstance(store, DuckDBStore)
+    listed = sorted(str(path) for path in (store.stream_dir(CUSTOMERS) / "snapshot").glob("*.parquet"))
+    assert len(listed) > 1
+    assert refresh(source, "customers", tmp_path, location).published
+    assert not any(Path(path).exists() for path in listed)
+    with pytest.raises(duckdb.IOException):
+        duckdb.sql(f"SELECT count(*) FROM read_parquet({listed!r})").fetchall()
 
 
 def test_one_chunk_is_read_by_one_process_at_a_time(store_location: str) -> None:

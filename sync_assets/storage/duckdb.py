@@ -19,7 +19,7 @@ Layout under the store's folder::
     state.sqlite                                   staging, checkpoints, state, columns
     warehouse.duckdb                               views: one schema per source, one view per stream
     tables/<source>/<stream>/<partition>.parquet   window and substream partitions
-    tables/<source>/<stream>/refresh-<n>/chunk-<k>.parquet, snapshot -> refresh-<n>
+    tables/<source>/<stream>/refresh-<n>/refresh-<n>-chunk-<k>.parquet, snapshot -> refresh-<n>
     locks/                                         who is reading which resumable stage
 """
 
@@ -48,7 +48,7 @@ from sync_assets.concurrency import page_work
 from sync_assets.errors import ConfigurationError
 from sync_assets.schema import CURSOR_COLUMN, EXTRACTED_AT_COLUMN, PARTITION_COLUMN, conform
 from sync_assets.storage import KeyTally, Part, PartitionState, Published, Stage, StageBusyError, Store, TableSpec
-from sync_assets.storage.layout import legacy_store_dir, quote, safe_name
+from sync_assets.storage.layout import chunk_key, legacy_store_dir, quote, safe_name
 from sync_assets.storage.statedb import Dialect, StateDB
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,9 @@ class DuckDBStore(Store):
         keys = KeyTally(table, schema)
         folder = self.refresh_dir(table, refresh)
         for chunk, part in enumerate(parts):
-            path = folder / f"chunk-{chunk:06d}.parquet"
+            # Named for their refresh, not just their place: a query that listed ``snapshot/*.parquet`` before a
+            # swap finds none of these under its old names, so it fails and is run again, never mixing refreshes.
+            path = folder / f"{chunk_key(refresh, chunk)}.parquet"
             os.replace(self._write(path, [part], schema, keys), path)
         _fsync_dir(folder)
         link = self.stream_dir(table) / "snapshot"
@@ -232,7 +234,7 @@ class DuckDBStore(Store):
                 return
             folder = self.refresh_dir(table, published.refresh)
             try:  # open every file first: a later publish may remove the folder, not what is open
-                files = [pq.ParquetFile(path) for path in sorted(folder.glob("chunk-*.parquet"))]
+                files = [pq.ParquetFile(path) for path in sorted(folder.glob("*.parquet"))]
             except FileNotFoundError:
                 continue
             if files or folder.exists():
