@@ -88,6 +88,9 @@ class DuckDBStore(Store):
         self.state = StateDB(Dialect(connect=lambda: _sqlite_connect(path), begin="BEGIN IMMEDIATE", blob="BLOB",
                                      one_writer=True))
         self.catalog_path = root / "warehouse.duckdb"
+        # One publish at a time in a process: they take SQLite's one write lock and sync one folder anyway,
+        # and threads that queue here once cost less than threads meeting at each of a publish's steps.
+        self._publishing = threading.Lock()
         self._views: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -164,21 +167,22 @@ class DuckDBStore(Store):
 
     def publish_partition(self, stage: Stage, state: PartitionState) -> Published:
         table, parts = stage.table, [(state.partition_key, stage.batches)]
-        columns, schema = self._partition_columns(parts, table)
-        keys = KeyTally(table, schema)
-        path = self.partition_path(table, state.partition_key)
-        tmp = self._write(path, parts, schema, keys)
-        try:
-            with self.state.transaction() as db:  # SQLite's write lock: one publisher at a time
-                os.replace(tmp, path)
-                _fsync_dir(path.parent)
-                self.state.save_partition(db, table.source, table.stream, state)
-                merged, drift = self._merge_stream_columns(db, table, columns)
-                self.state.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self._publishing:
+            columns, schema = self._partition_columns(parts, table)
+            keys = KeyTally(table, schema)
+            path = self.partition_path(table, state.partition_key)
+            tmp = self._write(path, parts, schema, keys)
+            try:
+                with self.state.transaction() as db:  # SQLite's write lock: one publisher at a time
+                    os.replace(tmp, path)
+                    _fsync_dir(path.parent)
+                    self.state.save_partition(db, table.source, table.stream, state)
+                    merged, drift = self._merge_stream_columns(db, table, columns)
+                    self.state.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
+            finally:
+                tmp.unlink(missing_ok=True)
         stage.close()
-        self._ensure_views(table)
+        self._ensure_views(table)  # outside the lock: it may wait for a DuckDB database held open elsewhere
         return Published(merged, drift, keys.duplicates())
 
     def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
