@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from itertools import islice
 from threading import Lock
 from typing import TypeVar
 
@@ -32,19 +33,23 @@ blocks nothing but other such computation, which the GIL would have run one at a
 def completed(fn: Callable[[Item], Result], items: Sequence[Item], concurrency: int, name: str) -> Iterator[Result]:
     """``fn(item)`` for every item, at most ``concurrency`` at once; yields the results as they finish.
 
+    At most ``concurrency`` more results wait for the caller: work starts as the caller takes results,
+    so a slow caller (the one writer of a range, publishing) bounds what is held, not the number of items.
     One item, or a concurrency of 1, runs in the calling thread (no pool, nothing to wait on).
     """
     if len(items) <= 1 or concurrency <= 1:
         for item in items:
             yield fn(item)
         return
+    waiting = iter(items)
     with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix=name) as pool:
-        pending: set[Future[Result]] = {pool.submit(fn, item) for item in items}
+        pending: set[Future[Result]] = {pool.submit(fn, item) for item in islice(waiting, 2 * concurrency)}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
+                    pending.update(pool.submit(fn, item) for item in islice(waiting, 1))
         finally:
             for future in pending:  # the caller stopped early: do not start what has not started
                 future.cancel()
