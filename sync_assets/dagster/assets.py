@@ -128,13 +128,24 @@ class _StreamAsset:
         configured = api.configured_source(self.source)
         return api, store, StreamReader(configured, self.stream, api.client(configured))
 
+    def output(self, context: AssetExecutionContext, partitions: Sequence[tuple[str, dict[str, Any]]],
+               common: dict[str, Any]) -> Output[None]:
+        """The run's output: each partition's own figures on its materialization, ``common`` on every one.
+
+        Dagster copies a range run's output metadata onto each partition's event, so a 365-day run
+        would say every day held the whole year's records; per-partition metadata says what each held.
+        """
+        for key, metadata in partitions:
+            context.add_asset_metadata(metadata, partition_key=key)
+        return Output(value=None, metadata=common)
+
     def fail_keeping(
         self, context: AssetExecutionContext, done: Sequence[tuple[str, dict[str, Any]]],
-        failed: Sequence[tuple[str, Exception | None]], total: int,
+        failed: Sequence[tuple[str, Exception | None]], total: int, common: dict[str, Any],
     ) -> Failure:
         """Report the partitions that were stored as materialized, and the run's failure."""
         for key, metadata in done:
-            context.log_event(AssetMaterialization(asset_key=self.key, partition=key, metadata=metadata))
+            context.log_event(AssetMaterialization(asset_key=self.key, partition=key, metadata={**common, **metadata}))
         errors = [error for _, error in failed]
         return Failure(
             description=(
@@ -148,15 +159,12 @@ class _StreamAsset:
         )
 
 
-def sync_metadata(
-    records: int, pages: int, stats: Sequence[RequestStats], published: Sequence[Published]
-) -> dict[str, Any]:
-    """What every stream asset reports: one meaning per key, whatever the kind of sync.
+def sync_metadata(records: int, pages: int, stats: Sequence[RequestStats]) -> dict[str, Any]:
+    """What every stream asset reports of each partition: one meaning per key, whatever the kind of sync.
 
-    ``pages`` are API pages read; ``bytes_received`` the response bytes downloaded; the columns are
-    the stream's table after this run's publishes.
+    ``pages`` are API pages read; ``bytes_received`` the response bytes downloaded.
     """
-    metadata: dict[str, Any] = {
+    return {
         "dagster/row_count": records,
         "records": records,
         "pages": pages,
@@ -166,8 +174,15 @@ def sync_metadata(
         "seconds_waited": round(sum(s.seconds_waited for s in stats), 3),
         "bytes_received": sum(s.bytes for s in stats),
     }
+
+
+def run_metadata(published: Sequence[Published], started: float | None = None) -> dict[str, Any]:
+    """What holds for every partition of a run: the stream's columns after its publishes, its duration."""
+    metadata: dict[str, Any] = {}
     if published:
         metadata["dagster/column_schema"] = table_schema(published[-1].columns)
+    if started is not None:
+        metadata["duration_seconds"] = round(time.monotonic() - started, 3)
     return metadata
 
 
@@ -205,35 +220,31 @@ def build_incremental_asset(
         stream_state = contiguous_end(
             window_floor(incremental.start, incremental.window), [s.window for s in states.values() if s.window]
         )
+        published = [r.published for r in results if r.published]
+        common = {**run_metadata(published), "stream_state": MetadataValue.timestamp(stream_state)}
+        done = [(r.key, window_metadata(r)) for r in results if r.state is not None]
         failed = [(r.key, r.error) for r in results if r.error is not None]
         if failed:
-            done = [(r.key, window_metadata([r], stream_state)) for r in results if r.state is not None]
-            raise base.fail_keeping(context, done, failed, len(results))
-        metadata = window_metadata(results, stream_state)
-        metadata["duration_seconds"] = round(time.monotonic() - started, 3)
-        yield Output(value=None, metadata=metadata)
-        yield from base.check_results([r.published for r in results if r.published])
+            raise base.fail_keeping(context, done, failed, len(results), common)
+        yield base.output(context, done, {**common, **run_metadata([], started)})
+        yield from base.check_results(published)
 
     return _sync
 
 
-def window_metadata(results: list[WindowResult], stream_state: Any) -> dict[str, Any]:
-    """What a user looks at after a sync: volumes, API cost, the window, and where state stands."""
-    states = [r.state for r in results if r.state is not None]
-    cursors = [s.max_cursor for s in states if s.max_cursor is not None]
-    metadata = sync_metadata(sum(s.records for s in states), sum(s.pages for s in states), [r.stats for r in results],
-                             [r.published for r in results if r.published])
+def window_metadata(result: WindowResult) -> dict[str, Any]:
+    """What a user looks at after a window's sync: its volumes, its API cost, the window."""
+    state = result.state
+    assert state is not None
+    metadata = sync_metadata(state.records, state.pages, [result.stats])
     metadata.update({
-        "dropped_out_of_window": sum(r.dropped for r in results),
-        "records_without_cursor": sum(r.without_cursor for r in results),
-        "window_start": MetadataValue.timestamp(min(r.window.start for r in results)),
-        "window_end": MetadataValue.timestamp(max(r.window.end for r in results)),
-        "stream_state": MetadataValue.timestamp(stream_state),
+        "dropped_out_of_window": result.dropped,
+        "records_without_cursor": result.without_cursor,
+        "window_start": MetadataValue.timestamp(result.window.start),
+        "window_end": MetadataValue.timestamp(result.window.end),
     })
-    if cursors:
-        metadata["max_cursor"] = MetadataValue.timestamp(max(cursors))
-    # No list of the windows: Dagster copies a range run's metadata onto each partition's event, so a list
-    # with one entry per window made a 365-day run cost O(n^2). Per-window counts are in the store's state.
+    if state.max_cursor is not None:
+        metadata["max_cursor"] = MetadataValue.timestamp(state.max_cursor)
     return metadata
 
 
@@ -280,17 +291,17 @@ def build_refresh_asset(
             _register_chunks(context, store, source, stream, partitions_def)
             if result.key not in targets:
                 context.log_event(AssetMaterialization(asset_key=base.key, partition=result.key,
-                                                       metadata=chunk_metadata([result])))
+                                                       metadata=chunk_metadata(result)))
         _register_chunks(context, store, source, stream, partitions_def, prune=refresh.published is not None)
+        published = [refresh.published] if refresh.published else []
+        common = {**run_metadata(published), "refresh": refresh.refresh,
+                  "snapshot_published": refresh.published is not None}
+        done = [(r.key, chunk_metadata(r)) for r in results if r.error is None and r.key in targets]
         failed = [(r.key, r.error) for r in results if r.error is not None]
         if failed:
-            done = [(r.key, chunk_metadata([r])) for r in results if r.error is None and r.key in targets]
-            raise base.fail_keeping(context, done, failed, len(results))
-        metadata = chunk_metadata(results, [refresh.published] if refresh.published else [])
-        metadata.update({"refresh": refresh.refresh, "snapshot_published": refresh.published is not None,
-                         "duration_seconds": round(time.monotonic() - started, 3)})
-        yield Output(value=None, metadata=metadata)
-        yield from base.check_results([refresh.published] if refresh.published else [])
+            raise base.fail_keeping(context, done, failed, len(results), common)
+        yield base.output(context, done, {**common, **run_metadata([], started)})
+        yield from base.check_results(published)
 
     return _refresh
 
@@ -313,12 +324,9 @@ def _register_chunks(
             context.instance.delete_dynamic_partition(name, key)
 
 
-def chunk_metadata(results: list[ChunkResult], published: Sequence[Published] = ()) -> dict[str, Any]:
-    done = [r.checkpoint for r in results if r.checkpoint is not None]
-    metadata = sync_metadata(sum(c.records for c in done), sum(c.pages for c in done), [r.stats for r in results],
-                             published)
-    metadata["chunks"] = len(done)
-    return metadata
+def chunk_metadata(result: ChunkResult) -> dict[str, Any]:
+    done = result.checkpoint
+    return sync_metadata(done.records if done else 0, done.pages if done else 0, [result.stats])
 
 
 # --- substreams ----------------------------------------------------------------------------------
@@ -343,23 +351,22 @@ def build_substream_asset(
         api, store, reader = base.open(context)
         partitions = [(key, window_for(partitions_def, key, parent_incremental)) for key in context.partition_keys]
         results = list(sync_substream(reader, store, parent_stream, partitions, api.concurrency))
+        published = [r.published for r in results if r.published]
+        common = run_metadata(published)
+        done = [(r.key, substream_metadata(r)) for r in results if r.state is not None]
         failed = [(r.key, r.error) for r in results if r.error is not None]
         if failed:
-            done = [(r.key, substream_metadata([r])) for r in results if r.state is not None]
-            raise base.fail_keeping(context, done, failed, len(results))
-        metadata = substream_metadata(results)
-        metadata["duration_seconds"] = round(time.monotonic() - started, 3)
-        yield Output(value=None, metadata=metadata)
-        yield from base.check_results([r.published for r in results if r.published])
+            raise base.fail_keeping(context, done, failed, len(results), common)
+        yield base.output(context, done, {**common, **run_metadata([], started)})
+        yield from base.check_results(published)
 
     return _children
 
 
-def substream_metadata(results: list[PartitionResult]) -> dict[str, Any]:
-    states = [r.state for r in results if r.state is not None]
-    metadata = sync_metadata(sum(s.records for s in states), sum(s.pages for s in states), [r.stats for r in results],
-                             [r.published for r in results if r.published])
-    metadata.update({"parents": sum(r.parents for r in results),
-                     "parents_skipped_as_done": sum(r.parents_skipped for r in results)})
+def substream_metadata(result: PartitionResult) -> dict[str, Any]:
+    state = result.state
+    assert state is not None
+    metadata = sync_metadata(state.records, state.pages, [result.stats])
+    metadata.update({"parents": result.parents, "parents_skipped_as_done": result.parents_skipped})
     return metadata
 

@@ -68,6 +68,22 @@ def test_materialization_metadata_describes_the_sync(surveys_api: DemoApi, insta
         "question_count": "integer", "_sync_extracted_at": "timestamp", "_sync_cursor": "timestamp"}
 
 
+def test_each_partition_of_a_range_run_reports_its_own_figures(surveys_api: DemoApi, instance: DagsterInstance) -> None:
+    result = run(demo_defs(surveys_api), instance, partition_range=("2024-01-05", "2024-01-08"))
+    events = {e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+              for e in result.get_asset_materialization_events()}
+    assert sorted(events) == ["2024-01-05", "2024-01-06", "2024-01-07", "2024-01-08"]
+    for key, metadata in events.items():
+        truth = data.surveys_modified_between(0, SURVEY_COUNT, day(key), day(key) + timedelta(days=1))
+        assert metadata["dagster/row_count"] == metadata["records"] == len(truth), key
+        assert metadata["requests"] == metadata["pages"] == 1, key
+        assert (metadata["window_start"], metadata["window_end"]) == (
+            day(key).timestamp(), (day(key) + timedelta(days=1)).timestamp())
+        assert metadata["stream_state"] == day("2024-01-01").timestamp()  # the run's: the same on every one
+        assert "dagster/column_schema" in metadata
+    assert len({m["records"] for m in events.values()}) > 1  # the days differ, so a copied total would show
+
+
 def test_rematerializing_a_partition_replaces_it(surveys_api: DemoApi, instance: DagsterInstance) -> None:
     defs = demo_defs(surveys_api)
     assert run(defs, instance, partition="2024-01-05").success

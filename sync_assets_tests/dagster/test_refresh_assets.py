@@ -67,9 +67,12 @@ def test_a_refresh_registers_and_materializes_its_chunks_and_publishes_a_snapsho
     name = chunk_partitions_name(demo_source(), demo_source().stream("customers"))
     assert instance.get_dynamic_partitions(name) == [chunk_key(1, 0), chunk_key(1, 1), chunk_key(1, 2)]
     assert instance.get_materialized_partitions(CUSTOMERS) == set(instance.get_dynamic_partitions(name))
-    output = next(e for e in result.get_asset_materialization_events() if e.partition == chunk_key(1, 0))
-    metadata = {k: v.value for k, v in output.materialization.metadata.items()}
-    assert metadata["snapshot_published"] is True and metadata["records"] == COUNT and metadata["chunks"] == 3
+    # Each chunk's materialization counts its own pages and records, not the run's.
+    metadata = {e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
+                for e in result.get_asset_materialization_events()}
+    assert {key: (m["pages"], m["records"]) for key, m in metadata.items()} == {
+        chunk_key(1, 0): (4, 2000), chunk_key(1, 1): (4, 2000), chunk_key(1, 2): (1, 500)}
+    assert metadata[chunk_key(1, 0)]["snapshot_published"] is True  # the run's output: its chunk, at the end
     assert downstream_load(defs, instance) == data.all_customers(0, COUNT)
 
 
