@@ -20,7 +20,7 @@ Layout under the store's folder::
     warehouse.duckdb                               views: one schema per source, one view per stream
     tables/<source>/<stream>/<partition>.parquet   window and substream partitions
     tables/<source>/<stream>/refresh-<n>/refresh-<n>-chunk-<k>.parquet, snapshot -> refresh-<n>
-    locks/                                         who is reading which resumable stage
+    locks/                                         one file per resumable stage being read, per run going
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import duckdb
 import pyarrow as pa
@@ -118,23 +119,35 @@ class DuckDBStore(Store):
 
     @contextmanager
     def lock(self, scope: str) -> Iterator[None]:
-        with self._lock_path(scope).open("a") as handle:
-            deadline = time.monotonic() + _LOCK_PATIENCE_SECONDS
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StageBusyError(f"{scope} is being read by another run right now") from None
-                    time.sleep(0.05)
-            yield  # closing the file releases the lock, also when the process dies
+        path = self._lock_path(scope)
+        deadline = time.monotonic() + _LOCK_PATIENCE_SECONDS
+        while True:
+            handle = path.open("a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                if time.monotonic() > deadline:
+                    raise StageBusyError(f"{scope} is being read by another run right now") from None
+                time.sleep(0.05)
+                continue
+            if _same_file(handle, path):
+                break
+            handle.close()  # its holder removed it as we opened it: lock the file now at that path
+        try:
+            yield
+        finally:
+            # Removed while still held, so the folder holds only the locks of runs at work (or killed):
+            # whoever opened this file meanwhile finds it is no longer at the path, and tries again.
+            path.unlink(missing_ok=True)
+            handle.close()  # closing the file releases the lock, also when the process dies
 
     def locked(self, scope: str) -> bool:
-        path = self._lock_path(scope)
-        if not path.exists():
+        try:
+            handle = self._lock_path(scope).open("r")  # never creates one: a probe leaves nothing behind
+        except FileNotFoundError:
             return False
-        with path.open("a") as handle:
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -327,6 +340,13 @@ class DuckDBStore(Store):
                            (source, stream, sql))
                 self._views[f"{source}/{stream}"] = sql
         return True
+
+
+def _same_file(handle: IO[str], path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _fsync_dir(path: Path) -> None:

@@ -8,6 +8,7 @@ both backends too, in ``test_refresh``, ``test_substream`` and ``test_state``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ import duckdb
 import pytest
 
 from sync_assets.schema import Drift
-from sync_assets.storage import PartitionState, Published, Stage, Store, TableSpec, open_store
+from sync_assets.storage import PartitionState, Published, Stage, StageBusyError, Store, TableSpec, open_store
 from sync_assets.storage.duckdb import DuckDBStore
 from sync_assets.windows import Window
 from sync_assets_tests.conftest import postgres_database
@@ -145,6 +146,36 @@ def test_duplicate_keys_are_counted_by_typed_value_and_nulls_never_count(store_l
     table = TableSpec("shop", "codes", primary_key=("code",))
     published = publish(store, "2024-01-01", [{"code": c} for c in ["1", "1", "None", None, None, "2"]], table)
     assert published.duplicate_keys == 1  # "1" twice; "None" is a string, and two nulls are no duplicate
+
+
+def test_a_stage_lock_has_one_holder_at_a_time_and_leaves_nothing_behind(store_location: str) -> None:
+    store = open_store(store_location)
+    scope, holders, most = "shop/orders/partition/2024-01-01", [0], [0]
+    guard = threading.Lock()
+
+    def contend() -> None:
+        taken = 0
+        while taken < 25:
+            try:
+                with store.lock(scope):
+                    with guard:
+                        holders[0] += 1
+                        most[0] = max(most[0], holders[0])
+                    time.sleep(0.001)
+                    with guard:
+                        holders[0] -= 1
+                taken += 1
+            except StageBusyError:
+                pass  # another thread held it for the whole patience: ask again
+
+    threads = [threading.Thread(target=contend) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1 and not store.locked(scope)
+    if isinstance(store, DuckDBStore):
+        assert list((store.root / "locks").iterdir()) == []  # released locks are removed, probes create none
 
 
 # --- DuckDB: the database file is only a catalog of views, so holding it open blocks no writer ----
