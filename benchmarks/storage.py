@@ -12,10 +12,13 @@
    This VM's CPU speed drifts by a third from minute to minute (steal time), so each repeat
    also times a fixed pure-Python loop (10 million additions in a function): compare runs only together
    with it.
-2. **Per partition, against Dagster's own floor.** 365 daily partitions (few records each) as one
+2. **Threads at zero latency.** The same windows (365 one-page days, and January's 30 full days) synced
+   in one process ten at a time and one at a time, alternating: what threads cost where they cannot
+   help, as a ratio within pairs, with the context switches.
+3. **Per partition, against Dagster's own floor.** 365 daily partitions (few records each) as one
    in-process run, beside a trivial asset with the same partitions and backfill policy in one run: the
    floor that Dagster's per-partition bookkeeping sets.
-3. **Peak memory against data size**: a full refresh of 100,000 and of 1,000,000 customers into the
+4. **Peak memory against data size**: a full refresh of 100,000 and of 1,000,000 customers into the
    DuckDB store, each in a fresh process; peak RSS from the kernel. Flat means pages stream through.
 """
 
@@ -33,7 +36,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +68,9 @@ def fresh_store(backend: str, postgres: str = POSTGRES) -> Iterator[str]:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def engine_run(url: str, store: str, concurrency: int = 10) -> tuple[int, float]:
-    """Records synced and CPU seconds of this process, for January 1-30 through the engine, ``concurrency``
-    windows at once."""
+def engine_run(url: str, store: str, concurrency: int = 10, days: int = 30) -> tuple[int, float]:
+    """Records synced and CPU seconds of this process, for ``days`` days from January 1 through the engine,
+    ``concurrency`` windows at once."""
     from sync_assets.reader import StreamReader, open_client
     from sync_assets.sources import demo_source
     from sync_assets.storage import open_store
@@ -76,8 +79,9 @@ def engine_run(url: str, store: str, concurrency: int = 10) -> tuple[int, float]
 
     source = demo_source().model_copy(update={"base_url": url, "rate_limits": []})
     os.environ["SYNC_ASSETS_DEMO_TOKEN"] = TOKEN
-    windows = [(partition_key(w.start, "daily"), w) for w in
-               windows_between(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 31, tzinfo=UTC), "daily")]
+    first = datetime(2024, 1, 1, tzinfo=UTC)
+    windows = [(partition_key(w.start, "daily"), w)
+               for w in windows_between(first, first + timedelta(days=days), "daily")]
     state_dir = Path(tempfile.mkdtemp(prefix="sync-assets-bench-"))
     started = time.process_time()
     target = open_store(store)
@@ -160,6 +164,34 @@ def cpu_per_record(backends: list[str], repeats: int, concurrency: int = 10, eng
     print("\n".join(rows))
 
 
+def thread_cost(repeats: int) -> None:
+    """What ten threads cost over one at zero latency, where they cannot help: the same windows synced in
+    this process, ten at a time then one at a time, alternating, so that both see the same machine."""
+    print(f"| DuckDB, engine, zero latency (median of {repeats} pairs) | CPU s, 1 thread | CPU s, 10 threads "
+          "| 10 / 1 within pairs | context switches, 1 | context switches, 10 |")
+    print("|---|---|---|---|---|---|")
+    for label, surveys, days in (("365 one-page windows", 2000, 365), ("30 windows of about 1,000 records", FULL, 30)):
+        runs: dict[int, list[tuple[float, int]]] = {1: [], 10: []}
+        with demo_api("--surveys", str(surveys)) as url:
+            _engine_counted(url, 1, days)  # warm: imports, connections, the time-zone database
+            for _ in range(repeats):
+                for concurrency in (10, 1):
+                    runs[concurrency].append(_engine_counted(url, concurrency, days))
+        ratio = statistics.median(a[0] / b[0] for a, b in zip(runs[10], runs[1], strict=True))
+        cpu = {c: statistics.median(r[0] for r in runs[c]) for c in runs}
+        switches = {c: statistics.median(r[1] for r in runs[c]) for c in runs}
+        print(f"| {label} | {cpu[1]:.2f} | {cpu[10]:.2f} | {ratio:.2f} | {switches[1]:,.0f} | {switches[10]:,.0f} |")
+
+
+def _engine_counted(url: str, concurrency: int, days: int) -> tuple[float, int]:
+    """CPU seconds and context switches of this process for one engine run into a new DuckDB store."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    with fresh_store("duckdb") as store:
+        _, cpu = engine_run(url, store, concurrency, days)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return cpu, (after.ru_nvcsw + after.ru_nivcsw) - (before.ru_nvcsw + before.ru_nivcsw)
+
+
 def partition_floor(repeats: int) -> None:
     """365 windows in one in-process run, beside a trivial asset over the same 365 partitions."""
     ours, floor = [], []
@@ -167,18 +199,20 @@ def partition_floor(repeats: int) -> None:
         for _ in range(repeats):
             ours.append(_in_child(in_process_year, url, "demo/surveys"))
             floor.append(_in_child(in_process_year, url, "trivial_daily"))
-    o, f = statistics.median(ours), statistics.median(floor)
-    print(f"| 365 daily partitions, one in-process run (median of {repeats}) | wall s |")
-    print("|---|---|")
-    print(f"| trivial asset, same partitions and backfill policy (Dagster's floor) | {f:.2f} |")
-    print(f"| demo/surveys (fetch, type, stage, publish each window) | {o:.2f} |")
-    print(f"| ratio of the medians | {o / f:.2f} |")
-    ratios = sorted(a / b for a, b in zip(ours, floor, strict=True))  # each pair back to back
-    print(f"| ratio within each pair: median (lowest, highest) | {statistics.median(ratios):.2f} "
-          f"({ratios[0]:.2f}, {ratios[-1]:.2f}) |")
+    print(f"| 365 daily partitions, one in-process run (median of {repeats}) | wall s | CPU s |")
+    print("|---|---|---|")
+    for name, runs in (("trivial asset, same partitions and backfill policy (Dagster's floor)", floor),
+                       ("demo/surveys (fetch, type, stage, publish each window)", ours)):
+        print(f"| {name} | {statistics.median(r[0] for r in runs):.2f} | {statistics.median(r[1] for r in runs):.2f} |")
+    cells = []
+    for measure in (0, 1):  # each pair back to back: the machine's speed drifts less within a pair
+        ratios = sorted(a[measure] / b[measure] for a, b in zip(ours, floor, strict=True))
+        cells.append(f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}, {ratios[-1]:.2f})")
+    print(f"| ratio within each pair: median (lowest, highest) | {cells[0]} | {cells[1]} |")
 
 
-def in_process_year(url: str, key: str) -> float:
+def in_process_year(url: str, key: str) -> tuple[float, float]:
+    """Wall and CPU seconds (this process: the run and its threads) of one run over 2024-01-01...2024-12-30."""
     from dagster import AssetKey, DagsterInstance, materialize
 
     from benchmarks.backfill_defs import defs
@@ -190,13 +224,13 @@ def in_process_year(url: str, key: str) -> float:
     os.environ.pop("SYNC_ASSETS_STORE_URL", None)
     with DagsterInstance.get() as instance:
         asset = defs.get_assets_def(AssetKey.from_user_string(key))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = materialize([asset], instance=instance, resources=defs.resources,
                              tags={"dagster/asset_partition_range_start": "2024-01-01",
                                    "dagster/asset_partition_range_end": "2024-12-30"})
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert result.success
-    return wall
+    return wall, cpu
 
 
 def peak_memory() -> None:
@@ -230,13 +264,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-postgres", action="store_true")
-    parser.add_argument("--only", choices=["cpu", "floor", "memory"])
+    parser.add_argument("--only", choices=["cpu", "threads", "floor", "memory"])
     parser.add_argument("--concurrency", type=int, default=10, help="windows at once in the engine path (cpu)")
     parser.add_argument("--engine-only", action="store_true", help="leave out the dagster path (cpu)")
     args = parser.parse_args()
     if args.only in (None, "cpu"):
         cpu_per_record(["duckdb"] if args.skip_postgres else ["duckdb", "postgres"], args.repeats, args.concurrency,
                        args.engine_only)
+        print()
+    if args.only in (None, "threads"):
+        thread_cost(args.repeats)
         print()
     if args.only in (None, "floor"):
         partition_floor(args.repeats)
