@@ -109,7 +109,9 @@ class StreamReader:
 
         ``parent`` is the parent record of a substream; its fields fill the path's placeholders.
         ``followed`` holds the fingerprints of tokens that earlier reads of the same pages followed (the
-        chunks and runs of one refresh read one sequence of pages); this read adds its own to it.
+        chunks and runs of one refresh read one sequence of pages); this read adds the tokens it reaches.
+        Not its start: that is where the read before it ends (a chunk hands its last token to the next),
+        and the two run at once after a kill, so the earlier one reaching it is no cycle.
         """
         stream = self.stream
         if window is not None and stream.incremental is None:
@@ -122,7 +124,7 @@ class StreamReader:
         stream_body = stream.body_for(parent)
         token = start_token
         followed = set() if followed is None else followed  # a fingerprint per page, not the tokens
-        followed.add(token_fingerprint(token))
+        own = {token_fingerprint(token)}  # this read's tokens, its start included
         while True:
             try:
                 request_url, request_params = stream.paginator.apply(url, params, token)
@@ -144,14 +146,16 @@ class StreamReader:
                     f"pagination of stream {stream.name!r} did not advance past token {mask(repr(token))} "
                     f"({response.where}); check the paginator settings"
                 )
-            if next_token is not None and token_fingerprint(next_token) in followed:
+            reached = token_fingerprint(next_token)
+            if next_token is not None and (reached in followed or reached in own):
                 raise SyncSystemError(
                     f"pagination of stream {stream.name!r} came back to page token {mask(repr(next_token))}, "
                     f"which this read already followed ({response.where}): the API's cursors go round in a "
                     "cycle, and following them would read the same pages forever. The partition keeps what it "
                     "had; check the paginator settings, or report the API's cursors"
                 )
-            followed.add(token_fingerprint(next_token))
+            followed.add(reached)
+            own.add(reached)
             with page_work:
                 page = self._in_window(records, token, next_token, window)
             total_pages = stream.paginator.page_count(response) if token is None else None

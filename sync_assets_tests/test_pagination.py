@@ -92,6 +92,21 @@ def test_next_url_tokens_never_hold_the_api_key(api: DemoApi, tmp_path: Path, st
     assert len(tokens) >= 3 and all(TOKEN not in t and "api_key" not in t for t in tokens)
 
 
+def test_a_read_that_reaches_where_a_running_read_began_is_no_cycle(api: DemoApi, tmp_path: Path) -> None:
+    """After a kill, a refresh's chunk resumes while the next chunk, whose start it handed over before dying,
+    is read at the same time; both share the refresh's followed tokens."""
+    source = make_source(api, [CUSTOMERS])
+    reader = StreamReader(source, source.stream("customers"), open_client(source, tmp_path))
+    tokens = [page.next_token for page in reader.pages(RequestStats())]  # tokens[i] leads to page i + 2
+    shared: set[int] = set()
+    later = reader.pages(RequestStats(), start_token=tokens[2], followed=shared)  # from page 4
+    next(later)
+    earlier = reader.pages(RequestStats(), start_token=tokens[0], followed=shared)  # pages 2 and 3, then page 4
+    assert [next(earlier).next_token, next(earlier).next_token] == [tokens[1], tokens[2]]
+    with pytest.raises(SyncSystemError, match="already followed"):
+        next(earlier)  # following it further would read page 4 twice: that is the cycle
+
+
 def test_a_paginator_that_does_not_advance_is_stopped(demo_api: object, api: DemoApi, tmp_path: Path) -> None:
     # The page parameter is named wrong, so the API serves page 1 forever: a real misconfiguration.
     stream = {**CUSTOMERS, "paginator": {"type": "cursor", "token_path": "next_cursor", "param": "cursr",
