@@ -33,7 +33,7 @@ from array import array
 from bisect import bisect_left
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1024,6 +1024,11 @@ class DemoApi:
     def serve_forever(self) -> None:
         """Serve from the calling thread until KeyboardInterrupt, for the CLI."""
         self._server.serve_forever(_POLL_SECONDS)
+
+    def set_latency(self, latency_ms: float) -> None:
+        """Answer with this latency from the next request on, as a real API slows down or recovers;
+        requests already waiting keep the latency they began with."""
+        self.config = self._server.config = replace(self.config, latency_ms=latency_ms)
 
     def stop(self) -> None:
         if self._thread is not None:

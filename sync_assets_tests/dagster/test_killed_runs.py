@@ -104,9 +104,10 @@ def test_runs_killed_while_holding_every_pool_slot_never_block_later_runs(
 ) -> None:
     """Three runs fill the pool of the shipped dagster.yaml (limit 3) and are SIGKILLed as the OOM killer
     would (the orchestrating process only); a fourth run, the one resuming the killed refresh, still runs."""
-    # Long enough that all three are at work together, however late one of the CLIs starts: 181 windows
-    # 10 at a time, and a chunk of 10 pages one at a time, at half a second a request.
-    api = demo_api(customers=4500, surveys=3000, latency_ms=500)
+    # Long enough that all three are at work together, however late one of the CLIs starts on a loaded
+    # machine: 181 windows 10 at a time, and a refresh of 9 pages one at a time, at 3 s a request (about
+    # 54 and 27 s). The API speeds up for the run that resumes the refresh.
+    api = demo_api(customers=4500, surveys=3000, latency_ms=3000)
     home = _home(tmp_path)
     env = {**_env(api, home), "SYNC_ASSETS_STORE_URL": store_location}
     instance = DagsterInstance.from_config(str(home))
@@ -135,6 +136,8 @@ def test_runs_killed_while_holding_every_pool_slot_never_block_later_runs(
     time.sleep(2.0)
     assert _requests(api) == settled, "a step process of a killed run went on sending requests"
     assert _holders(instance) == holders  # the dead runs still hold every slot
+
+    api.set_latency(100)
 
     resume = subprocess.run(
         [str(BIN / "sync-assets-dagster"), "start-refresh", "-m", "sync_assets.definitions", "--select",

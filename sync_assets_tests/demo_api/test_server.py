@@ -97,6 +97,20 @@ def query_of(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(url).query)
 
 
+def test_the_latency_can_change_while_the_api_serves(make_api: MakeApi) -> None:
+    api = make_api()
+
+    def timed() -> float:
+        started = time.monotonic()
+        get_json(f"{api.url}/v1/customers", {"limit": 1})
+        return time.monotonic() - started
+
+    api.set_latency(400)
+    assert timed() >= 0.4
+    api.set_latency(0)
+    assert timed() < 0.4
+
+
 # --- pagination walks equal the ground truth ----------------------------------------------------------
 
 
