@@ -33,8 +33,8 @@ blocks nothing but other such computation, which the GIL would have run one at a
 def completed(fn: Callable[[Item], Result], items: Sequence[Item], concurrency: int, name: str) -> Iterator[Result]:
     """``fn(item)`` for every item, at most ``concurrency`` at once; yields the results as they finish.
 
-    At most ``concurrency`` more results wait for the caller: work starts as the caller takes results,
-    so a slow caller (the one writer of a range, publishing) bounds what is held, not the number of items.
+    Work starts as the caller takes results, at most twice ``concurrency`` items ahead of it: a caller
+    slower than the work (a protocol writer) bounds what is held, not the number of items.
     One item, or a concurrency of 1, runs in the calling thread (no pool, nothing to wait on).
     """
     if len(items) <= 1 or concurrency <= 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,6 +156,22 @@ def test_a_duckdb_query_that_listed_the_old_snapshot_never_reads_the_new_one_und
     assert not any(Path(path).exists() for path in listed)
     with pytest.raises(duckdb.IOException):
         duckdb.sql(f"SELECT count(*) FROM read_parquet({listed!r})").fetchall()
+
+
+def test_files_left_in_a_refresh_folder_by_a_publish_that_died_are_not_published(
+    refresh_api: DemoApi, tmp_path: Path
+) -> None:
+    """Chunk files were named chunk-<k>.parquet until this release: a publish killed then left them behind."""
+    location = str(tmp_path / "store")
+    source = source_from_dict(make_source_data(refresh_api.url))
+    assert refresh(source, "customers", tmp_path, location).published
+    store = open_store(location)
+    assert isinstance(store, DuckDBStore)
+    leftover = store.refresh_dir(CUSTOMERS, 2) / "chunk-000000.parquet"
+    leftover.parent.mkdir()
+    shutil.copy(next(store.refresh_dir(CUSTOMERS, 1).glob("*.parquet")), leftover)
+    assert refresh(source, "customers", tmp_path, location).published
+    assert not leftover.exists() and stored(store, "customers") == truth("customers")
 
 
 def test_one_chunk_is_read_by_one_process_at_a_time(store_location: str) -> None:

@@ -125,26 +125,31 @@ class DuckDBStore(Store):
             handle = path.open("a")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _same_file(handle, path):
+                    break
+                handle.close()  # its holder removed it as we opened it: lock the file now at that path
+                continue
             except BlockingIOError:
                 handle.close()
                 if time.monotonic() > deadline:
                     raise StageBusyError(f"{scope} is being read by another run right now") from None
                 time.sleep(0.05)
-                continue
-            if _same_file(handle, path):
-                break
-            handle.close()  # its holder removed it as we opened it: lock the file now at that path
+            except BaseException:
+                handle.close()
+                raise
         try:
             yield
         finally:
-            # Removed while still held, so the folder holds only the locks of runs at work (or killed):
-            # whoever opened this file meanwhile finds it is no longer at the path, and tries again.
-            path.unlink(missing_ok=True)
-            handle.close()  # closing the file releases the lock, also when the process dies
+            try:
+                # Removed while still held, so the folder holds only the locks of runs at work (or killed):
+                # whoever opened this file meanwhile finds it is no longer at the path, and tries again.
+                path.unlink(missing_ok=True)
+            finally:
+                handle.close()  # closing the file releases the lock, also when the process dies
 
     def locked(self, scope: str) -> bool:
         try:
-            handle = self._lock_path(scope).open("r")  # never creates one: a probe leaves nothing behind
+            handle = self._lock_path(scope).open("r+")  # never creates one: a probe leaves nothing behind
         except FileNotFoundError:
             return False
         with handle:
@@ -203,11 +208,15 @@ class DuckDBStore(Store):
         columns, schema = self._partition_columns(parts, table)
         keys = KeyTally(table, schema)
         folder = self.refresh_dir(table, refresh)
+        written = set()
         for chunk, part in enumerate(parts):
             # Named for their refresh, not just their place: a query that listed ``snapshot/*.parquet`` before a
             # swap finds none of these under its old names, so it fails and is run again, never mixing refreshes.
             path = folder / f"{chunk_key(refresh, chunk)}.parquet"
             os.replace(self._write(path, [part], schema, keys), path)
+            written.add(path)
+        for stale in set(folder.glob("*.parquet")) - written:  # an earlier try of this publish, killed (or older)
+            stale.unlink()
         _fsync_dir(folder)
         link = self.stream_dir(table) / "snapshot"
         with self.state.transaction() as db:
