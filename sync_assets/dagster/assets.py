@@ -44,7 +44,7 @@ from sync_assets.reader import StreamReader
 from sync_assets.refresh import ChunkResult, FullRefresh
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.storage import Published, Store, TableSpec
-from sync_assets.storage.layout import chunk_key, refresh_of
+from sync_assets.storage.layout import chunk_key, chunk_of, chunk_scope, refresh_of
 from sync_assets.substream import PartitionResult, sync_substream
 from sync_assets.sync import WindowResult, sync_windows
 from sync_assets.windows import contiguous_end, window_floor
@@ -281,6 +281,7 @@ def build_refresh_asset(
             raise Failure(description=f"{other[0]} is a chunk of another refresh than the one this run would work "
                                       f"on (refresh {current}); materialize the chunks of refresh {current}",
                           allow_retries=False)
+        earlier = _finished_earlier(store, source, stream, current, targets)  # before a publish drops the stages
         refresh = FullRefresh(reader, store, api.concurrency)
         results: list[ChunkResult] = []
         for result in refresh.run():
@@ -297,6 +298,7 @@ def build_refresh_asset(
         common = {**run_metadata(published), "refresh": refresh.refresh,
                   "snapshot_published": refresh.published is not None}
         done = [(r.key, chunk_metadata(r)) for r in results if r.error is None and r.key in targets]
+        done += [(key, metadata) for key, metadata in earlier if key not in {r.key for r in results}]
         failed = [(r.key, r.error) for r in results if r.error is not None]
         if failed:
             raise base.fail_keeping(context, done, failed, len(results), common)
@@ -322,6 +324,19 @@ def _register_chunks(
     if prune:
         for key in sorted(existing - set(wanted)):
             context.instance.delete_dynamic_partition(name, key)
+
+
+def _finished_earlier(store: Store, source: ApiSource, stream: Stream, refresh: int,
+                      keys: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The run's chunks that earlier runs finished: what the store holds of each (this run sends no request)."""
+    metadata = []
+    for key in sorted(keys):
+        chunk = chunk_of(key)
+        checkpoint = None if chunk is None else store.state.checkpoint(
+            chunk_scope(source.name, stream.name, refresh, chunk))
+        if checkpoint is not None and checkpoint.done:
+            metadata.append((key, sync_metadata(checkpoint.records, checkpoint.pages, [])))
+    return metadata
 
 
 def chunk_metadata(result: ChunkResult) -> dict[str, Any]:

@@ -83,3 +83,9 @@ def refresh_of(key: str) -> int | None:
     """The refresh a chunk's partition key belongs to (``None``: not a chunk key)."""
     parts = key.split("-")
     return int(parts[1]) if len(parts) == 4 and parts[0] == "refresh" and parts[1].isdigit() else None
+
+
+def chunk_of(key: str) -> int | None:
+    """The chunk a chunk's partition key names (``None``: not a chunk key)."""
+    parts = key.split("-")
+    return int(parts[3]) if refresh_of(key) is not None and parts[2] == "chunk" and parts[3].isdigit() else None

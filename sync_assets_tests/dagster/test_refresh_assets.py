@@ -76,6 +76,18 @@ def test_a_refresh_registers_and_materializes_its_chunks_and_publishes_a_snapsho
     assert downstream_load(defs, instance) == data.all_customers(0, COUNT)
 
 
+def test_a_chunk_read_by_an_earlier_run_reports_what_the_store_holds_of_it(
+    demo_api: Callable[..., DemoApi], instance: DagsterInstance
+) -> None:
+    broken = demo_api(customers=COUNT, cursor_cycle=6)  # page 6, in chunk 1, points back: chunk 0 is done
+    assert not refresh(demo_defs(broken), instance).success
+    resumed = refresh(demo_defs(demo_api(customers=COUNT)), instance)
+    assert resumed.success
+    (event,) = [e for e in resumed.get_asset_materialization_events() if e.partition == chunk_key(1, 0)]
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert (metadata["dagster/row_count"], metadata["pages"], metadata["requests"]) == (2000, 4, 0)
+
+
 def test_downstream_loads_the_previous_snapshot_while_a_refresh_fails(
     demo_api: Callable[..., DemoApi], instance: DagsterInstance
 ) -> None:
