@@ -37,7 +37,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from sync_assets.auth import ResolvedAuth
 from sync_assets.errors import ConfigurationError, CredentialsRefused, SyncSystemError, TransientError
-from sync_assets.rate_limit import SharedRateLimiter
+from sync_assets.rate_limit import AnnouncedBudget, SharedRateLimiter
 from sync_assets.redaction import get_logger, mask, mask_url, strip_query_params
 
 log = get_logger(__name__)
@@ -149,29 +149,43 @@ def _reset_seconds(name: str, value: str) -> float | None:
         return None  # unreadable: back off on our own
 
 
-def announced_wait(headers: Mapping[str, str], names: RateLimitHeaders, where: str) -> tuple[float, str] | None:
-    """How long the API says to wait before the next request (capped), and the header that said so."""
+def _announced_reset(headers: Mapping[str, str], names: RateLimitHeaders) -> tuple[float, str, str] | None:
+    """The seconds until the reset a header announces, uncapped, with that header's name and value."""
     for name in names.reset:
         value = headers.get(name)
         seconds = _reset_seconds(name, value) if value else None
-        if seconds is None:
-            continue
-        if seconds > names.max_wait_seconds:
-            log.warning("%s announced a wait of %.0fs (%s: %s); waiting %.0fs, the source's max_wait_seconds",
-                        where, seconds, name, value, names.max_wait_seconds)
-            return names.max_wait_seconds, f"{name}: {value}"
-        return max(0.0, seconds), f"{name}: {value}"
+        if value and seconds is not None:
+            return seconds, name, value
     return None
 
 
-def budget_spent(headers: Mapping[str, str], names: RateLimitHeaders) -> bool:
-    """Whether a remaining-count header says no request is left until the reset."""
+def announced_wait(headers: Mapping[str, str], names: RateLimitHeaders, where: str) -> tuple[float, str] | None:
+    """How long the API says to wait before the next request (capped), and the header that said so."""
+    announced = _announced_reset(headers, names)
+    if announced is None:
+        return None
+    seconds, name, value = announced
+    if seconds > names.max_wait_seconds:
+        log.warning("%s announced a wait of %.0fs (%s: %s); waiting %.0fs, the source's max_wait_seconds",
+                    where, seconds, name, value, names.max_wait_seconds)
+        return names.max_wait_seconds, f"{name}: {value}"
+    return max(0.0, seconds), f"{name}: {value}"
+
+
+def announced_reset_seconds(headers: Mapping[str, str], names: RateLimitHeaders) -> float | None:
+    """The seconds until the announced reset, capped like a wait, but said nowhere: every answer carries it."""
+    announced = _announced_reset(headers, names)
+    return None if announced is None else min(max(0.0, announced[0]), names.max_wait_seconds)
+
+
+def announced_remaining(headers: Mapping[str, str], names: RateLimitHeaders) -> int | None:
+    """How many requests a remaining-count header says are left until the reset; None if none says."""
     for name in names.remaining:
         value = headers.get(name)
         number = _header_number(name, value, "remaining") if value else None
         if number is not None:
-            return number <= 0
-    return False
+            return int(number)
+    return None
 
 
 class HttpClient:
@@ -195,6 +209,7 @@ class HttpClient:
         self._limiter = limiter
         self._retry = retry
         self._announces = rate_limit_headers or RateLimitHeaders()
+        self._announced = AnnouncedBudget()
         self._session = requests.Session()
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self._session.headers.update(headers or {})
@@ -272,10 +287,24 @@ class HttpClient:
 
     def _attempt(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
                  method: str, body: Mapping[str, Any] | None) -> requests.Response:
-        stats.add(seconds_waited=self._limiter.acquire(), requests=1)
+        waited = self._limiter.acquire()
+        ticket, held = self._announced.take()
+        stats.add(seconds_waited=waited + held, requests=1)
         query = {**params, **self._auth.query_params} if self._auth_params else params
         if self._tokens is not None:
             headers = {**(headers or {}), **self._tokens.headers()}
+        try:
+            response = self._sent(method, url, query, headers, body)
+        except BaseException:  # no answer: what is left stays as the last answer said
+            self._announced.unanswered()
+            raise
+        remaining = announced_remaining(response.headers, self._announces)
+        reset = None if remaining is None else announced_reset_seconds(response.headers, self._announces)
+        self._announced.answered(ticket, remaining, response.status_code < 300, reset)
+        return response
+
+    def _sent(self, method: str, url: str, query: Mapping[str, Any], headers: Mapping[str, str] | None,
+              body: Mapping[str, Any] | None) -> requests.Response:
         try:
             return self._session.request(method, url, params=query, headers=headers or None, json=body,
                                          timeout=self._timeout)
@@ -289,7 +318,8 @@ class HttpClient:
     def _answer(self, response: requests.Response, stats: RequestStats, method: str) -> ApiResponse:
         stats.add(bytes=len(response.content))
         status = response.status_code
-        spent = budget_spent(response.headers, self._announces)
+        remaining = announced_remaining(response.headers, self._announces)
+        spent = remaining is not None and remaining <= 0
         if status < 300 and spent:
             # The last request of the budget: every worker of this API waits for the reset, so none is refused.
             announced = announced_wait(response.headers, self._announces, f"{method} {mask_url(response.url)}")

@@ -184,6 +184,73 @@ class _ThreadsFirstLock:
         self.release()
 
 
+class AnnouncedBudget:
+    """What the API's own headers (a remaining count and its reset) leave to the threads of one client.
+
+    Answers come back in another order than the API counted their requests, so no single answer tells what
+    is left now. The least count told since the budget last refilled is what was left after the latest
+    request the API counted among those answered; every request still on its way may be counted after
+    it. A thread may therefore send while that least count exceeds the requests on their way. The least
+    count starts again from the first answer to a request sent after the announced reset has passed.
+
+    Until an answer says what is left (at the start, and once a spent budget's reset has passed) one
+    request goes at a time, so threads never race into a refusal; after a 2xx answer announcing nothing,
+    nobody is held back. Other processes' requests are not seen here: across processes, the limiter's
+    pause at a spent budget and the retry of a refusal still apply.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._least: int | None = None  # the least remaining count told since the last refill
+        self._silent = False  # the last 2xx answer announced nothing
+        self._reset_at = 0.0  # time.time() when the API said the budget refills
+        self._sent = 0
+        self._on_their_way = 0
+        self._refill_from = 1  # the first ticket taken after the last reset passed
+        self._counted_from = 0  # the ticket whose answer started the current least count
+
+    def _room(self) -> bool:
+        if self._silent or (self._least is not None and self._least > self._on_their_way):
+            return True
+        return self._on_their_way == 0 and time.time() >= self._reset_at  # one request may ask
+
+    def take(self) -> tuple[int, float]:
+        """Wait until what is left has room for one more request: its ticket, and the seconds waited."""
+        started = time.monotonic()
+        with self._changed:
+            while not self._room():
+                wait = self._reset_at - time.time()
+                self._changed.wait(wait if wait > 0 else None)
+            self._sent += 1
+            self._on_their_way += 1
+            if time.time() >= self._reset_at and self._refill_from <= self._counted_from:
+                self._refill_from = self._sent
+            return self._sent, time.monotonic() - started
+
+    def answered(self, ticket: int, remaining: int | None, ok: bool, reset_seconds: float | None) -> None:
+        """Take in an answer: ``remaining`` and the seconds until the reset as its headers say (None: they do
+        not say), and whether it is a 2xx (only those tell that an API announces nothing)."""
+        with self._changed:
+            self._on_their_way -= 1
+            if remaining is None:
+                self._silent = self._silent or ok
+            else:
+                self._silent = False
+                refilled = ticket >= self._refill_from > self._counted_from
+                if refilled or self._least is None or remaining < self._least:
+                    self._least = remaining
+                    self._reset_at = time.time() + (reset_seconds or 0.0)
+                if refilled:
+                    self._counted_from = ticket
+            self._changed.notify_all()
+
+    def unanswered(self) -> None:
+        """A request that got no answer (a timeout, a broken connection) is no longer on its way."""
+        with self._changed:
+            self._on_their_way -= 1
+            self._changed.notify_all()
+
+
 class SharedRateLimiter:
     """Blocks each request until every budget of the API has room and no pause is in force."""
 

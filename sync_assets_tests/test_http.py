@@ -133,7 +133,7 @@ def test_a_retry_after_beyond_the_budget_fails_at_once(demo_api: Callable[..., D
 
 
 def test_announced_waits_are_read_from_every_common_header_and_capped(caplog: pytest.LogCaptureFixture) -> None:
-    from sync_assets.http import RateLimitHeaders, announced_wait, budget_spent
+    from sync_assets.http import RateLimitHeaders, announced_remaining, announced_wait
 
     names = RateLimitHeaders(max_wait_seconds=600)
     soon = time.time() + 30
@@ -153,8 +153,9 @@ def test_announced_waits_are_read_from_every_common_header_and_capped(caplog: py
     assert "86400" in caplog.text and "max_wait_seconds" in caplog.text
     custom = RateLimitHeaders(reset=["X-Budget-Refill"], remaining=["X-Budget-Left"])
     assert wait({"X-Budget-Refill": "3"}, custom) == 3
-    assert budget_spent({"X-Budget-Left": "0"}, custom) and not budget_spent({"X-Budget-Left": "2"}, custom)
-    assert budget_spent({"RateLimit": "r=0;t=3"}, names) and not budget_spent({}, names)
+    assert announced_remaining({"X-Budget-Left": "0"}, custom) == 0
+    assert announced_remaining({"X-Budget-Left": "2"}, custom) == 2
+    assert announced_remaining({"RateLimit": "r=0;t=3"}, names) == 0 and announced_remaining({}, names) is None
 
 
 @pytest.mark.parametrize("style", ["ietf", "x-epoch", "github"])
@@ -170,3 +171,33 @@ def test_an_api_announcing_its_budget_in_headers_is_never_refused(
     assert served["responses_429"] == served["responses_403"] == 0  # paused before the budget ran out
     assert served["max_requests_in_window"] <= 5
     assert time.monotonic() - started >= 0.9 and stats.seconds_waited >= 0.9  # 9 pages at 5 a second: paused
+
+
+@pytest.mark.parametrize("style", ["ietf", "github"])
+def test_threads_sharing_a_client_never_send_more_than_the_headers_leave(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, style: str
+) -> None:
+    """Six threads, one client, a budget of 5 a second announced only in headers: a thread must not send
+    while the requests already on their way could use up what the last answer said was left."""
+    from sync_assets.http import RequestStats
+    from sync_assets.reader import open_client
+
+    api = demo_api(customers=50, rate_limit=(5, 1), rate_limit_style=style)
+    client = open_client(make_source(api, [CUSTOMERS]), tmp_path)
+    stats = RequestStats()
+
+    def worker() -> None:
+        for _ in range(4):
+            client.request(client.url_for("/v1/customers"), {"limit": 5}, stats)
+
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        client.close()
+    served = server_stats(api)
+    assert served["requests"] == stats.requests == 24  # each answered the first time
+    assert served["responses_429"] == served["responses_403"] == 0 and served["max_requests_in_window"] <= 5

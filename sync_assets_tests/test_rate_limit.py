@@ -19,7 +19,7 @@ import requests
 import yaml
 
 from sync_assets.demo_api import DemoApi, data
-from sync_assets.rate_limit import Rate, RateLimitStore, SharedRateLimiter
+from sync_assets.rate_limit import AnnouncedBudget, Rate, RateLimitStore, SharedRateLimiter
 from sync_assets_tests.helpers import TOKEN
 
 POSTGRES_URL = os.environ.get("SYNC_ASSETS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -161,3 +161,53 @@ def test_one_variable_moves_every_default_budget_to_a_shared_store(monkeypatch: 
     assert shared is not None and shared.kind == "postgres"
     monkeypatch.delenv("SYNC_ASSETS_RATE_LIMIT_URL")
     assert RateLimitStore.deployment_default() is None
+
+
+class _Taker:
+    """A thread taking a ticket from ``budget``: ``ticket(within)`` is the ticket it got by then, or None."""
+
+    def __init__(self, budget: AnnouncedBudget) -> None:
+        self._got: list[int] = []
+        self._thread = threading.Thread(target=lambda: self._got.append(budget.take()[0]), daemon=True)
+        self._thread.start()
+
+    def ticket(self, within: float = 0.3) -> int | None:
+        self._thread.join(within)
+        return self._got[0] if self._got else None
+
+
+def test_an_announced_budget_trusts_the_least_count_since_the_refill_less_what_is_on_its_way() -> None:
+    budget = AnnouncedBudget()
+    assert _Taker(budget).ticket() == 1
+    second = _Taker(budget)
+    assert second.ticket() is None  # until an answer says what is left, one request at a time
+    budget.answered(1, 4, True, 60.0)
+    assert second.ticket() == 2 and _Taker(budget).ticket() == 3
+    # The API counts 3 (3 left), then 2 (2 left); 2 is answered first, then 3, the newest, with its older count.
+    budget.answered(2, 2, True, 60.0)
+    budget.answered(3, 3, True, 60.0)
+    assert [_Taker(budget).ticket() for _ in range(2)] == [4, 5]
+    sixth = _Taker(budget)
+    assert sixth.ticket() is None  # 2 left, 2 on their way
+    budget.answered(5, 1, True, 60.0)
+    assert sixth.ticket() is None  # 1 left, and ticket 4, on its way, may take it
+    budget.answered(4, 0, True, 0.3)  # spent: refilled in 0.3 s
+    assert sixth.ticket(0.1) is None and sixth.ticket(0.5) == 6  # then one asks
+
+
+def test_an_announced_budget_refills_at_its_reset_and_holds_nobody_back_when_nothing_is_announced() -> None:
+    budget = AnnouncedBudget()
+    budget.answered(budget.take()[0], 0, True, 0.3)  # spent, refilled in 0.3 s
+    started = time.monotonic()
+    probe = budget.take()[0]
+    waiter = _Taker(budget)
+    assert time.monotonic() - started >= 0.25 and waiter.ticket() is None  # one asks first
+    budget.answered(probe, 5, True, 60.0)  # a refill: 5 left, though the least count was 0
+    assert waiter.ticket() == 3 and _Taker(budget).ticket() == 4
+    silent = AnnouncedBudget()
+    silent.answered(silent.take()[0], None, False, None)  # a 5xx without headers tells nothing
+    assert _Taker(silent).ticket() == 2
+    waiter = _Taker(silent)
+    assert waiter.ticket() is None
+    silent.answered(2, None, True, None)  # a 2xx without headers: this API announces no budget
+    assert waiter.ticket() == 3 and all(_Taker(silent).ticket() is not None for _ in range(20))
