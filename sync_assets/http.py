@@ -288,11 +288,11 @@ class HttpClient:
     def _attempt(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
                  method: str, body: Mapping[str, Any] | None) -> requests.Response:
         waited = self._limiter.acquire()
-        ticket, held = self._announced.take()
-        stats.add(seconds_waited=waited + held, requests=1)
         query = {**params, **self._auth.query_params} if self._auth_params else params
         if self._tokens is not None:
             headers = {**(headers or {}), **self._tokens.headers()}
+        ticket, held = self._announced.take()  # last: from here on, the request is on its way
+        stats.add(seconds_waited=waited + held, requests=1)
         try:
             response = self._sent(method, url, query, headers, body)
         except BaseException:  # no answer: what is left stays as the last answer said
