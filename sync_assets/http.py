@@ -300,7 +300,13 @@ class HttpClient:
             raise
         remaining = announced_remaining(response.headers, self._announces)
         reset = None if remaining is None else announced_reset_seconds(response.headers, self._announces)
-        self._announced.answered(ticket, remaining, response.status_code < 300, reset)
+        ok = response.status_code < 300
+        self._announced.answered(ticket, remaining, ok, reset)
+        if ok and remaining is not None and remaining <= 0:
+            # The last request of the budget: every worker of this API, in every process, waits for the reset.
+            announced = announced_wait(response.headers, self._announces, f"{method} {mask_url(url)}")
+            if announced is not None and announced[0] > 0:
+                self._limiter.pause(announced[0])
         return response
 
     def _sent(self, method: str, url: str, query: Mapping[str, Any], headers: Mapping[str, str] | None,
@@ -318,13 +324,6 @@ class HttpClient:
     def _answer(self, response: requests.Response, stats: RequestStats, method: str) -> ApiResponse:
         stats.add(bytes=len(response.content))
         status = response.status_code
-        remaining = announced_remaining(response.headers, self._announces)
-        spent = remaining is not None and remaining <= 0
-        if status < 300 and spent:
-            # The last request of the budget: every worker of this API waits for the reset, so none is refused.
-            announced = announced_wait(response.headers, self._announces, f"{method} {mask_url(response.url)}")
-            if announced is not None and announced[0] > 0:
-                self._limiter.pause(announced[0])
         if status < 300:
             try:
                 decoded = json.loads(response.content)
@@ -336,7 +335,8 @@ class HttpClient:
                 ) from None
             return ApiResponse(response.url, decoded, response.headers, response.links, self._auth_params, method)
         where = f"{method} {mask_url(response.url)}"
-        if status == 429 or (status == 403 and spent):  # a 403 with a spent budget is a rate limit (GitHub's)
+        remaining = announced_remaining(response.headers, self._announces) if status == 403 else None
+        if status == 429 or (remaining is not None and remaining <= 0):  # a 403 with a spent budget: GitHub's 429
             announced = announced_wait(response.headers, self._announces, where)
             said = announced[1] if announced else "no wait announced"
             stats.add(rate_limited=1)
