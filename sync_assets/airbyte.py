@@ -11,8 +11,9 @@ prints goes to stderr). The source is the same YAML the Dagster assets are built
 - ``read``: the configured streams, with per-stream STATE messages in the format ``sync-assets
   state`` prints (``state.py``), each emitted after the records it covers:
 
-  - incremental streams read their windows concurrently, each spooled and emitted whole when it
-    ends, then a date-range STATE that covers it: a read from that state syncs what no slice covers;
+  - incremental streams read their windows through request slices (``slices``), concurrently, each
+    slice spooled and emitted whole when it ends, then a date-range STATE that covers its windows: a
+    read from that state syncs what no slice covers;
   - full refreshes emit a STATE with the next page token after every page, so a read killed half-way
     and restarted with its last STATE resumes at that page, and the completed marker at the end;
   - substreams emit a STATE after each parent's children, so a restarted read skips the parents done.
@@ -40,10 +41,18 @@ from sync_assets.reader import StreamReader, open_client
 from sync_assets.redaction import mask, register_secret
 from sync_assets.secrets import Env
 from sync_assets.spec import ApiSource, Stream
-from sync_assets.spooled import encode_record, read_windows
+from sync_assets.spooled import encode_record, spool_windows
 from sync_assets.state import FULL_REFRESH_COMPLETE, covered_windows, date_range_state, refresh_state
 from sync_assets.substream import parent_id
-from sync_assets.windows import Window, as_utc, parse_cursor, uncovered_windows, window_after, window_floor
+from sync_assets.windows import (
+    Window,
+    as_utc,
+    parse_cursor,
+    record_instant,
+    uncovered_windows,
+    window_after,
+    window_floor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -344,19 +353,19 @@ class Read:
         assert stream.incremental is not None
         windows = uncovered_windows(stream.incremental, [w for w, _ in done], datetime.now(UTC))
         ok = True
-        for result in read_windows(reader, list(windows), self.source.concurrency):
+        for result in spool_windows(reader, windows, self.source.concurrency):
             try:
                 if result.error is not None:
                     ok = False
                     self.out.error(result.error, (self.namespace, stream.name))
                     continue
-                self._running(stream, result.records)
-                self.out.records(self.namespace, stream.name, result.lines())
-                assert result.window is not None
-                done.append((result.window, result.max_cursor))
-                self.out.state(self.namespace, stream.name, date_range_state(done), result.records)
+                records = sum(window.records for window in result.windows)
+                self._running(stream, records)
+                self.out.records(self.namespace, stream.name, result.sink.lines())
+                done.extend((window.window, window.max_cursor) for window in result.windows)
+                self.out.state(self.namespace, stream.name, date_range_state(done), records)
             finally:
-                result.close()
+                result.sink.close()
         if not windows:  # nothing to read (a state in the future, say): say where the stream stands
             self.out.state(self.namespace, stream.name, date_range_state(done), 0)
         return ok
@@ -382,8 +391,9 @@ class Read:
         return True
 
     def _substream(self, reader: StreamReader, state: dict[str, Any] | None) -> bool:
-        """Parents listed window by window (concurrently, as windows are); each parent's children fetched
-        concurrently, and a STATE after each so that a restarted read skips the parents done."""
+        """Parents listed through request slices (concurrently, as an incremental stream's are); each
+        parent's children fetched concurrently, and a STATE after each so that a restarted read skips the
+        parents done."""
         stream = reader.stream
         assert stream.parent is not None
         parent = self.source.stream(stream.parent.stream)
@@ -396,24 +406,22 @@ class Read:
         parents_reader = StreamReader(self.source, parent, reader.client)
         # Listing and children share the client's connections: half each, so neither starves the other.
         listing = max(1, self.source.concurrency // 2)
-        for listed in read_windows(parents_reader, windows, listing):
+        for listed in spool_windows(parents_reader, windows, listing):
             try:
                 if listed.error is not None:
                     ok = False
                     self.out.error(listed.error, (self.namespace, stream.name))
                     continue
-                assert listed.window is not None
-                ok &= self._children(reader, parent, listed.window, [json.loads(line) for line in listed.lines()],
-                                     done, partial)
+                ok &= self._children(reader, parent, listed.slice.window,
+                                     [json.loads(line) for line in listed.sink.lines()], done, partial)
             finally:
-                listed.close()
+                listed.sink.close()
         return ok
 
     def _children(self, reader: StreamReader, parent: Stream, window: Window, parents: list[dict[str, Any]],
                   done: list[tuple[Window, datetime | None]], partial: dict[str, Any]) -> bool:
         stream = reader.stream
-        key = window.start.isoformat()
-        finished = set(partial.get("parents_done", [])) if partial.get("window") == key else set()
+        finished = _parents_done(partial, parent, parents)
         todo = [record for record in parents if parent_id(parent, record) not in finished]
 
         def children(record: dict[str, Any]) -> tuple[str, list[dict[str, Any]] | Exception]:
@@ -432,12 +440,31 @@ class Read:
             self._running(stream, len(answer))
             self.out.records(self.namespace, stream.name, map(encode_record, answer))
             finished.add(ident)
-            progress = {**date_range_state(done), "in_progress": {"window": key, "parents_done": sorted(finished)}}
+            progress = {**date_range_state(done), "in_progress": {
+                "start": window.start.isoformat(), "end": window.end.isoformat(), "parents_done": sorted(finished)}}
             self.out.state(self.namespace, stream.name, progress, len(answer))
         if ok:
             done.append((window, None))
             self.out.state(self.namespace, stream.name, date_range_state(done), 0)
         return ok
+
+
+def _parents_done(partial: dict[str, Any], parent: Stream, parents: list[dict[str, Any]]) -> set[str]:
+    """Which of ``parents`` an interrupted read already emitted the children of: those its ``in_progress``
+    names whose cursor value lies in the range it was reading. The range, not a slice: a resumed read may
+    cut its slices differently. (A state of an older release names the start of one window.)"""
+    assert parent.incremental is not None
+    named = set(partial.get("parents_done", []))
+    if not named:
+        return set()
+    if "start" in partial:
+        reading = Window(parse_cursor(partial["start"]), parse_cursor(partial["end"]))
+    else:
+        start = parse_cursor(partial["window"])
+        reading = Window(start, window_after(start, parent.incremental.window))
+    field = parent.incremental.cursor_field
+    return {ident for record in parents if (ident := parent_id(parent, record)) in named
+            and reading.contains(record_instant(record, field))}
 
 
 def stream_states(messages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -32,7 +32,7 @@ from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.redaction import mask
 from sync_assets.spec import load_source
-from sync_assets.spooled import read_windows
+from sync_assets.spooled import encode_record, spool_windows
 from sync_assets.state import airbyte_state_messages
 from sync_assets.storage import Store, open_store
 from sync_assets.storage.duckdb import DuckDBStore
@@ -50,7 +50,7 @@ def _instant(text: str) -> datetime:
 def _read(args: argparse.Namespace) -> int:
     source = load_source(args.source)
     stream = source.stream(args.stream)
-    windows: list[Window | None] = [None]
+    windows: list[Window] = []
     if stream.incremental is not None:
         start = args.start or stream.incremental.start
         end = args.end or datetime.now(UTC)
@@ -67,16 +67,16 @@ def _read(args: argparse.Namespace) -> int:
     stats = RequestStats()
     client = open_client(source, args.state_dir)
     reader = StreamReader(source, stream, client)
-    totals = {"records": 0, "pages": 0, "dropped_out_of_window": 0}
+    totals = {"records": 0, "pages": 0, "dropped_out_of_window": 0, "slices": 0}
     try:
         if args.output:
             target = Path(args.output)
             partial = target.with_name(target.name + ".partial")
             with partial.open("w") as out:
-                _write_windows(reader, windows, out, totals, stats)
+                _write(reader, windows, out, totals, stats)
             partial.replace(target)  # readers never see a half-written file
         else:
-            _write_windows(reader, windows, sys.stdout, totals, stats)
+            _write(reader, windows, sys.stdout, totals, stats)
     finally:
         client.close()
     summary = {"source": source.name, "stream": stream.name, "windows": len(windows), **totals, **stats.as_dict()}
@@ -84,20 +84,28 @@ def _read(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_windows(reader: StreamReader, windows: list[Window | None], out: IO[str], totals: dict[str, int],
-                   stats: RequestStats) -> None:
-    """The windows read concurrently (as a Dagster range run reads them), each written whole as it ends."""
-    for result in read_windows(reader, windows, reader.source.concurrency):
+def _write(reader: StreamReader, windows: list[Window], out: IO[str], totals: dict[str, int],
+           stats: RequestStats) -> None:
+    """An incremental stream's windows read through request slices (as a Dagster range run reads them),
+    each slice written whole as it ends; any other stream page by page."""
+    if reader.stream.incremental is None:
+        for page in reader.pages(stats):
+            out.writelines(encode_record(record) + "\n" for record in page.records)
+            totals["records"] += len(page.records)
+            totals["pages"] += 1
+        return
+    for result in spool_windows(reader, windows, reader.source.concurrency):
         try:
             stats.merge(result.stats)
             if result.error is not None:
                 raise result.error
-            out.writelines(line + "\n" for line in result.lines())  # line by line: a window is never held whole
-            totals["records"] += result.records
+            out.writelines(line + "\n" for line in result.sink.lines())  # line by line: never held whole
+            totals["records"] += sum(window.records for window in result.windows)
             totals["pages"] += result.pages
+            totals["slices"] += 1
             totals["dropped_out_of_window"] += result.dropped
         finally:
-            result.close()
+            result.sink.close()
 
 
 def _check(args: argparse.Namespace) -> int:

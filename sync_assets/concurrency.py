@@ -14,9 +14,9 @@ work on a page holds ``page_work`` throughout, and the threads meet once per pag
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from itertools import islice
 from threading import Lock
 from typing import TypeVar
 
@@ -30,26 +30,51 @@ or process (a storage lock, a rate limit, a PostgreSQL COPY) or a user's code, s
 blocks nothing but other such computation, which the GIL would have run one at a time anyway."""
 
 
-def completed(fn: Callable[[Item], Result], items: Sequence[Item], concurrency: int, name: str) -> Iterator[Result]:
+def completed(
+    fn: Callable[[Item], Result], items: Sequence[Item], concurrency: int, name: str,
+    again: Callable[[Result], Sequence[Item]] | None = None,
+) -> Iterator[Result]:
     """``fn(item)`` for every item, at most ``concurrency`` at once; yields the results as they finish.
 
+    ``again`` turns a result into the items to do instead of it (a slice split in two, say): those are
+    done before anything not started yet, and that result is not yielded.
     Work starts as the caller takes results, at most twice ``concurrency`` items ahead of it: a caller
     slower than the work (a protocol writer) bounds what is held, not the number of items.
-    One item, or a concurrency of 1, runs in the calling thread (no pool, nothing to wait on).
+    A concurrency of 1, or one item that cannot become more, runs in the calling thread (no pool, nothing
+    to wait on).
     """
-    if len(items) <= 1 or concurrency <= 1:
-        for item in items:
-            yield fn(item)
+    waiting: deque[Item] = deque(items)
+
+    def redo(result: Result) -> bool:
+        instead = again(result) if again is not None else ()
+        waiting.extendleft(reversed(instead))
+        return bool(instead)
+
+    if concurrency <= 1 or (len(items) <= 1 and again is None):
+        while waiting:
+            result = fn(waiting.popleft())
+            if not redo(result):
+                yield result
         return
-    waiting = iter(items)
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix=name) as pool:
-        pending: set[Future[Result]] = {pool.submit(fn, item) for item in islice(waiting, 2 * concurrency)}
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=name) as pool:
+        pending: set[Future[Result]] = set()
+
+        def start(count: int) -> None:
+            while waiting and count > 0:
+                pending.add(pool.submit(fn, waiting.popleft()))
+                count -= 1
+
+        start(2 * concurrency)
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
-                    pending.update(pool.submit(fn, item) for item in islice(waiting, 1))
+                    result = future.result()
+                    if redo(result):
+                        start(2 * concurrency - len(pending))
+                        continue
+                    yield result
+                    start(1)
         finally:
             for future in pending:  # the caller stopped early: do not start what has not started
                 future.cancel()

@@ -79,10 +79,15 @@ class Page:
 
     @property
     def max_cursor(self) -> datetime | None:
-        if self.cursors is None or not len(self.cursors):
-            return None
-        latest: datetime = pc.max(self.cursors).as_py()
-        return latest
+        return latest_instant(self.cursors)
+
+
+def latest_instant(cursors: pa.TimestampArray | None) -> datetime | None:
+    """The largest of some cursor values (``None``: there are none)."""
+    if cursors is None or not len(cursors):
+        return None
+    latest: datetime | None = pc.max(cursors).as_py()
+    return latest
 
 
 def _instants_allowing_nulls(values: list[Any], field: str) -> pa.TimestampArray:

@@ -1,31 +1,40 @@
-"""Syncing windows into the store: each window read page by page and committed on its own.
+"""Syncing windows into the store: read through request slices, each window committed on its own.
 
-A range of windows runs on a bounded thread pool (``concurrency``); results come back in completion
-order, one per window, so the caller can report each as soon as it is durable. A failed window is
-aborted and keeps its previous data and state; the others still complete, and a re-run needs only
-the failures.
+The run's windows are read through slices that may span many of them (``slices``); each record goes
+to a private stage of the window that holds its cursor value, and when a slice is read to its end
+each of its windows is published (data and state row together), replacing that partition whole.
+Results come back in completion order, one per window, so the caller can report each as soon as it
+is durable. A slice that fails fails its windows, which keep their previous data and state; the
+other slices still complete, and a re-run needs only the failures.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sync_assets.concurrency import completed
+import pyarrow as pa
+
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
+from sync_assets.slices import Slice, SliceRead, read_slices
 from sync_assets.storage import PartitionState, Published, Store, TableSpec
 from sync_assets.windows import Window
 
 
 @dataclass(frozen=True)
 class WindowResult:
-    """How one window went: ``state`` (and what the publish found) when committed, ``error`` when not."""
+    """How one window went: ``state`` (and what the publish found) when committed, ``error`` when not.
+
+    A slice's requests, pages and out-of-window records are counted on its first window, so that the
+    windows of a run add up to what the run cost; ``slice`` says which windows shared them.
+    """
 
     key: str
     window: Window
+    slice: Slice
     stats: RequestStats
     dropped: int
     seconds: float
@@ -35,38 +44,60 @@ class WindowResult:
     without_cursor: int = 0  # records that lacked the cursor field (dropped or kept, as the stream says)
 
 
-def sync_window(reader: StreamReader, store: Store, key: str, window: Window) -> WindowResult:
-    """Fetch ``window`` and replace partition ``key`` with what came back."""
-    started = time.monotonic()
-    stats = RequestStats()
-    stage = store.private_stage(TableSpec.of(reader.source, reader.stream), key)
-    dropped = without_cursor = 0
-    max_cursor: datetime | None = None
-    try:
-        for page in reader.pages(stats, window=window):
-            stage.append(page.records, cursors=page.cursors)
-            dropped += page.dropped
-            without_cursor += page.without_cursor
-            latest = page.max_cursor
-            if latest is not None and (max_cursor is None or latest > max_cursor):
-                max_cursor = latest
-        c = stage.checkpoint
-        state = PartitionState(key, window, c.records, c.pages, stats.requests, stats.bytes, max_cursor,
-                               datetime.now(UTC))
-        published = store.publish_partition(stage, state)
-    except Exception as exc:
-        store.discard(stage)
-        return WindowResult(key, window, stats, dropped, time.monotonic() - started, error=exc,
-                            without_cursor=without_cursor)
-    except BaseException:  # interrupted (Ctrl-C, run terminated): leave the partition as it was
-        store.discard(stage)
-        raise
-    return WindowResult(key, window, stats, dropped, time.monotonic() - started, state, published,
-                        without_cursor=without_cursor)
+class _Stages:
+    """A slice's sink in the store: a private stage per window, each published once the slice is read."""
+
+    def __init__(self, store: Store, table: TableSpec, keys: list[str]) -> None:
+        self.store, self.keys = store, keys
+        self.stages = [store.private_stage(table, key) for key in keys]
+        self.results: list[WindowResult] = []
+
+    def put(self, index: int, records: list[dict[str, Any]], cursors: pa.TimestampArray | None) -> None:
+        self.stages[index].append(records, pages=0, cursors=cursors)
+
+    def commit(self, read: SliceRead[Any]) -> None:
+        for index, (window, stage) in enumerate(zip(read.windows, self.stages, strict=True)):
+            first = index == 0
+            state = PartitionState(self.keys[index], window.window, window.records, read.pages if first else 0,
+                                   read.stats.requests if first else 0, read.stats.bytes if first else 0,
+                                   window.max_cursor, datetime.now(UTC))
+            try:
+                published = self.store.publish_partition(stage, state)
+            except Exception as exc:
+                self.store.discard(stage)
+                self.results.append(_result(read, index, self.keys[index], error=exc))
+                continue
+            stage.close()
+            self.results.append(_result(read, index, self.keys[index], state, published))
+
+    def discard(self) -> None:
+        for stage in self.stages:
+            self.store.discard(stage)
+
+
+def _result(read: SliceRead[Any], index: int, key: str, state: PartitionState | None = None,
+            published: Published | None = None, error: Exception | None = None) -> WindowResult:
+    first = index == 0
+    return WindowResult(
+        key, read.windows[index].window, read.slice,
+        read.stats if first else RequestStats(), read.dropped if first else 0, read.seconds, state, published,
+        error, read.without_cursor if first else 0,
+    )
 
 
 def sync_windows(
     reader: StreamReader, store: Store, windows: Sequence[tuple[str, Window]], concurrency: int
 ) -> Iterator[WindowResult]:
-    """Sync every ``(key, window)``, at most ``concurrency`` at once; yields results as they finish."""
-    return completed(lambda item: sync_window(reader, store, *item), windows, concurrency, "window")
+    """Sync every ``(key, window)`` through request slices, ``concurrency`` at once; yields each window's
+    result as its slice finishes."""
+    keys = {window: key for key, window in windows}
+    table = TableSpec.of(reader.source, reader.stream)
+
+    def stages(slice_: Slice) -> _Stages:
+        return _Stages(store, table, [keys[window] for window in slice_.windows])
+
+    for read in read_slices(reader, list(keys), concurrency, stages):
+        if read.error is not None:
+            yield from (_result(read, i, keys[w.window], error=read.error) for i, w in enumerate(read.windows))
+        else:
+            yield from read.sink.results

@@ -65,12 +65,32 @@ class Incremental(BaseModel):
 
     missing_cursor: Literal["fail", "drop", "keep"] = Field(
         "fail", description="A record without the cursor field (or with null): fail the window, drop it "
-                            "(counted in the metadata), or keep it in the window it was requested for.")
+                            "(counted in the metadata), or keep it in the window it was requested for "
+                            "(which reads each window on its own: see slicing).")
+    slicing: Literal["adaptive", "window"] = Field(
+        "adaptive", description="adaptive: a run's adjacent windows are read through request slices that span "
+                                "them, and records are split into their windows by cursor value; window: one "
+                                "request sequence per window, for APIs whose range parameters cannot be "
+                                "trusted over long ranges (docs/windows-and-state.md).")
+    max_slice: timedelta | None = Field(
+        None, gt=timedelta(0), description="The longest range one request slice may ask for (ISO 8601 "
+                                           "duration, e.g. P30D), for APIs that refuse or slow down on long "
+                                           "ranges. Never less than one window.")
+    max_records_per_slice: int | None = Field(
+        None, ge=1, description="The most records the API returns for one range (search endpoints often stop "
+                                "at 1,000 or 10,000 hits): a slice that reaches it is split and read again, so "
+                                "nothing past the cap is lost.")
 
     @field_validator("start")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         return as_utc(value)
+
+    @property
+    def spans_windows(self) -> bool:
+        """Whether one request sequence may serve several windows. Not when records kept without a cursor
+        belong to the window they were requested for: a slice of many windows could not say which."""
+        return self.slicing == "adaptive" and self.missing_cursor != "keep"
 
     @property
     def granularity(self) -> timedelta:

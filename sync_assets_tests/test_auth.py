@@ -77,9 +77,11 @@ def test_a_token_that_expires_is_renewed_under_a_concurrent_range(
     from sync_assets.sync import sync_windows
     from sync_assets.windows import partition_key, windows_between
 
-    # 81 windows, 4 at a time, 40 ms each: at least 0.8 s, so a 0.6 s token must be renewed at least once
+    # 81 windows read one by one (slicing: window), 4 at a time, 40 ms each: at least 0.8 s, so a 0.6 s
+    # token must be renewed at least once
     api = demo_api(token_lifetime=0.6, latency_ms=40, surveys=400)
-    source = make_source(api, [SURVEYS], auth=_renewing(api, kind), concurrency=4)
+    windowed = {**SURVEYS, "incremental": {**SURVEYS["incremental"], "slicing": "window"}}
+    source = make_source(api, [windowed], auth=_renewing(api, kind), concurrency=4)
     client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
     days = [(partition_key(w.start, "daily"), w) for w in windows_between(
         datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 22, tzinfo=UTC), "daily")]

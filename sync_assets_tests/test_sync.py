@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,8 +26,11 @@ CONCURRENCY = 5
 def test_credentials_refused_mid_range_stop_every_window_at_once(
     demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
 ) -> None:
-    """20 windows, 5 at a time; the API refuses the token after 6 requests: no window knocks again."""
-    api = demo_api(surveys=2000, latency_ms=30, revoke_after=6)
+    """20 windows as 5 slices of 4 pages each, 5 at a time; the API refuses the token after 17 requests:
+    at least 2 slices end (15 requests cannot end none), at least 1 does not (20 would end all), and no
+    window knocks again once refused."""
+    surveys, revoke_after = 30_000, 17
+    api = demo_api(surveys=surveys, latency_ms=30, revoke_after=revoke_after)
     source = demo_source()
     assert source.auth is not None
     source = source.model_copy(update={"base_url": api.url, "rate_limits": [],
@@ -40,15 +43,15 @@ def test_credentials_refused_mid_range_stop_every_window_at_once(
     client.close()
     stats = requests.get(f"{api.url}/stats", timeout=5).json()
     assert stats["responses_401"] <= CONCURRENCY  # only the requests already in flight when the first was refused
-    assert stats["requests"] <= 6 + CONCURRENCY
+    assert stats["requests"] <= revoke_after + CONCURRENCY
     failed = [r for r in results if r.error is not None]
-    assert len(failed) >= 20 - 6 and all(isinstance(r.error, ConfigurationError) for r in failed)
-    assert all("refused our credentials" in str(r.error) for r in failed)
     done = {r.key for r in results if r.state is not None}
-    assert done and set(store.partition_states(TableSpec("demo", "surveys"))) == done  # those stay committed
+    assert len(failed) + len(done) == len(windows) and len(done) >= 8 and failed
+    assert all(isinstance(r.error, ConfigurationError) and "refused our credentials" in str(r.error) for r in failed)
+    assert set(store.partition_states(TableSpec("demo", "surveys"))) == done  # those stay committed
     for key in done:
         start = datetime.fromisoformat(key).replace(tzinfo=UTC)
-        truth = data.surveys_modified_between(0, 2000, start, start + (windows[1][1].start - windows[0][1].start))
+        truth = data.surveys_modified_between(0, surveys, start, start + timedelta(days=1))
         assert sorted(r["id"] for r in stored(store, "surveys", [key])) == sorted(r["id"] for r in truth)
 
 

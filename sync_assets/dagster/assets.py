@@ -203,8 +203,8 @@ def build_incremental_asset(
         started = time.monotonic()
         api, store, reader = base.open(context)
         windows = [(key, window_for(partitions_def, key, incremental)) for key in context.partition_keys]
-        context.log.info(f"syncing {len(windows)} window(s) of {source.name}/{stream.name}, "
-                         f"{min(api.concurrency, len(windows))} at a time")
+        context.log.info(f"syncing {len(windows)} window(s) of {source.name}/{stream.name} through request "
+                         f"slices, {api.concurrency} at a time")
         results: list[WindowResult] = []
         last_report = time.monotonic()
         for result in sync_windows(reader, store, windows, api.concurrency):
@@ -243,6 +243,10 @@ def window_metadata(result: WindowResult) -> dict[str, Any]:
         "window_start": MetadataValue.timestamp(result.window.start),
         "window_end": MetadataValue.timestamp(result.window.end),
     })
+    if len(result.slice.windows) > 1:  # its requests are counted on the slice's first window
+        metadata.update({"request_slice_start": MetadataValue.timestamp(result.slice.window.start),
+                         "request_slice_end": MetadataValue.timestamp(result.slice.window.end),
+                         "request_slice_windows": len(result.slice.windows)})
     if state.max_cursor is not None:
         metadata["max_cursor"] = MetadataValue.timestamp(state.max_cursor)
     return metadata

@@ -95,6 +95,9 @@ class DemoApiConfig:
     client_id ``demo-client`` and the token as its secret, or the refresh token grant with the token as the
     refresh token) and ``POST /login`` (JSON ``{"username": "demo", "password": <token>}``) hand out
     short-lived tokens that every endpoint accepts until they expire, as SaaS APIs do."""
+    search_max_results: int = 0
+    """``POST /v3/surveys/search`` answers at most this many surveys for a query (0 = all), and says no more
+    exist past them, as search endpoints that stop at 1,000 or 10,000 hits do."""
     chaos: bool = False
     """Mix faults into every endpoint, reproducibly from the seed (``CHAOS_MIX``): 5xx at 20 %, bursts of
     429s with Retry-After, connection resets, bodies cut off mid-way and bodies that trickle in."""
@@ -374,9 +377,9 @@ class _Endpoints:
             next_url = query.url_with(request.base_url, request.path, "page_token", next_token)
         return _Page({"data": list(islice(rows, limit)), "next": next_url}, "data")
 
-    def surveys(self, request: _Request) -> _Page:
+    def surveys(self, request: _Request, max_results: int = 0) -> _Page:
         """Also as Stripe-style APIs take it: ``modified[gte]`` / ``modified[lt]`` in epoch milliseconds, and
-        newest first with ``sort=desc``."""
+        newest first with ``sort=desc``; ``max_results`` cuts what a query finds, as a search endpoint does."""
         query = request.query
         start = query.instant("start_modified_at") or query.epoch("modified[gte]", "milliseconds")
         end = query.instant("end_modified_at") or query.epoch("modified[lt]", "milliseconds")
@@ -384,6 +387,8 @@ class _Endpoints:
         ids = self._survey_index.ids_between(start, end)
         if query.get("sort") == "desc":
             ids = ids[::-1]
+        if max_results:
+            ids = ids[:max_results]
         selected = ids[_page_slice(page, per_page)]
         records = [data.survey(self._config.seed, survey_id) for survey_id in selected]
         return _Page({"data": records, "page": page, "per_page": per_page, "total": len(ids)}, "data")
@@ -407,7 +412,7 @@ class _Endpoints:
         if not isinstance(body, dict):
             raise _BadParameter("body", "expected a JSON object")
         query = _Query(urlencode({name: value for name, value in body.items() if isinstance(value, str | int)}))
-        return self.surveys(_Request(request.path, (), query, request.base_url))
+        return self.surveys(_Request(request.path, (), query, request.base_url), self._config.search_max_results)
 
     def charges(self, request: _Request) -> _Page:
         """Stripe's shape over the surveys: ``created[gte]``/``created[lt]`` (epoch seconds), ``limit``,
@@ -1090,6 +1095,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="from page N on, the customers' next cursor points one page back (0: never)")
     parser.add_argument("--token-lifetime", type=float, default=0.0, metavar="SECONDS",
                         help="serve POST /oauth/token and POST /login, handing out tokens that live this long")
+    parser.add_argument("--search-max-results", type=int, default=0, metavar="N",
+                        help="POST /v3/surveys/search finds at most N surveys per query, as search endpoints do")
     parser.add_argument("--chaos", action="store_true",
                         help="mix faults into every endpoint, reproducibly from --seed: 5xx at 20%%, bursts of "
                              "429s, connection resets, cut-off and trickling bodies")
@@ -1104,6 +1111,7 @@ def _config_from_args(args: argparse.Namespace) -> DemoApiConfig:
         customers=args.customers, orders=args.orders, events=args.events, surveys=args.surveys,
         cursor_cycle=args.cursor_cycle, revoke_after=args.revoke_after, rate_limit_style=args.rate_limit_style,
         chaos=args.chaos, chaos_cycles=args.chaos_cycles, token_lifetime=args.token_lifetime,
+        search_max_results=args.search_max_results,
     )
 
 

@@ -18,14 +18,21 @@ SURVEYS = AssetKey(["demo", "surveys"])
 
 
 def demo_defs(api: DemoApi, store_location: str | None = None, translator: SyncAssetsTranslator | None = None,
-              **resource: Any) -> Definitions:
-    """The demo definitions against ``api``; the store under the instance, or at ``store_location``."""
+              surveys: dict[str, Any] | None = None, **resource: Any) -> Definitions:
+    """The demo definitions against ``api``; the store under the instance, or at ``store_location``;
+    ``surveys`` changes the surveys stream's incremental settings."""
     settings: dict[str, Any] = {"base_url": api.url, "credential": TOKEN, "rate_limits": [], **resource}
     store = None
     if store_location is not None:
         postgres = store_location.startswith("postgresql://")
         store = SyncStoreIOManager(url=store_location) if postgres else SyncStoreIOManager(base_dir=store_location)
-    return build_definitions(demo_source(), translator, api=SyncApiResource(**settings), store=store)
+    source = demo_source()
+    if surveys:
+        stream = source.stream("surveys")
+        assert stream.incremental is not None
+        changed = stream.model_copy(update={"incremental": stream.incremental.model_copy(update=surveys)})
+        source = source.model_copy(update={"streams": [changed if s.name == "surveys" else s for s in source.streams]})
+    return build_definitions(source, translator, api=SyncApiResource(**settings), store=store)
 
 
 def run(

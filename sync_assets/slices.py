@@ -1,0 +1,213 @@
+"""Request slices: the ranges a run asks the API for, which need not be its partitions.
+
+A partition is a window because that is what a user re-syncs and looks at; a request is a range
+because that is what an API's budget charges. A run that covers a year of daily windows of a sparse
+stream would spend 365 request sequences on what one range read fetches in a handful of pages. So
+the run's windows are cut into **slices**: adjacent windows read through one request sequence for
+their union, and each record goes to the window that holds its cursor value (the records are
+filtered on the parsed cursor anyway, see ``windows``). The partition contract does not change:
+each partition holds exactly its window's records.
+
+How wide a slice is: the run's windows are shared out so that ``concurrency`` slices are in flight
+(a dense range keeps every thread busy, as it did with one window each), never wider than
+``max_slice``; a gap between windows (a backfill of what is missing) starts a new slice, so nothing
+already synced is read again. An API that stops at a number of records (``max_records_per_slice``)
+gets a slice that reaches it split in two and read again: no record past the cap is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any, Generic, Protocol, TypeVar
+
+import pyarrow as pa
+
+from sync_assets.concurrency import completed
+from sync_assets.errors import SyncSystemError
+from sync_assets.http import RequestStats
+from sync_assets.reader import Page, StreamReader, latest_instant
+from sync_assets.windows import Incremental, Window
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Adjacent windows, in order, read through one request sequence for their union."""
+
+    windows: tuple[Window, ...]
+
+    @property
+    def window(self) -> Window:
+        return Window(self.windows[0].start, self.windows[-1].end)
+
+    def halves(self) -> list[Slice]:
+        middle = len(self.windows) // 2
+        return [Slice(self.windows[:middle]), Slice(self.windows[middle:])]
+
+    def __str__(self) -> str:
+        return f"{self.window} ({len(self.windows)} windows)"
+
+
+def plan_slices(windows: Sequence[Window], incremental: Incremental, concurrency: int) -> list[Slice]:
+    """The slices that read ``windows``: about ``concurrency`` of them, each a run of adjacent windows."""
+    ordered = sorted(windows)
+    if not incremental.spans_windows:
+        return [Slice((window,)) for window in ordered]
+    runs: list[list[Window]] = []
+    for window in ordered:
+        if runs and runs[-1][-1].end == window.start:
+            runs[-1].append(window)
+        else:
+            runs.append([window])
+    per_slice = -(-len(ordered) // max(1, concurrency))  # windows a slice takes, to have `concurrency` slices
+    slices: list[Slice] = []
+    for run in runs:
+        pieces = -(-len(run) // per_slice)
+        bounds = [round(i * len(run) / pieces) for i in range(pieces + 1)]  # even pieces, none empty
+        for low, high in pairwise(bounds):
+            slices.extend(_capped(run[low:high], incremental))
+    return slices
+
+
+def _capped(windows: list[Window], incremental: Incremental) -> Iterator[Slice]:
+    """``windows`` as slices no longer than ``max_slice`` (a slice always takes at least one window)."""
+    cap = incremental.max_slice
+    taken: list[Window] = []
+    for window in windows:
+        if taken and cap is not None and window.end - taken[0].start > cap:
+            yield Slice(tuple(taken))
+            taken = []
+        taken.append(window)
+    if taken:
+        yield Slice(tuple(taken))
+
+
+@dataclass
+class WindowRead:
+    """What one window of a slice received."""
+
+    window: Window
+    records: int = 0
+    max_cursor: datetime | None = None
+
+
+class SliceSink(Protocol):
+    """Where a slice's records go: the one thing the front doors do differently (a store's stages, a spool)."""
+
+    def put(self, index: int, records: list[dict[str, Any]], cursors: pa.TimestampArray | None) -> None:
+        """Records of the slice's window ``index``, with their cursor values, as a page brings them."""
+
+    def commit(self, read: SliceRead[Any]) -> None:
+        """The slice was read to its end (in the thread that read it)."""
+
+    def discard(self) -> None:
+        """The slice failed, or is read again as two: drop what it holds."""
+
+
+SinkT = TypeVar("SinkT", bound=SliceSink)
+
+
+@dataclass
+class SliceRead(Generic[SinkT]):
+    """One slice read to its end (``error`` and ``split`` empty), or why not; ``sink`` holds its records.
+
+    ``split`` holds the slices to read instead, when the API's cap on records may have cut this one
+    short; what was read of it is then thrown away. Requests, pages and what fell outside the slice
+    belong to the slice as a whole: a page serves several windows.
+    """
+
+    slice: Slice
+    sink: SinkT
+    windows: list[WindowRead]
+    stats: RequestStats = field(default_factory=RequestStats)
+    pages: int = 0
+    dropped: int = 0
+    without_cursor: int = 0
+    seconds: float = 0.0
+    error: Exception | None = None
+    split: list[Slice] = field(default_factory=list)
+
+
+def read_slice(reader: StreamReader, slice_: Slice, sink: SinkT) -> SliceRead[SinkT]:
+    """Every page of ``slice_``, each page's records handed to ``sink`` window by window, as they arrive."""
+    started = time.monotonic()
+    result = SliceRead(slice_, sink, [WindowRead(window) for window in slice_.windows])
+    incremental = reader.stream.incremental
+    assert incremental is not None
+    cap = incremental.max_records_per_slice
+    answered = 0  # records the API sent for this slice, in its window or not: what its cap counts
+    starts = [(window.start - _EPOCH) // _MICROSECOND for window in slice_.windows[1:]]
+    try:
+        for page in reader.pages(result.stats, window=slice_.window):
+            result.pages += 1
+            result.dropped += page.dropped
+            result.without_cursor += page.without_cursor
+            answered += len(page.records) + page.dropped
+            if cap is not None and answered >= cap:
+                if len(slice_.windows) == 1:
+                    raise SyncSystemError(
+                        f"window {slice_.window} of {reader.source.name}/{reader.stream.name} holds at least "
+                        f"{cap} records, the API's cap (max_records_per_slice): records past it would be lost. "
+                        "Use smaller windows (incremental.window), or raise the cap if the API allows more"
+                    )
+                result.split = slice_.halves()
+                break
+            for index, records, cursors in _by_window(page, starts):
+                sink.put(index, records, cursors)
+                read = result.windows[index]
+                read.records += len(records)
+                latest = latest_instant(cursors)
+                if latest is not None and (read.max_cursor is None or latest > read.max_cursor):
+                    read.max_cursor = latest
+    except Exception as exc:
+        result.error = exc
+    except BaseException:  # interrupted (Ctrl-C, run terminated): leave every window as it was
+        sink.discard()
+        raise
+    result.seconds = time.monotonic() - started
+    if result.error is None and not result.split:
+        sink.commit(result)
+    else:
+        sink.discard()
+    return result
+
+
+def _by_window(page: Page, starts: list[int]) -> Iterator[tuple[int, list[dict[str, Any]], pa.TimestampArray | None]]:
+    """A page's records grouped by the window of the slice that holds each (``starts``: the windows'
+    starts after the first, in epoch microseconds); a record kept without a cursor stays in the first."""
+    records, cursors = page.records, page.cursors
+    if not records:
+        return
+    if not starts or cursors is None:
+        yield 0, records, cursors
+        return
+    instants = cursors.cast(pa.int64()).to_pylist()
+    indexes = [0 if instant is None else bisect_right(starts, instant) for instant in instants]
+    first = indexes[0]
+    if all(index == first for index in indexes):  # the usual page: one window's records
+        yield first, records, cursors
+        return
+    groups: dict[int, list[int]] = {}
+    for row, index in enumerate(indexes):
+        groups.setdefault(index, []).append(row)
+    for index, rows in sorted(groups.items()):
+        yield index, [records[row] for row in rows], cursors.take(pa.array(rows, pa.int64()))
+
+
+def read_slices(
+    reader: StreamReader, windows: Sequence[Window], concurrency: int, sink: Callable[[Slice], SinkT],
+) -> Iterator[SliceRead[SinkT]]:
+    """Every slice of ``windows`` into its own ``sink(slice)``, ``concurrency`` at once; each handed back as
+    it finishes (a slice split in two is read again as its halves, and handed back as those)."""
+    incremental = reader.stream.incremental
+    assert incremental is not None
+    slices = plan_slices(windows, incremental, concurrency)
+    return completed(lambda slice_: read_slice(reader, slice_, sink(slice_)), slices, concurrency, "slice",
+                     again=lambda result: result.split)
