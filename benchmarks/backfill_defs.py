@@ -3,14 +3,11 @@
 The budget is dropped so the benchmarks measure what they are meant to: windows read concurrently
 in one run. ``trivial`` measures a Dagster CLI run's own overhead on this machine; ``trivial_daily``
 (the surveys' partitions and backfill policy, no work) what Dagster itself spends per partition.
-``budgeted_defs`` (``-a budgeted_defs``) is the demo source with a budget of 20 requests per 2 s, as
-``budgeted_source`` is for ``sync-assets read benchmarks.backfill_defs:budgeted_source``.
 """
 
 from dagster import AssetKey, BackfillPolicy, Definitions, asset
 
 from sync_assets.dagster import build_definitions
-from sync_assets.rate_limit import Rate
 from sync_assets.sources import demo_source
 
 
@@ -30,7 +27,3 @@ def trivial_daily() -> None:
 
 
 defs = Definitions.merge(_sources(), Definitions(assets=[trivial, trivial_daily]))
-
-
-budgeted_source = demo_source().model_copy(update={"rate_limits": [Rate(requests=20, per=2)]})
-budgeted_defs = Definitions.merge(build_definitions(budgeted_source), Definitions(assets=[trivial]))

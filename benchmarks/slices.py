@@ -1,6 +1,6 @@
 """Request slices against the ideal: a sparse year under a strict budget, and a dense latency-bound month.
 
-    .venv/bin/python -m benchmarks.slices [--repeats 3] [--skip-dagster]
+    .venv/bin/python -m benchmarks.slices [--repeats 3] [--skip-dagster] [--only sparse|dense]
 
 **Sparse**: a year of daily windows of 5 records each (1,830 surveys), 100 a page, 100 ms latency, and an API
 that allows 20 requests per 2 s (the source declares the same budget). One range read needs 19 requests.
@@ -10,7 +10,7 @@ materialize` of the 366 partitions against a trivial asset's run (Dagster's fixe
 
 **Dense**: 30 daily windows of about 200 records each (73,200 surveys over the year), 100 a page, 100 ms
 latency, no budget: the fetch span of the engine's range read (`spool_windows`, in this process) and its
-requests; before request slices this took about 0.9 s for 60 requests, 10 in flight.
+requests, through slices and one window at a time (`slicing: window`, how every range was read before).
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ from pathlib import Path
 import requests
 
 from benchmarks.backfill import fresh_home
+from benchmarks.budgeted_defs import BUDGETED_SOURCE
 from benchmarks.demo_server import TOKEN, demo_api
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.sources import demo_source
+from sync_assets.spec import load_source
 from sync_assets.spooled import spool_windows
 from sync_assets.windows import Window, windows_between
 
@@ -59,9 +61,7 @@ def _timed(command: list[str], env: dict[str, str]) -> float:
 
 def single_range_read(url: str, state_dir: Path) -> float:
     """One request sequence for the whole year, one thread: what a plain range read costs."""
-    from benchmarks.backfill_defs import budgeted_source
-
-    source = budgeted_source.model_copy(update={"base_url": url})
+    source = load_source(BUDGETED_SOURCE).model_copy(update={"base_url": url})
     os.environ["SYNC_ASSETS_DEMO_TOKEN"] = TOKEN
     client = open_client(source, state_dir)
     started = time.perf_counter()
@@ -75,7 +75,7 @@ def single_range_read(url: str, state_dir: Path) -> float:
 
 def sparse(repeats: int, dagster: bool) -> None:
     rows: dict[str, list[float]] = {k: [] for k in ("single", "read", "read_requests", "read_429s", "trivial",
-                                                    "dagster", "dagster_requests", "dagster_429s")}
+                                                    "trivial_daily", "dagster", "dagster_requests", "dagster_429s")}
     with demo_api("--latency-ms", "100", "--surveys", "1830", "--rate-limit", "20/2") as url:
         for _ in range(repeats):
             home = fresh_home()
@@ -85,20 +85,20 @@ def sparse(repeats: int, dagster: bool) -> None:
             rows["single"].append(single_range_read(url, home / "single"))
             _stats(url)
             time.sleep(2.1)
-            rows["read"].append(_timed([str(BIN / "sync-assets"), "read", "benchmarks.backfill_defs:budgeted_source",
+            rows["read"].append(_timed([str(BIN / "sync-assets"), "read", str(BUDGETED_SOURCE),
                                         "surveys", "--start", "2024-01-01", "--end", "2025-01-01", "-o",
                                         str(home / "out.jsonl")], env))
             stats = _stats(url)
             rows["read_requests"].append(stats["requests"])
             rows["read_429s"].append(stats["429s"])
             if dagster:
-                materialize = [str(BIN / "dagster"), "asset", "materialize", "-m", "benchmarks.backfill_defs",
-                               "-a", "budgeted_defs"]
+                materialize = [str(BIN / "dagster"), "asset", "materialize", "-m", "benchmarks.budgeted_defs"]
+                year = ["--partition-range", "2024-01-01...2024-12-31"]
                 rows["trivial"].append(_timed([*materialize, "--select", "trivial"], env))
+                rows["trivial_daily"].append(_timed([*materialize, "--select", "trivial_daily", *year], env))
                 time.sleep(2.1)
                 _stats(url)
-                rows["dagster"].append(_timed([*materialize, "--select", "demo/surveys", "--partition-range",
-                                               "2024-01-01...2024-12-31"], env))
+                rows["dagster"].append(_timed([*materialize, "--select", "demo/surveys", *year], env))
                 stats = _stats(url)
                 rows["dagster_requests"].append(stats["requests"])
                 rows["dagster_429s"].append(stats["429s"])
@@ -113,41 +113,55 @@ def sparse(repeats: int, dagster: bool) -> None:
         print(f"| trivial asset run (Dagster's fixed cost), wall s | {m['trivial']:.2f} |")
         print(f"| `dagster asset materialize` of 366 partitions, wall s | {m['dagster']:.2f} |")
         print(f"| materialize - trivial run, s | {m['dagster'] - m['trivial']:.2f} |")
+        print(f"| trivial daily asset over the same 366 partitions (Dagster's floor), wall s | "
+              f"{m['trivial_daily']:.2f} |")
+        print(f"| materialize - floor, s | {m['dagster'] - m['trivial_daily']:.2f} |")
         print(f"| materialize: requests, 429s | {m['dagster_requests']:.0f}, {m['dagster_429s']:.0f} |")
 
 
 def dense(repeats: int) -> None:
-    spans, made = [], []
+    """The same month read through slices and one window at a time (``slicing: window``, as before slices)."""
+    rows: dict[str, tuple[float, float]] = {}
     with demo_api("--latency-ms", "100", "--surveys", "73200") as url:
         os.environ["SYNC_ASSETS_DEMO_TOKEN"] = TOKEN
-        source = demo_source().model_copy(update={"base_url": url, "rate_limits": []})
         windows = list(windows_between(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 31, tzinfo=UTC), "daily"))
-        for _ in range(repeats):
-            client = open_client(source, Path(tempfile.mkdtemp()))
-            reader = StreamReader(source, source.stream("surveys"), client)
-            _stats(url)
-            started, records = time.perf_counter(), 0
-            for result in spool_windows(reader, windows, source.concurrency):
-                assert result.error is None, result.error
-                records += sum(w.records for w in result.windows)
-                result.sink.close()
-            spans.append(time.perf_counter() - started)
-            made.append(_stats(url)["requests"])
-            client.close()
-    print(f"\n| dense month: 30 daily windows, {records} records, 100 a page, 100 ms (median of {repeats}) | value |")
-    print("|---|---|")
-    print(f"| requests | {statistics.median(made):.0f} |")
-    print(f"| fetch span, s | {statistics.median(spans):.2f} |")
-    print(f"| ideal: requests x 100 ms / 10 in flight, s | {statistics.median(made) * 0.1 / 10:.2f} |")
+        for slicing in ("adaptive", "window"):
+            source = demo_source().model_copy(update={"base_url": url, "rate_limits": []})
+            stream = source.stream("surveys")
+            assert stream.incremental is not None
+            stream = stream.model_copy(update={"incremental": stream.incremental.model_copy(
+                update={"slicing": slicing})})
+            spans, made = [], []
+            for _ in range(repeats):
+                client = open_client(source, Path(tempfile.mkdtemp()))
+                reader = StreamReader(source, stream, client)
+                _stats(url)
+                started, records = time.perf_counter(), 0
+                for result in spool_windows(reader, windows, source.concurrency):
+                    assert result.error is None, result.error
+                    records += sum(w.records for w in result.windows)
+                    result.sink.close()
+                spans.append(time.perf_counter() - started)
+                made.append(_stats(url)["requests"])
+                client.close()
+            rows[slicing] = statistics.median(made), statistics.median(spans)
+    print(f"\n| dense month: 30 daily windows, {records} records, 100 a page, 100 ms, 10 in flight "
+          f"(median of {repeats}) | requests | fetch span, s | ideal: requests x 100 ms / 10, s |")
+    print("|---|---|---|---|")
+    for slicing, (made_, span) in rows.items():
+        print(f"| slicing: {slicing} | {made_:.0f} | {span:.2f} | {made_ * 0.1 / 10:.2f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-dagster", action="store_true")
+    parser.add_argument("--only", choices=["sparse", "dense"])
     args = parser.parse_args()
-    sparse(args.repeats, not args.skip_dagster)
-    dense(args.repeats)
+    if args.only != "dense":
+        sparse(args.repeats, not args.skip_dagster)
+    if args.only != "sparse":
+        dense(args.repeats)
 
 
 if __name__ == "__main__":

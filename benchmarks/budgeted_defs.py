@@ -1,0 +1,15 @@
+"""``budgeted_source.yaml`` (the surveys under a budget of 20 requests per 2 s) as Dagster definitions,
+with the trivial assets of ``backfill_defs`` to measure Dagster's own cost beside it."""
+
+from pathlib import Path
+
+from dagster import Definitions
+
+from benchmarks.backfill_defs import trivial, trivial_daily
+from sync_assets.dagster import build_definitions
+from sync_assets.spec import load_source
+
+BUDGETED_SOURCE = Path(__file__).with_name("budgeted_source.yaml")
+
+defs = Definitions.merge(build_definitions(load_source(BUDGETED_SOURCE)),
+                         Definitions(assets=[trivial, trivial_daily]))
