@@ -1,8 +1,12 @@
-"""Independent pieces of work on a bounded thread pool, handed back in the order they finish.
+"""The one scheduler: units of work on a bounded thread pool, handed back in the order they finish.
 
-The API is latency-bound, so threads overlap waiting (the shared rate limiter keeps them inside the
-budget). A caller reports each result as soon as it is durable, whatever the order; work that fails
-returns its error as a result (see the ``fn`` given), so the others go on.
+Every kind of sync cuts its work into units (request slices of windows, chunks of a refresh, parents
+of a substream) and runs them here, bounded by the stream's ``concurrency``. The API is latency-bound,
+so threads overlap waiting (the shared rate limiter keeps them inside the budget). A caller reports
+each result as soon as it is durable, whatever the order; work that fails returns its error as a
+result (see the ``fn`` given), so the others go on. Units can come lazily (parents listed from the
+store as threads free up), be added by a running unit (a refresh's first page registers its other
+chunks), or be replaced by others (a slice split in two).
 
 Threads overlap in waiting, not in Python work: the GIL runs one thread's Python at a time anyway.
 What the GIL does not do is keep that work together. Each pyarrow call on a page releases the GIL,
@@ -14,11 +18,13 @@ work on a page holds ``page_work`` throughout, and the threads meet once per pag
 
 from __future__ import annotations
 
+import queue
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from threading import Lock
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -30,51 +36,83 @@ or process (a storage lock, a rate limit, a PostgreSQL COPY) or a user's code, s
 blocks nothing but other such computation, which the GIL would have run one at a time anyway."""
 
 
-def completed(
-    fn: Callable[[Item], Result], items: Sequence[Item], concurrency: int, name: str,
-    again: Callable[[Result], Sequence[Item]] | None = None,
-) -> Iterator[Result]:
-    """``fn(item)`` for every item, at most ``concurrency`` at once; yields the results as they finish.
+class Units(Generic[Item, Result]):
+    """``fn(item)`` for every unit, at most ``concurrency`` at once; ``run`` yields results as they finish.
 
-    ``again`` turns a result into the items to do instead of it (a slice split in two, say): those are
-    done before anything not started yet, and that result is not yielded.
-    Work starts as the caller takes results, at most twice ``concurrency`` items ahead of it: a caller
-    slower than the work (a protocol writer) bounds what is held, not the number of items.
-    A concurrency of 1, or one item that cannot become more, runs in the calling thread (no pool, nothing
-    to wait on).
+    ``again`` turns a result into the units to do instead of it (a slice split in two, say): those
+    go before anything not started yet, and that result is not yielded. ``add`` hands in more units
+    while ``run`` goes on, from any thread (a running unit included).
     """
-    waiting: deque[Item] = deque(items)
 
-    def redo(result: Result) -> bool:
-        instead = again(result) if again is not None else ()
-        waiting.extendleft(reversed(instead))
+    def __init__(self, fn: Callable[[Item], Result], concurrency: int, name: str,
+                 again: Callable[[Result], Sequence[Item]] | None = None) -> None:
+        self.fn, self.concurrency, self.name, self.again = fn, max(1, concurrency), name, again
+        self._waiting: deque[Item] = deque()
+        self._lock = Lock()
+        self._events: queue.SimpleQueue[Future[Result] | None] = queue.SimpleQueue()  # None: units were added
+
+    def add(self, items: Iterable[Item]) -> None:
+        with self._lock:
+            self._waiting.extend(items)
+        self._events.put(None)
+
+    def _next(self, source: Iterator[Item]) -> list[Item]:
+        """The next unit to start (none: nothing is waiting): one added or handed back first, else the next
+        of ``source``, pulled only when a thread is free, so that a lazy source stays lazy."""
+        with self._lock:
+            if self._waiting:
+                return [self._waiting.popleft()]
+        return [item for item in islice(source, 1)]
+
+    def _instead(self, result: Result) -> bool:
+        instead = self.again(result) if self.again is not None else ()
+        with self._lock:
+            self._waiting.extendleft(reversed(instead))
         return bool(instead)
 
-    if concurrency <= 1 or (len(items) <= 1 and again is None):
-        while waiting:
-            result = fn(waiting.popleft())
-            if not redo(result):
-                yield result
-        return
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=name) as pool:
-        pending: set[Future[Result]] = set()
+    def run(self, items: Iterable[Item] = ()) -> Iterator[Result]:
+        """Every unit of ``items`` (taken as threads free up) and every unit added, until none is left.
 
-        def start(count: int) -> None:
-            while waiting and count > 0:
-                pending.add(pool.submit(fn, waiting.popleft()))
-                count -= 1
-
-        start(2 * concurrency)
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    result = future.result()
-                    if redo(result):
-                        start(2 * concurrency - len(pending))
-                        continue
+        Work starts as the caller takes results, at most twice ``concurrency`` units ahead of it: a caller
+        slower than the work (a protocol writer) bounds what is held, not the number of units. A concurrency
+        of 1 runs each unit in the calling thread (no pool, nothing to wait on).
+        """
+        source = iter(items)
+        if self.concurrency == 1:
+            while unit := self._next(source):
+                result = self.fn(unit[0])
+                if not self._instead(result):
                     yield result
-                    start(1)
-        finally:
-            for future in pending:  # the caller stopped early: do not start what has not started
-                future.cancel()
+            return
+        ahead = 2 * self.concurrency
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=self.name) as pool:
+            started: set[Future[Result]] = set()
+            try:
+                while True:
+                    while len(started) < ahead and (unit := self._next(source)):
+                        future = pool.submit(self.fn, unit[0])
+                        started.add(future)
+                        future.add_done_callback(self._events.put)
+                    if not started:
+                        with self._lock:
+                            if not self._waiting:
+                                return
+                        continue
+                    event = self._events.get()
+                    if event is None:  # units were added: start them if there is room
+                        continue
+                    started.discard(event)
+                    result = event.result()
+                    if not self._instead(result):
+                        yield result
+            finally:
+                for future in started:  # the caller stopped early: do not start what has not started
+                    future.cancel()
+
+
+def completed(
+    fn: Callable[[Item], Result], items: Iterable[Item], concurrency: int, name: str,
+    again: Callable[[Result], Sequence[Item]] | None = None,
+) -> Iterator[Result]:
+    """``Units(fn, concurrency, name, again).run(items)``: a fixed (or lazy) set of units, no additions."""
+    return Units(fn, concurrency, name, again).run(items)

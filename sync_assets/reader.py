@@ -14,12 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from sync_assets.auth import ResolvedAuth
 from sync_assets.concurrency import page_work
 from sync_assets.errors import ConfigurationError, SyncSystemError
+from sync_assets.home import sync_assets_home
 from sync_assets.http import HttpClient, RequestStats
 from sync_assets.pagination import Token, token_fingerprint
 from sync_assets.plugins import PluginError
@@ -28,8 +26,7 @@ from sync_assets.records import dig_each, select_records
 from sync_assets.redaction import get_logger, mask
 from sync_assets.secrets import resolve_text
 from sync_assets.spec import ApiSource, Stream
-from sync_assets.storage.layout import sync_assets_home
-from sync_assets.windows import UTC_MICROS, Window, parse_instants, window_params
+from sync_assets.windows import Window, parse_instants, window_params
 
 log = get_logger(__name__)
 
@@ -64,8 +61,9 @@ class Page:
     token: Token | None
     next_token: Token | None
     dropped: int = 0
-    cursors: pa.TimestampArray | None = None
-    """The parsed cursor value of each record (incremental streams, UTC), stored beside it."""
+    cursors: list[datetime | None] | None = None
+    """The parsed cursor value of each record (incremental streams, UTC; ``None`` for a record kept
+    without one), stored beside it."""
     total_pages: int | None = None
     """How many pages the whole read has, when the API says (page number or offset with a total)."""
     without_cursor: int = 0
@@ -82,18 +80,9 @@ class Page:
         return latest_instant(self.cursors)
 
 
-def latest_instant(cursors: pa.TimestampArray | None) -> datetime | None:
+def latest_instant(cursors: list[datetime | None] | None) -> datetime | None:
     """The largest of some cursor values (``None``: there are none)."""
-    if cursors is None or not len(cursors):
-        return None
-    latest: datetime | None = pc.max(cursors).as_py()
-    return latest
-
-
-def _instants_allowing_nulls(values: list[Any], field: str) -> pa.TimestampArray:
-    """``parse_instants``, with a null instant where a value is missing (records kept without a cursor)."""
-    present = iter(parse_instants([value for value in values if value is not None], field).to_pylist())
-    return pa.array([None if value is None else next(present) for value in values], UTC_MICROS)
+    return max((instant for instant in cursors or () if instant is not None), default=None)
 
 
 class StreamReader:
@@ -183,18 +172,17 @@ class StreamReader:
             if incremental.missing_cursor == "drop":
                 records = [record for record, value in zip(records, values, strict=True) if value is not None]
                 values = [value for value in values if value is not None]
-        instants = _instants_allowing_nulls(values, field) if absent else parse_instants(values, field)
+        instants = parse_instants(values, field, allow_null=absent > 0)
         if window is None or not records:
             return Page(records, token, next_token, 0, instants, without_cursor=absent)
-        start, end = pa.scalar(window.start, UTC_MICROS), pa.scalar(window.end, UTC_MICROS)
+        start, end = window.start, window.end
         # a record kept without a cursor belongs to the window it was requested for
-        inside = pc.fill_null(pc.and_(pc.greater_equal(instants, start), pc.less(instants, end)), True)
-        kept = [record for record, keep in zip(records, inside.to_pylist(), strict=True) if keep]
+        inside = [instant is None or start <= instant < end for instant in instants]
+        kept = [record for record, keep in zip(records, inside, strict=True) if keep]
         past = False
         if incremental.order != "unordered":
-            edges = pc.min_max(instants)
-            earliest, latest = edges["min"].as_py(), edges["max"].as_py()
-            past = (latest is not None and latest >= window.end) if incremental.order == "ascending" else \
-                (earliest is not None and earliest < window.start)
-        return Page(kept, token, next_token, len(records) - len(kept), instants.filter(inside), without_cursor=absent,
+            present = [instant for instant in instants if instant is not None]
+            past = bool(present) and (max(present) >= end if incremental.order == "ascending" else min(present) < start)
+        return Page(kept, token, next_token, len(records) - len(kept),
+                    [instant for instant, keep in zip(instants, inside, strict=True) if keep], without_cursor=absent,
                     past_window=past)

@@ -14,11 +14,12 @@ once; until then readers see the previous one. The next refresh starts from the 
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from sync_assets.concurrency import Units
 from sync_assets.errors import SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
@@ -49,6 +50,7 @@ class FullRefresh:
         self.source, self.stream = reader.source.name, reader.stream.name
         self.published: Published | None = None
         self._followed: set[int] | None = None  # set by run()
+        self._lock = threading.Lock()  # chunks are handed in by the chunks being read
 
     def state(self) -> RefreshState:
         state = self.store.state.latest_refresh(self.source, self.stream, "running")
@@ -64,23 +66,20 @@ class FullRefresh:
         # computed from the page size cannot point back: those chunks keep nothing.
         self._followed = (None if self.reader.stream.paginator.random_access
                           else self.store.state.followed_tokens(refresh_scope(self.source, self.stream, self.refresh)))
-        submitted: set[int] = set()
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="chunk") as pool:
-            running: set[Future[ChunkResult]] = set()
-            while True:
-                chunks = self._chunks()
-                for chunk, start_token in sorted(chunks.items()):
-                    if chunk not in submitted:
-                        submitted.add(chunk)
-                        running.add(pool.submit(self._read_chunk, chunk, start_token))
-                if not running:
-                    break
-                done, running = wait(running, timeout=0.05, return_when=FIRST_COMPLETED)
-                for future in done:
-                    result = future.result()
-                    if result.checkpoint is not None or result.error is not None:
-                        yield result
+        self._submitted: set[int] = set()
+        self._units: Units[tuple[int, object], ChunkResult] = Units(
+            lambda chunk: self._read_chunk(*chunk), self.concurrency, "chunk")
+        for result in self._units.run(self._unsubmitted(self._chunks())):
+            if result.checkpoint is not None or result.error is not None:
+                yield result
         self._publish_if_complete()
+
+    def _unsubmitted(self, chunks: Mapping[int, object]) -> list[tuple[int, object]]:
+        """The chunks among ``chunks`` that this run has not started, in order, now counted as started."""
+        with self._lock:
+            new = sorted((chunk, token) for chunk, token in chunks.items() if chunk not in self._submitted)
+            self._submitted.update(chunk for chunk, _ in new)
+        return new
 
     def _chunks(self) -> dict[int, object]:
         state = self.store.state.latest_refresh(self.source, self.stream, "running")
@@ -136,14 +135,16 @@ class FullRefresh:
                 )
             return
         self.store.state.set_chunk_start(self.source, self.stream, self.refresh, chunk, start_token)
+        self._units.add(self._unsubmitted({chunk: start_token}))
 
     def _register_all(self, total_pages: int) -> None:
         """Random access: every chunk's start token is known from the first response."""
         chunk_pages = self.reader.stream.chunk_pages
         paginator = self.reader.stream.paginator
         chunks = -(-total_pages // chunk_pages)
-        self.store.state.add_chunks(self.source, self.stream, self.refresh,
-                              {c: paginator.token_for_page(c * chunk_pages) for c in range(1, chunks)})
+        starts = {c: paginator.token_for_page(c * chunk_pages) for c in range(1, chunks)}
+        self.store.state.add_chunks(self.source, self.stream, self.refresh, starts)
+        self._units.add(self._unsubmitted(starts))
 
     def _publish_if_complete(self) -> None:
         state = self.store.state.latest_refresh(self.source, self.stream, "running")

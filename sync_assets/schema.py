@@ -99,7 +99,7 @@ def type_of(arrow: pa.DataType) -> str | None:
 
 def page_batch(
     records: Sequence[Mapping[str, Any]], declared: Mapping[str, str], extracted_at: datetime,
-    cursors: pa.Array | Sequence[datetime] | None = None,
+    cursors: Sequence[datetime | None] | None = None,
 ) -> pa.RecordBatch:
     """One page as a typed Arrow batch, with the engine's columns (extraction time, parsed cursor)."""
     seen: dict[str, str | None] = {}
@@ -122,7 +122,7 @@ def page_batch(
     arrays.append(pa.array([extracted_at] * n, ARROW_TYPES[TIMESTAMP]))
     if cursors is not None:
         names.append(CURSOR_COLUMN)
-        arrays.append(cursors if isinstance(cursors, pa.Array) else pa.array(cursors, ARROW_TYPES[TIMESTAMP]))
+        arrays.append(pa.array(cursors, ARROW_TYPES[TIMESTAMP]))
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 

@@ -21,20 +21,15 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from itertools import pairwise
 from typing import Any, Generic, Protocol, TypeVar
-
-import pyarrow as pa
 
 from sync_assets.concurrency import completed
 from sync_assets.errors import SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import Page, StreamReader, latest_instant
 from sync_assets.windows import Incremental, Window
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -101,7 +96,7 @@ class WindowRead:
 class SliceSink(Protocol):
     """Where a slice's records go: the one thing the front doors do differently (a store's stages, a spool)."""
 
-    def put(self, index: int, records: list[dict[str, Any]], cursors: pa.TimestampArray | None) -> None:
+    def put(self, index: int, records: list[dict[str, Any]], cursors: list[datetime | None] | None) -> None:
         """Records of the slice's window ``index``, with their cursor values, as a page brings them."""
 
     def commit(self, read: SliceRead[Any]) -> None:
@@ -143,7 +138,7 @@ def read_slice(reader: StreamReader, slice_: Slice, sink: SinkT) -> SliceRead[Si
     assert incremental is not None
     cap = incremental.max_records_per_slice
     answered = 0  # records the API sent for this slice, in its window or not: what its cap counts
-    starts = [(window.start - _EPOCH) // _MICROSECOND for window in slice_.windows[1:]]
+    starts = [window.start for window in slice_.windows[1:]]
     try:
         for page in reader.pages(result.stats, window=slice_.window):
             result.pages += 1
@@ -179,17 +174,18 @@ def read_slice(reader: StreamReader, slice_: Slice, sink: SinkT) -> SliceRead[Si
     return result
 
 
-def _by_window(page: Page, starts: list[int]) -> Iterator[tuple[int, list[dict[str, Any]], pa.TimestampArray | None]]:
+def _by_window(
+    page: Page, starts: list[datetime],
+) -> Iterator[tuple[int, list[dict[str, Any]], list[datetime | None] | None]]:
     """A page's records grouped by the window of the slice that holds each (``starts``: the windows'
-    starts after the first, in epoch microseconds); a record kept without a cursor stays in the first."""
+    starts after the first); a record kept without a cursor stays in the first."""
     records, cursors = page.records, page.cursors
     if not records:
         return
     if not starts or cursors is None:
         yield 0, records, cursors
         return
-    instants = cursors.cast(pa.int64()).to_pylist()
-    indexes = [0 if instant is None else bisect_right(starts, instant) for instant in instants]
+    indexes = [0 if instant is None else bisect_right(starts, instant) for instant in cursors]
     first = indexes[0]
     if all(index == first for index in indexes):  # the usual page: one window's records
         yield first, records, cursors
@@ -198,7 +194,7 @@ def _by_window(page: Page, starts: list[int]) -> Iterator[tuple[int, list[dict[s
     for row, index in enumerate(indexes):
         groups.setdefault(index, []).append(row)
     for index, rows in sorted(groups.items()):
-        yield index, [records[row] for row in rows], cursors.take(pa.array(rows, pa.int64()))
+        yield index, [records[row] for row in rows], [cursors[row] for row in rows]
 
 
 def read_slices(

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
-
-import pyarrow as pa
 
 from sync_assets.reader import StreamReader
 from sync_assets.slices import Slice, SliceRead, read_slices
@@ -30,7 +29,7 @@ class Spool:
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 -- closed by close()
 
-    def put(self, index: int, records: list[dict[str, Any]], cursors: pa.TimestampArray | None) -> None:
+    def put(self, index: int, records: list[dict[str, Any]], cursors: list[datetime | None] | None) -> None:
         self._file.write("".join(encode_record(record) + "\n" for record in records))
 
     def commit(self, read: SliceRead[Any]) -> None:

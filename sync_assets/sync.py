@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
-
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
 from sync_assets.slices import Slice, SliceRead, read_slices
@@ -52,7 +50,7 @@ class _Stages:
         self.stages = [store.private_stage(table, key) for key in keys]
         self.results: list[WindowResult] = []
 
-    def put(self, index: int, records: list[dict[str, Any]], cursors: pa.TimestampArray | None) -> None:
+    def put(self, index: int, records: list[dict[str, Any]], cursors: list[datetime | None] | None) -> None:
         self.stages[index].append(records, pages=0, cursors=cursors)
 
     def commit(self, read: SliceRead[Any]) -> None:

@@ -23,9 +23,9 @@ from dagster import ConfigurableIOManager, DagsterInstance, EnvVar, InitResource
 from pydantic import Field, PrivateAttr
 
 from sync_assets.errors import ConfigurationError
+from sync_assets.home import home_under
 from sync_assets.schema import iter_records
 from sync_assets.storage import Store, TableSpec, open_store
-from sync_assets.storage.layout import home_under
 
 LOAD_AS = "sync_assets/load_as"
 ALLOW_MISSING = "sync_assets/allow_missing_partitions"

@@ -24,7 +24,7 @@ import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -127,7 +127,8 @@ class Stage:
 
     def append(
         self, records: list[dict[str, Any]], requests: int = 0, bytes_received: int = 0, pages: int = 1,
-        token: Any = None, item: str | None = None, done: bool = False, cursors: pa.Array | None = None,
+        token: Any = None, item: str | None = None, done: bool = False,
+        cursors: Sequence[datetime | None] | None = None,
     ) -> Checkpoint:
         """Stage ``records`` with the checkpoint that covers them (``token``, ``item``): in one transaction
         for a resumable stage, in memory (or on the spool file) for a private one."""

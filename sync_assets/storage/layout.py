@@ -1,4 +1,4 @@
-"""Names and places: where the store lives, and how streams, stages and tables are named.
+"""Names and places: where the store lives (under ``home``), and how streams, stages and tables are named.
 
 This is the one module that spells out paths and names, so that moving the store, or adding a
 backend, changes one place. Every name that reaches a file path or an SQL identifier passes
@@ -7,11 +7,11 @@ backend, changes one place. Every name that reaches a file path or an SQL identi
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from sync_assets.errors import ConfigurationError
+from sync_assets.home import sync_assets_home
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+-]{0,127}$")
 
@@ -28,24 +28,6 @@ def safe_name(name: str, what: str) -> str:
 def quote(identifier: str) -> str:
     """An SQL identifier quoted for DuckDB and PostgreSQL (column names come from the API's fields)."""
     return '"' + identifier.replace('"', '""') + '"'
-
-
-def sync_assets_home() -> Path:
-    """Where sync-assets keeps its files when nothing else is said.
-
-    ``SYNC_ASSETS_HOME`` wins; under Dagster it is ``<DAGSTER_HOME>/sync_assets``, so that every run
-    and step process of one instance shares one store and one rate-limit budget.
-    """
-    if os.environ.get("SYNC_ASSETS_HOME"):
-        return Path(os.environ["SYNC_ASSETS_HOME"])
-    if os.environ.get("DAGSTER_HOME"):
-        return home_under(Path(os.environ["DAGSTER_HOME"]))
-    return Path.home() / ".sync_assets"
-
-
-def home_under(instance_dir: Path) -> Path:
-    """sync-assets' folder inside a Dagster instance's directory."""
-    return instance_dir / "sync_assets"
 
 
 def store_dir(home: Path | None = None) -> Path:

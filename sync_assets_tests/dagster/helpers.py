@@ -9,9 +9,10 @@ from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResu
 
 from sync_assets.dagster import SyncApiResource, SyncAssetsTranslator, SyncStoreIOManager, build_definitions
 from sync_assets.demo_api import DemoApi
+from sync_assets.home import home_under
 from sync_assets.sources import demo_source
 from sync_assets.storage import Store, open_store
-from sync_assets.storage.layout import home_under, store_dir
+from sync_assets.storage.layout import store_dir
 from sync_assets_tests.helpers import TOKEN
 
 SURVEYS = AssetKey(["demo", "surveys"])

@@ -19,8 +19,9 @@ import requests
 from dagster import DagsterInstance
 
 from sync_assets.demo_api import DemoApi, data
+from sync_assets.home import home_under
 from sync_assets.storage import TableSpec, open_store
-from sync_assets.storage.layout import home_under, store_dir
+from sync_assets.storage.layout import store_dir
 from sync_assets_tests.helpers import TOKEN, stored
 
 REPO = Path(__file__).resolve().parents[2]

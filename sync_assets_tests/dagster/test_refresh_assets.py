@@ -25,8 +25,9 @@ from dagster import (
 
 from sync_assets.dagster import chunk_partitions_name
 from sync_assets.demo_api import DemoApi, data
+from sync_assets.home import home_under
 from sync_assets.sources import demo_source
-from sync_assets.storage.layout import chunk_key, chunk_scope, home_under, store_dir
+from sync_assets.storage.layout import chunk_key, chunk_scope, store_dir
 from sync_assets_tests.dagster.helpers import SURVEYS, demo_defs, run, store_of
 from sync_assets_tests.dagster.test_cli_runs import BIN, REPO, _env, _home
 from sync_assets_tests.helpers import stored
