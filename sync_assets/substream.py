@@ -1,9 +1,9 @@
 """Substreams: a child stream read once per record of its parent, with the parent's partitions.
 
 The parents come from the store (what the parent asset synced), never from the parent's API again.
-Children are fetched on a bounded thread pool shared by all partitions of the run (under the API's
-shared rate limit); each parent's children are staged in its partition's stage together with the
-parent's key, in one transaction, so a killed run, re-run, skips the parents already done. A
+Children are fetched on the one scheduler (``concurrency``), shared by all partitions of the run
+(under the API's shared rate limit); each parent's children are staged in its partition's stage
+together with the parent's key, in one transaction, so a killed run, re-run, skips the parents already done. A
 partition is published (data and state together) once all of its parents are done.
 """
 
@@ -13,11 +13,11 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sync_assets.concurrency import completed
 from sync_assets.errors import SyncError, SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
@@ -65,53 +65,58 @@ def sync_substream(
     reader: StreamReader, store: Store, parent: Stream, partitions: Sequence[tuple[str, Window | None]],
     concurrency: int,
 ) -> Iterator[PartitionResult]:
-    """Sync the children of every parent in ``partitions``; yields each partition as it is published."""
+    """Sync the children of every parent in ``partitions``; yields each partition as it is published.
+
+    The parents are listed from the store as threads free up (the listing stays lazy), each one's
+    children fetched as a unit of the one scheduler, and a partition is published as soon as every
+    parent it listed is answered.
+    """
     source, child = reader.source.name, reader.stream.name
     table, parent_table = TableSpec.of(reader.source, reader.stream), TableSpec.of(reader.source, parent)
     results = {key: PartitionResult(key, window) for key, window in partitions}
     stages: dict[str, Stage] = {}
+    open_keys: dict[str, int] = {key: 0 for key, _ in partitions}  # parents handed out and not answered yet
+    listed: set[str] = set()  # partitions whose parents are all handed out
+
+    def units() -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for key, ident, record, earlier_keys in _parents(store, parent_table, parent, [k for k, _ in partitions],
+                                                         stages, results):
+            listed.update(earlier_keys)
+            if results[key].error is None:
+                open_keys[key] += 1
+                yield key, ident, record
+        listed.update(open_keys)
+
+    def children(unit: tuple[str, str, dict[str, Any]]) -> tuple[str, str, _Answer | Exception]:
+        key, ident, record = unit
+        try:
+            return key, ident, _children(reader, record)
+        except Exception as exc:
+            return key, ident, exc
+
     try:
         for key, _ in partitions:
             stages[key] = store.open_stage(table, partition_scope(source, child, key))
-        work = _parents(store, parent_table, parent, [key for key, _ in partitions], stages, results)
-        in_flight: dict[Future[tuple[list[dict[str, Any]], int, RequestStats]], tuple[str, str]] = {}
-        open_keys: dict[str, int] = {key: 0 for key, _ in partitions}
-        listed: set[str] = set()
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="children") as pool:
-            exhausted = False
-            while True:
-                while not exhausted and len(in_flight) < concurrency * 2:
-                    item = next(work, None)
-                    if item is None:
-                        exhausted = True
-                        listed.update(open_keys)
-                        break
-                    key, ident, record, earlier_keys = item
-                    listed.update(earlier_keys)
-                    if results[key].error is None:
-                        open_keys[key] += 1
-                        in_flight[pool.submit(_children, reader, record)] = (key, ident)
-                yield from _publish_ready(store, stages, results, open_keys, listed)
-                if not in_flight:
-                    break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    key, ident = in_flight.pop(future)
-                    open_keys[key] -= 1
-                    result = results[key]
-                    try:
-                        children, pages, stats = future.result()
-                    except Exception as exc:
-                        result.error = result.error or exc
-                        continue
-                    result.stats.merge(stats)
-                    result.parents += 1
-                    # Kept even if a sibling failed: a re-run then skips this parent.
-                    stages[key].append(children, stats.requests, stats.bytes, pages=pages, item=ident)
+        for key, ident, answer in completed(children, units(), concurrency, "children"):
+            open_keys[key] -= 1
+            result = results[key]
+            if isinstance(answer, Exception):
+                result.error = result.error or answer
+            else:
+                found, pages, stats = answer
+                result.stats.merge(stats)
+                result.parents += 1
+                # Kept even if a sibling failed: a re-run then skips this parent.
+                stages[key].append(found, stats.requests, stats.bytes, pages=pages, item=ident)
+            yield from _publish_ready(store, stages, results, open_keys, listed)
         yield from _publish_ready(store, stages, results, open_keys, listed)
     finally:
         for stage in stages.values():
             stage.close()
+
+
+_Answer = tuple[list[dict[str, Any]], int, RequestStats]
+"""A parent's children, the pages they took, and what the requests cost."""
 
 
 def _parents(
@@ -135,7 +140,7 @@ def _parents(
         listed = [*listed, key]
 
 
-def _children(reader: StreamReader, record: dict[str, Any]) -> tuple[list[dict[str, Any]], int, RequestStats]:
+def _children(reader: StreamReader, record: dict[str, Any]) -> _Answer:
     """One parent's children, the pages they took, and what the requests cost."""
     stats, children, pages = RequestStats(), [], 0
     for page in reader.pages(stats, parent=record):
