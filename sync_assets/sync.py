@@ -2,10 +2,11 @@
 
 The run's windows are read through slices that may span many of them (``slices``); each record goes
 to a private stage of the window that holds its cursor value, and when a slice is read to its end
-each of its windows is published (data and state row together), replacing that partition whole.
+its windows are published together (data and state rows in one transaction), each replacing its
+partition whole and staying replaceable on its own.
 Results come back in completion order, one per window, so the caller can report each as soon as it
-is durable. A slice that fails fails its windows, which keep their previous data and state; the
-other slices still complete, and a re-run needs only the failures.
+is durable. A slice that fails (to read or to publish) fails its windows, which keep their previous
+data and state; the other slices still complete, and a re-run needs only the failures.
 """
 
 from __future__ import annotations
@@ -54,19 +55,21 @@ class _Stages:
         self.stages[index].append(records, pages=0, cursors=cursors)
 
     def commit(self, read: SliceRead[Any]) -> None:
-        for index, (window, stage) in enumerate(zip(read.windows, self.stages, strict=True)):
-            first = index == 0
-            state = PartitionState(self.keys[index], window.window, window.records, read.pages if first else 0,
-                                   read.stats.requests if first else 0, read.stats.bytes if first else 0,
-                                   window.max_cursor, datetime.now(UTC))
-            try:
-                published = self.store.publish_partition(stage, state)
-            except Exception as exc:
-                self.store.discard(stage)
-                self.results.append(_result(read, index, self.keys[index], error=exc))
-                continue
-            stage.close()
-            self.results.append(_result(read, index, self.keys[index], state, published))
+        """The slice's windows published together: one transaction, each window still its own partition."""
+        states = [
+            PartitionState(self.keys[index], window.window, window.records, read.pages if index == 0 else 0,
+                           read.stats.requests if index == 0 else 0, read.stats.bytes if index == 0 else 0,
+                           window.max_cursor, datetime.now(UTC))
+            for index, window in enumerate(read.windows)
+        ]
+        try:
+            published = self.store.publish_partitions(self.stages, states)
+        except Exception as exc:
+            self.discard()
+            self.results = [_result(read, index, key, error=exc) for index, key in enumerate(self.keys)]
+            return
+        self.results = [_result(read, index, state.partition_key, state, done)
+                        for index, (state, done) in enumerate(zip(states, published, strict=True))]
 
     def discard(self) -> None:
         for stage in self.stages:

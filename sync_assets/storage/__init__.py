@@ -207,8 +207,12 @@ def _batches(data: bytes) -> Iterator[pa.RecordBatch]:
         yield from reader
 
 
-Part = tuple[str, Callable[[], Iterator[pa.RecordBatch]]]
-"""What a publish writes: a partition (or chunk) key, and its staged pages."""
+Part = tuple[str | None, Callable[[], Iterator[pa.RecordBatch]]]
+"""What a publish writes: a partition (or chunk) key and its staged pages; or ``None`` and rows that carry
+their own partition key (published before, copied along)."""
+
+Tallies = Callable[[str], "KeyTally | None"]
+"""Which key tally counts a published partition's rows (``None``: none does)."""
 
 
 class KeyTally:
@@ -303,8 +307,13 @@ class Store(ABC):
     # --- publishing ---
 
     @abstractmethod
+    def publish_partitions(self, stages: Sequence[Stage], states: Sequence[PartitionState]) -> list[Published]:
+        """Replace each partition's data with its stage's, and commit their state rows: in one transaction,
+        whatever their number (the windows a request slice read). Each stays replaceable on its own later.
+        Drift is reported once, on the first; duplicate keys per partition."""
+
     def publish_partition(self, stage: Stage, state: PartitionState) -> Published:
-        """Replace the partition's data with the stage's, and commit its state row: atomically."""
+        return self.publish_partitions([stage], [state])[0]
 
     @abstractmethod
     def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
@@ -346,18 +355,30 @@ class Store(ABC):
             log.warning("%s: column %s", table.name, change)
         return merged, drift
 
-    def _rows(self, parts: list[Part], schema: pa.Schema, keys: KeyTally) -> Iterator[pa.RecordBatch]:
+    def _rows(self, parts: list[Part], schema: pa.Schema, tallies: Tallies) -> Iterator[pa.RecordBatch]:
         """What a publish writes, a page at a time: each page in ``schema``, with its partition key column.
 
-        The one pass over the staged pages that both backends write from; the key tally rides along.
+        The one pass over the staged pages that both backends write from; the key tallies ride along.
         """
         full = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
         for key, batches in parts:
+            tally = None if key is None else tallies(key)
             for batch in batches():
+                if key is None:  # copied rows: their partition column is theirs
+                    yield conform(batch, full)
+                    continue
                 rows = conform(batch, schema)
-                keys.add(rows)
+                if tally is not None:
+                    tally.add(rows)
                 yield pa.RecordBatch.from_arrays([*rows.columns, pa.array([key] * rows.num_rows, pa.string())],
                                                  schema=full)
+
+    @staticmethod
+    def _published(merged: dict[str, str], drift: list[Drift], tallies: dict[str, KeyTally],
+                   states: Sequence[PartitionState]) -> list[Published]:
+        """What a grouped publish changed, partition by partition: the drift once, on the first."""
+        return [Published(merged, drift if i == 0 else [], tallies[s.partition_key].duplicates())
+                for i, s in enumerate(states)]
 
     # --- reading ---
 

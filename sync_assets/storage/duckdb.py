@@ -1,16 +1,18 @@
-"""The embedded default: Parquet files per partition, exposed by a DuckDB database as views.
+"""The embedded default: Parquet group files of partitions, exposed by a DuckDB database as views.
 
 Why not tables inside the DuckDB file? DuckDB lets one process at a time open a database file for
 writing, and a Dagster run writes from several step processes (and several runs at once); a person
-holding the file open in a DuckDB shell would stall them all. So published data is Parquet, one
-file per partition (or per chunk of a refresh), each written aside and renamed into place: atomic,
-and no reader can ever block a writer. The DuckDB database (``warehouse.duckdb``) holds only views
-over those files (``demo.surveys``, and ``demo.surveys_current`` for streams with a primary key),
-defined once per stream with a glob, so publishing a partition never touches it. A refresh's
+holding the file open in a DuckDB shell would stall them all. So published data is Parquet: partitions
+in group files (a partition joins an open group when first published and never moves, so replacing it
+rewrites one file), a refresh's chunks a file each; every file written aside and renamed into place:
+atomic, and no reader can ever block a writer. Files follow the data, not the partition count. The
+DuckDB database (``warehouse.duckdb``) holds only views over those files (``demo.surveys``, and
+``demo.surveys_current`` for streams with a primary key), defined once per stream with a glob, so
+publishing a partition never touches it. A refresh's
 snapshot is a folder that a symbolic link (``snapshot``) points at, swapped in one rename.
 
 Staging, checkpoints and state rows live in SQLite (``state.sqlite``, WAL) next to the files. A
-partition is published by renaming its file into place and committing its state row while holding
+publish renames the files of its partitions into place and commits their state rows while holding
 SQLite's write lock, so two writers of one partition are serialised, and file and row always come
 from the same writer; a kill between the two leaves data ahead of state, never behind it.
 
@@ -18,7 +20,8 @@ Layout under the store's folder::
 
     state.sqlite                                   staging, checkpoints, state, columns
     warehouse.duckdb                               views: one schema per source, one view per stream
-    tables/<source>/<stream>/<partition>.parquet   window and substream partitions
+    tables/<source>/<stream>/group-<id>.parquet     window and substream partitions, many to a file
+    tables/<source>/<stream>/<partition>.parquet   a partition written by release 0.2, alone in its file
     tables/<source>/<stream>/refresh-<n>/refresh-<n>-chunk-<k>.parquet, snapshot -> refresh-<n>
     locks/                                         one file per resumable stage being read, per run going
 """
@@ -36,21 +39,33 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import IO
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sync_assets.concurrency import page_work
 from sync_assets.errors import ConfigurationError
-from sync_assets.schema import CURSOR_COLUMN, EXTRACTED_AT_COLUMN, PARTITION_COLUMN, conform
-from sync_assets.storage import KeyTally, Part, PartitionState, Published, Stage, StageBusyError, Store, TableSpec
+from sync_assets.schema import CURSOR_COLUMN, EXTRACTED_AT_COLUMN, PARTITION_COLUMN, arrow_schema, conform
+from sync_assets.storage import (
+    KeyTally,
+    Part,
+    PartitionState,
+    Published,
+    Stage,
+    StageBusyError,
+    Store,
+    TableSpec,
+    Tallies,
+)
 from sync_assets.storage.layout import chunk_key, legacy_store_dir, quote, safe_name
-from sync_assets.storage.statedb import Dialect, StateDB
+from sync_assets.storage.statedb import Cursor, Dialect, StateDB
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +73,10 @@ _LOCK_PATIENCE_SECONDS = 2.0  # a stage lock held this long is another run, not 
 _CATALOG_PATIENCE_SECONDS = 10.0
 _CATALOG_LOCK = threading.Lock()
 _ROW_GROUP = 65_536  # rows held before a Parquet row group is written: memory stays bounded, files stay few-grouped
+_GROUP_ROWS = 50_000
+"""New partitions join a group file while it holds fewer rows than this: files follow the data, not the
+partition count (a year of hourly partitions of 5 rows is one file), and replacing a partition rewrites at
+most a group's worth of rows beside it."""
 
 
 def _sqlite_connect(path: Path) -> sqlite3.Connection:
@@ -88,6 +107,9 @@ class DuckDBStore(Store):
             conn.execute("PRAGMA journal_mode=WAL")
         self.state = StateDB(Dialect(connect=lambda: _sqlite_connect(path), begin="BEGIN IMMEDIATE", blob="BLOB",
                                      one_writer=True))
+        with self.state.transaction() as db:  # which file holds each partition: this backend's own bookkeeping
+            db.execute("CREATE TABLE IF NOT EXISTS sync_partition_files (source TEXT NOT NULL, stream TEXT NOT NULL, "
+                       "partition_key TEXT NOT NULL, file TEXT NOT NULL, PRIMARY KEY (source, stream, partition_key))")
         self.catalog_path = root / "warehouse.duckdb"
         # One publish at a time in a process: they take SQLite's one write lock and sync one folder anyway,
         # and threads that queue here once cost less than threads meeting at each of a publish's steps.
@@ -105,9 +127,6 @@ class DuckDBStore(Store):
 
     def stream_dir(self, table: TableSpec) -> Path:
         return self.root / "tables" / safe_name(table.source, "source") / safe_name(table.stream, "stream")
-
-    def partition_path(self, table: TableSpec, key: str) -> Path:
-        return self.stream_dir(table) / f"{safe_name(key, 'partition key')}.parquet"
 
     def refresh_dir(self, table: TableSpec, refresh: int) -> Path:
         return self.stream_dir(table) / f"refresh-{refresh}"
@@ -161,7 +180,7 @@ class DuckDBStore(Store):
 
     # --- publishing ---
 
-    def _write(self, path: Path, parts: list[Part], schema: pa.Schema, keys: KeyTally) -> Path:
+    def _write(self, path: Path, parts: list[Part], schema: pa.Schema, tallies: Tallies) -> Path:
         """Write the stages' pages (each with its partition key) to a temporary file beside ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -169,7 +188,7 @@ class DuckDBStore(Store):
         pending: list[pa.RecordBatch] = []  # pages gathered into row groups of up to _ROW_GROUP rows
         try:
             with page_work, pq.ParquetWriter(tmp, full) as writer:  # encoding the rows: see page_work
-                for rows in self._rows(parts, schema, keys):
+                for rows in self._rows(parts, schema, tallies):
                     pending.append(rows)
                     if sum(b.num_rows for b in pending) >= _ROW_GROUP:
                         writer.write_table(pa.Table.from_batches(pending, full))
@@ -183,25 +202,72 @@ class DuckDBStore(Store):
             raise
         return tmp
 
-    def publish_partition(self, stage: Stage, state: PartitionState) -> Published:
-        table, parts = stage.table, [(state.partition_key, stage.batches)]
-        with self._publishing:
-            columns, schema = self._partition_columns(parts, table)
-            keys = KeyTally(table, schema)
-            path = self.partition_path(table, state.partition_key)
-            tmp = self._write(path, parts, schema, keys)
+    def publish_partitions(self, stages: Sequence[Stage], states: Sequence[PartitionState]) -> list[Published]:
+        """Each file that holds a published partition is rewritten with it replaced (its other partitions
+        copied unchanged), and partitions never published before join the stream's open group: every file
+        swaps in by one rename, so a reader sees each partition old or new, never both, never neither."""
+        table = stages[0].table
+        new: list[Part] = [(state.partition_key, stage.batches) for stage, state in zip(stages, states, strict=True)]
+        published = {state.partition_key for state in states}
+        columns, _ = self._partition_columns(new, table)
+        folder = self.stream_dir(table)
+        folder.mkdir(parents=True, exist_ok=True)
+        written: list[tuple[Path, Path]] = []
+        with self._publishing, self.state.transaction() as db:  # SQLite's write lock: one publisher at a time
+            merged, drift = self._merge_stream_columns(db, table, columns)
+            schema = arrow_schema(merged)
+            tallies = {key: KeyTally(table, schema) for key in published}
+            placed = self._place(db, table, [state.partition_key for state in states])
             try:
-                with self.state.transaction() as db:  # SQLite's write lock: one publisher at a time
+                for name, keys in placed.items():
+                    path = folder / name
+                    parts = [part for part in new if part[0] in keys]
+                    if path.exists():  # the rows it keeps first: a file's rows stay in publish order
+                        parts.insert(0, (None, partial(_kept_rows, path, published)))
+                    written.append((self._write(path, parts, schema, tallies.get), path))
+                for tmp, path in written:
                     os.replace(tmp, path)
-                    _fsync_dir(path.parent)
-                    self.state.save_partition(db, table.source, table.stream, state)
-                    merged, drift = self._merge_stream_columns(db, table, columns)
-                    self.state.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
+                _fsync_dir(folder)
             finally:
-                tmp.unlink(missing_ok=True)
-        stage.close()
+                for tmp, _ in written:
+                    tmp.unlink(missing_ok=True)
+            for stage, state in zip(stages, states, strict=True):
+                self.state.save_partition(db, table.source, table.stream, state)
+                self.state.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
+            for name, keys in placed.items():
+                for key in keys:
+                    db.execute("INSERT INTO sync_partition_files (source, stream, partition_key, file) "
+                               "VALUES (?, ?, ?, ?) ON CONFLICT (source, stream, partition_key) "
+                               "DO UPDATE SET file = excluded.file", (table.source, table.stream, key, name))
+        for stage in stages:
+            stage.close()
         self._ensure_views(table)  # outside the lock: it may wait for a DuckDB database held open elsewhere
-        return Published(merged, drift, keys.duplicates())
+        return self._published(merged, drift, tallies, states)
+
+    def _place(self, db: Cursor, table: TableSpec, keys: list[str]) -> dict[str, list[str]]:
+        """The file each partition goes to: the one it is in (a partition never moves, so that replacing it
+        is one rename), or for a partition never published, the stream's open group (a group of fewer
+        than ``_GROUP_ROWS`` rows), or a new group when none is open."""
+        db.execute("SELECT partition_key, file FROM sync_partition_files WHERE source = ? AND stream = ?",
+                   (table.source, table.stream))
+        files: dict[str, str] = dict(db.fetchall())
+        placed: dict[str, list[str]] = {}
+        fresh: list[str] = []
+        for key in keys:
+            name = files.get(key) or _legacy_name(key)
+            if key in files or (self.stream_dir(table) / name).exists():  # published before (a legacy file: 0.2)
+                placed.setdefault(name, []).append(key)
+            else:
+                fresh.append(key)
+        if fresh:
+            db.execute("SELECT f.file, sum(p.records) FROM sync_partition_files f JOIN sync_partitions p ON "
+                       "p.source = f.source AND p.stream = f.stream AND p.partition_key = f.partition_key "
+                       "WHERE f.source = ? AND f.stream = ? AND f.file LIKE 'group-%' GROUP BY f.file",
+                       (table.source, table.stream))
+            open_groups = sorted((rows, name) for name, rows in db.fetchall() if rows < _GROUP_ROWS)
+            group = open_groups[-1][1] if open_groups else f"group-{uuid.uuid4().hex}.parquet"
+            placed.setdefault(group, []).extend(fresh)
+        return placed
 
     def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
         parts = self._chunk_parts(table, refresh, chunks)
@@ -213,7 +279,7 @@ class DuckDBStore(Store):
             # Named for their refresh, not just their place: a query that listed ``snapshot/*.parquet`` before a
             # swap finds none of these under its old names, so it fails and is run again, never mixing refreshes.
             path = folder / f"{chunk_key(refresh, chunk)}.parquet"
-            os.replace(self._write(path, [part], schema, keys), path)
+            os.replace(self._write(path, [part], schema, lambda _: keys), path)
             written.add(path)
         for stale in set(folder.glob("*.parquet")) - written:  # an earlier try of this publish, killed (or older)
             stale.unlink()
@@ -243,15 +309,25 @@ class DuckDBStore(Store):
 
     def read_partitions(self, table: TableSpec, keys: list[str]) -> Iterator[pa.RecordBatch]:
         schema = self.read_schema(table)
+        rows = self.state.rows("SELECT partition_key, file FROM sync_partition_files WHERE source = ? AND stream = ?",
+                               (table.source, table.stream))
+        files: dict[str, str] = dict(rows)
+        by_file: dict[str, list[str]] = {}
         for key in keys:
-            path = self.partition_path(table, key)
+            by_file.setdefault(files.get(key) or _legacy_name(key), []).append(key)
+        opened = []
+        for name, wanted in by_file.items():  # open every file first: what is open stays readable
             try:
-                file = pq.ParquetFile(path)
+                opened.append((pq.ParquetFile(self.stream_dir(table) / name), wanted))
             except FileNotFoundError:
                 raise ConfigurationError(
-                    f"partition {key!r} of {table.name} has not been synced; materialize it first"
+                    f"partition {wanted[0]!r} of {table.name} has not been synced; materialize it first"
                 ) from None
-            yield from self._read([file], schema)
+        for file, wanted in opened:
+            only = pa.array(wanted, pa.string())
+            with contextlib.closing(file):
+                for batch in file.iter_batches(batch_size=65536):
+                    yield conform(batch.filter(pc.is_in(batch.column(PARTITION_COLUMN), value_set=only)), schema)
 
     def read_snapshot(self, table: TableSpec) -> Iterator[pa.RecordBatch]:
         for _ in range(5):  # a publish can remove the snapshot between our look and our open: look again
@@ -349,6 +425,19 @@ class DuckDBStore(Store):
                            (source, stream, sql))
                 self._views[f"{source}/{stream}"] = sql
         return True
+
+
+def _legacy_name(key: str) -> str:
+    """The file of a partition published alone (release 0.2, before group files): it stays its file."""
+    return f"{safe_name(key, 'partition key')}.parquet"
+
+
+def _kept_rows(path: Path, replaced: set[str]) -> Iterator[pa.RecordBatch]:
+    """The rows of the file at ``path`` but those of the ``replaced`` partitions."""
+    drop = pa.array(sorted(replaced), pa.string())
+    with contextlib.closing(pq.ParquetFile(path)) as file:
+        for batch in file.iter_batches(batch_size=65_536):
+            yield batch.filter(pc.invert(pc.is_in(batch.column(PARTITION_COLUMN), value_set=drop)))
 
 
 def _same_file(handle: IO[str], path: Path) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -41,7 +41,17 @@ from sync_assets.schema import (
     arrow_schema,
     merge_schemas,
 )
-from sync_assets.storage import KeyTally, Part, PartitionState, Published, Stage, StageBusyError, Store, TableSpec
+from sync_assets.storage import (
+    KeyTally,
+    Part,
+    PartitionState,
+    Published,
+    Stage,
+    StageBusyError,
+    Store,
+    TableSpec,
+    Tallies,
+)
 from sync_assets.storage.layout import quote, safe_name
 from sync_assets.storage.statedb import Cursor, Dialect, StateDB
 
@@ -164,11 +174,11 @@ class PostgresStore(Store):
         self._prepared.add(table.name)
         return merged, drift
 
-    def _copy(self, db: Cursor, name: str, parts: list[Part], columns: dict[str, str], keys: KeyTally) -> None:
+    def _copy(self, db: Cursor, name: str, parts: list[Part], columns: dict[str, str], tallies: Tallies) -> None:
         """Load the stages' pages (each with its partition key) into ``name`` by ``COPY``, a page at a time."""
         names = [*columns, PARTITION_COLUMN]
         with db.copy(f"COPY {name} ({', '.join(quote(c) for c in names)}) FROM STDIN (FORMAT csv)") as copy:
-            for rows in self._rows(parts, arrow_schema(columns), keys):
+            for rows in self._rows(parts, arrow_schema(columns), tallies):
                 if rows.num_rows:
                     arrays = [a.storage if isinstance(a.type, pa.JsonType) else a for a in rows.columns]
                     out = io.BytesIO()
@@ -177,20 +187,24 @@ class PostgresStore(Store):
 
     # --- publishing ---
 
-    def publish_partition(self, stage: Stage, state: PartitionState) -> Published:
-        table, parts = stage.table, [(state.partition_key, stage.batches)]
+    def publish_partitions(self, stages: Sequence[Stage], states: Sequence[PartitionState]) -> list[Published]:
+        table = stages[0].table
+        parts: list[Part] = [(state.partition_key, stage.batches) for stage, state in zip(stages, states, strict=True)]
         columns, _ = self._partition_columns(parts, table)
         name = self._table(table)
         with self.state.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(f"publish:{table.name}"),))
             merged, drift = self._prepare(db, table, columns)
-            keys = KeyTally(table, arrow_schema(merged))
-            db.execute(f"DELETE FROM {name} WHERE {quote(PARTITION_COLUMN)} = ?", (state.partition_key,))
-            self._copy(db, name, parts, merged, keys)
-            self.state.save_partition(db, table.source, table.stream, state)
-            self.state.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
-        stage.close()
-        return Published(merged, drift, keys.duplicates())
+            tallies = {state.partition_key: KeyTally(table, arrow_schema(merged)) for state in states}
+            db.execute(f"DELETE FROM {name} WHERE {quote(PARTITION_COLUMN)} = ANY(?)",
+                       ([state.partition_key for state in states],))
+            self._copy(db, name, parts, merged, tallies.get)
+            for stage, state in zip(stages, states, strict=True):
+                self.state.save_partition(db, table.source, table.stream, state)
+                self.state.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
+        for stage in stages:
+            stage.close()
+        return self._published(merged, drift, tallies, states)
 
     def publish_refresh(self, table: TableSpec, refresh: int, chunks: int) -> Published:
         parts = self._chunk_parts(table, refresh, chunks)
@@ -202,7 +216,7 @@ class PostgresStore(Store):
             db.execute(f"DROP TABLE IF EXISTS {loading}")
             db.execute(f"CREATE TABLE {loading} (LIKE {name} INCLUDING ALL)")
             keys = KeyTally(table, arrow_schema(merged))
-            self._copy(db, loading, parts, merged, keys)
+            self._copy(db, loading, parts, merged, lambda _: keys)
             db.execute(f"DROP TABLE {name}")  # waits for readers of the old snapshot; new ones wait for the commit
             db.execute(f"ALTER TABLE {loading} RENAME TO {quote(table.stream)}")
             self.state.mark_published(db, table.source, table.stream, refresh, chunks)

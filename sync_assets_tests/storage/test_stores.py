@@ -276,3 +276,84 @@ def test_a_lock_in_another_postgresql_database_is_not_this_stores(postgres_url: 
         mine.close()
         other.close()
         second.close()  # drops the second database
+
+
+def _stage(store: Store, key: str, records: list[dict[str, Any]]) -> tuple[Stage, PartitionState]:
+    stage = store.private_stage(ORDERS, key)
+    stage.append(records, cursors=[r["updated"] for r in records])
+    return stage, PartitionState(key, None, len(records), 1, 1, 0, None, datetime.now(UTC))
+
+
+def _days(count: int, rows: int, first_id: int = 0) -> list[tuple[str, list[dict[str, Any]]]]:
+    return [((DAY + timedelta(days=d)).date().isoformat(),
+             [order(first_id + d * rows + i, DAY + timedelta(days=d)) for i in range(rows)]) for d in range(count)]
+
+
+def test_partitions_published_together_stay_replaceable_one_by_one(store_location: str) -> None:
+    store = open_store(store_location)
+    days = _days(3, 2)
+    staged = [_stage(store, key, records) for key, records in days]
+    published = store.publish_partitions([s for s, _ in staged], [p for _, p in staged])
+    assert len(published) == 3 and all(p.duplicate_keys == 0 for p in published)
+    assert set(store.partition_states(ORDERS)) == {key for key, _ in days}
+    stage, state = _stage(store, days[1][0], [order(100)])
+    store.publish_partitions([stage], [state])  # a re-sync of the middle day alone
+    assert [r["id"] for r in store.records(ORDERS, [days[1][0]])] == [100]
+    assert sorted(r["id"] for r in store.records(ORDERS, [days[0][0], days[2][0]])) == [0, 1, 4, 5]
+    assert query(store, "SELECT count(*) FROM shop.orders") == [(5,)]
+
+
+def test_files_follow_the_data_not_the_partition_count(tmp_path: Any) -> None:
+    """A year of daily partitions of 5 rows, published slice by slice or one by one (a daily schedule),
+    is one file; replacing a day rewrites that file with the day swapped and nothing else changed."""
+    store = DuckDBStore(tmp_path)
+    days = _days(365, 5)
+    for first in range(0, 300, 30):  # ten slices of 30 days
+        staged = [_stage(store, key, records) for key, records in days[first:first + 30]]
+        store.publish_partitions([s for s, _ in staged], [p for _, p in staged])
+    for key, records in days[300:]:  # then one day a run
+        store.publish_partition(*_stage(store, key, records))
+    files = list(store.stream_dir(ORDERS).glob("*.parquet"))
+    assert len(files) == 1
+    store.publish_partition(*_stage(store, days[10][0], [order(9_999, DAY + timedelta(days=10))]))
+    assert list(store.stream_dir(ORDERS).glob("*.parquet")) == files
+    assert query(store, "SELECT count(*) FROM shop.orders") == [(365 * 5 - 4,)]
+    assert [r["id"] for r in store.records(ORDERS, [days[10][0]])] == [9_999]
+    assert [r["id"] for r in store.records(ORDERS, [days[11][0]])] == [r["id"] for r in days[11][1]]
+
+
+def test_a_partition_published_alone_by_an_earlier_release_is_replaced_in_its_own_file(tmp_path: Any) -> None:
+    store = DuckDBStore(tmp_path)
+    publish(store, "2024-01-01", [order(1), order(2)])
+    (group,) = store.stream_dir(ORDERS).glob("*.parquet")
+    group.rename(group.with_name("2024-01-01.parquet"))  # as release 0.2 left it: one file a partition
+    with store.state.transaction() as db:
+        db.execute("DELETE FROM sync_partition_files")
+    assert [r["id"] for r in store.records(ORDERS, ["2024-01-01"])] == [1, 2]
+    publish(store, "2024-01-01", [order(3)])
+    publish(store, "2024-01-02", [order(4)])
+    names = sorted(path.name for path in store.stream_dir(ORDERS).glob("*.parquet"))
+    assert names[0] == "2024-01-01.parquet" and len(names) == 2 and names[1].startswith("group-")
+    assert [r["id"] for r in store.records(ORDERS, ["2024-01-01"])] == [3]
+    assert query(store, "SELECT count(*) FROM shop.orders") == [(2,)]
+
+
+def _publish_days(location: str, first: int, count: int) -> None:
+    store = open_store(location)
+    for key, records in _days(first + count, 3)[first:]:
+        store.publish_partition(*_stage(store, key, records))
+    store.close()
+
+
+def test_processes_publishing_other_partitions_of_one_stream_at_once_lose_none(store_location: str) -> None:
+    """Partitions share files (DuckDB's groups) or a table (PostgreSQL): four processes, ten days each, at once."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    open_store(store_location).close()  # the schema, before the processes race to create it
+    with ProcessPoolExecutor(4) as pool:
+        for done in [pool.submit(_publish_days, store_location, first, 10) for first in range(0, 40, 10)]:
+            done.result()
+    store = open_store(store_location)
+    days = _days(40, 3)
+    assert sorted(r["id"] for r in store.records(ORDERS, [key for key, _ in days])) == list(range(120))
+    assert query(store, "SELECT count(*) FROM shop.orders") == [(120,)]
