@@ -61,7 +61,7 @@ def publish(store: DuckDBStore, hours: range) -> None:
 def one_file_each(folder: Path) -> Path:
     """The year as release 0.2 kept it, and a DuckDB database with the same views over it."""
     files = folder / "files"
-    files.mkdir()
+    files.mkdir(parents=True)
     for h in range(HOURS):
         key, records, at = hour(h)
         table = pa.Table.from_pylist([{**r, "_sync_cursor": at, "_sync_partition": key} for r in records])
