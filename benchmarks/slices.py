@@ -1,6 +1,6 @@
 """Request slices against the ideal: a sparse year under a strict budget, and a dense latency-bound month.
 
-    .venv/bin/python -m benchmarks.slices [--repeats 3] [--skip-dagster] [--only sparse|dense]
+    .venv/bin/python -m benchmarks.slices [--repeats 3] [--skip-dagster] [--only sparse|dense|skewed]
 
 **Sparse**: a year of daily windows of 5 records each (1,830 surveys), 100 a page, 100 ms latency, and an API
 that allows 20 requests per 2 s (the source declares the same budget). One range read needs 19 requests.
@@ -11,6 +11,9 @@ materialize` of the 366 partitions against a trivial asset's run (Dagster's fixe
 **Dense**: 30 daily windows of about 200 records each (73,200 surveys over the year), 100 a page, 100 ms
 latency, no budget: the fetch span of the engine's range read (`spool_windows`, in this process) and its
 requests, through slices and one window at a time (`slicing: window`, how every range was read before).
+
+**Skewed**: half a year of daily windows with no records, then ten days of about 200 each: one planned slice
+holds them all. The fetch span with that slice cut up for the idle threads (the default) and without.
 """
 
 from __future__ import annotations
@@ -152,16 +155,51 @@ def dense(repeats: int) -> None:
         print(f"| slicing: {slicing} | {made_:.0f} | {span:.2f} | {made_ * 0.1 / 10:.2f} |")
 
 
+def skewed(repeats: int) -> None:
+    """Half a year with no records, then ten days of about 200 a day: one planned slice holds all of them."""
+    from sync_assets import slices
+
+    rows: dict[str, tuple[float, float]] = {}
+    with demo_api("--latency-ms", "100", "--surveys", "73200") as url:
+        os.environ["SYNC_ASSETS_DEMO_TOKEN"] = TOKEN
+        source = demo_source().model_copy(update={"base_url": url, "rate_limits": []})
+        windows = list(windows_between(datetime(2023, 7, 1, tzinfo=UTC), datetime(2024, 1, 11, tzinfo=UTC), "daily"))
+        deep = slices.DEEP_PAGES
+        for label, deep_pages in (("cut up when deep (the default)", deep), ("never cut up", 10**9)):
+            slices.DEEP_PAGES = deep_pages
+            spans, made = [], []
+            for _ in range(repeats):
+                client = open_client(source, Path(tempfile.mkdtemp()))
+                reader = StreamReader(source, source.stream("surveys"), client)
+                _stats(url)
+                started = time.perf_counter()
+                for result in spool_windows(reader, windows, source.concurrency):
+                    assert result.error is None, result.error
+                    result.sink.close()
+                spans.append(time.perf_counter() - started)
+                made.append(_stats(url)["requests"])
+                client.close()
+            rows[label] = statistics.median(made), statistics.median(spans)
+        slices.DEEP_PAGES = deep
+    print(f"\n| skewed: 194 daily windows, records in the last 10 only (about 2,000), 100 a page, 100 ms, 10 in "
+          f"flight (median of {repeats}) | requests | fetch span, s |")
+    print("|---|---|---|")
+    for label, (made_, span) in rows.items():
+        print(f"| {label} | {made_:.0f} | {span:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-dagster", action="store_true")
-    parser.add_argument("--only", choices=["sparse", "dense"])
+    parser.add_argument("--only", choices=["sparse", "dense", "skewed"])
     args = parser.parse_args()
-    if args.only != "dense":
+    if args.only in (None, "sparse"):
         sparse(args.repeats, not args.skip_dagster)
-    if args.only != "sparse":
+    if args.only in (None, "dense"):
         dense(args.repeats)
+    if args.only in (None, "skewed"):
+        skewed(args.repeats)
 
 
 if __name__ == "__main__":

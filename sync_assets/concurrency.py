@@ -50,6 +50,16 @@ class Units(Generic[Item, Result]):
         self._waiting: deque[Item] = deque()
         self._lock = Lock()
         self._events: queue.SimpleQueue[Future[Result] | None] = queue.SimpleQueue()  # None: units were added
+        self._started = 0  # units started and not handed back yet
+        self._source_done = False
+
+    def idle(self) -> int:
+        """Threads with nothing left to start: what a unit running deep could hand work to (0 when any
+        unit waits, or the source may have more)."""
+        with self._lock:
+            if self._waiting or not self._source_done or self.concurrency == 1:
+                return 0
+        return max(0, self.concurrency - self._started)
 
     def add(self, items: Iterable[Item]) -> None:
         with self._lock:
@@ -62,7 +72,9 @@ class Units(Generic[Item, Result]):
         with self._lock:
             if self._waiting:
                 return [self._waiting.popleft()]
-        return [item for item in islice(source, 1)]
+        unit = list(islice(source, 1))
+        self._source_done = not unit
+        return unit
 
     def _instead(self, result: Result) -> bool:
         instead = self.again(result) if self.again is not None else ()
@@ -92,6 +104,7 @@ class Units(Generic[Item, Result]):
                     while len(started) < ahead and (unit := self._next(source)):
                         future = pool.submit(self.fn, unit[0])
                         started.add(future)
+                        self._started = len(started)
                         future.add_done_callback(self._events.put)
                     if not started:
                         with self._lock:
@@ -102,6 +115,7 @@ class Units(Generic[Item, Result]):
                     if event is None:  # units were added: start them if there is room
                         continue
                     started.discard(event)
+                    self._started = len(started)
                     result = event.result()
                     if not self._instead(result):
                         yield result

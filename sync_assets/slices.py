@@ -11,8 +11,10 @@ each partition holds exactly its window's records.
 How wide a slice is: the run's windows are shared out so that ``concurrency`` slices are in flight
 (a dense range keeps every thread busy, as it did with one window each), never wider than
 ``max_slice``; a gap between windows (a backfill of what is missing) starts a new slice, so nothing
-already synced is read again. An API that stops at a number of records (``max_records_per_slice``)
-gets a slice that reaches it split in two and read again: no record past the cap is lost.
+already synced is read again. A slice whose pagination runs deep while other threads are done is cut
+up and read again by them (``read_slice``). An API that stops at a number of records
+(``max_records_per_slice``) gets a slice that reaches it split in two and read again: no record past
+the cap is lost.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from __future__ import annotations
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import pairwise
 from typing import Any, Generic, Protocol, TypeVar
 
-from sync_assets.concurrency import completed
+from sync_assets.concurrency import Units
 from sync_assets.errors import SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import Page, StreamReader, latest_instant
@@ -37,14 +39,27 @@ class Slice:
     """Adjacent windows, in order, read through one request sequence for their union."""
 
     windows: tuple[Window, ...]
+    spent: RequestStats = field(default_factory=RequestStats, compare=False, repr=False)
+    """What reads of a slice this one was cut from cost before they were thrown away: counted with it, so
+    that the windows of a run still add up to the requests it sent."""
 
     @property
     def window(self) -> Window:
         return Window(self.windows[0].start, self.windows[-1].end)
 
-    def halves(self) -> list[Slice]:
-        middle = len(self.windows) // 2
-        return [Slice(self.windows[:middle]), Slice(self.windows[middle:])]
+    def pieces(self, count: int) -> list[Slice]:
+        """This slice cut into ``count`` slices of adjacent windows, as even as whole windows allow."""
+        count = max(1, min(count, len(self.windows)))
+        bounds = [round(i * len(self.windows) / count) for i in range(count + 1)]
+        return [Slice(self.windows[low:high]) for low, high in pairwise(bounds)]
+
+    def cut(self, count: int, spent: RequestStats) -> list[Slice]:
+        """``pieces(count)``, the first carrying what was ``spent`` on this slice (and on its ancestors)."""
+        first, *rest = self.pieces(count)
+        carried = RequestStats()
+        carried.merge(self.spent)
+        carried.merge(spent)
+        return [replace(first, spent=carried), *rest]
 
     def __str__(self) -> str:
         return f"{self.window} ({len(self.windows)} windows)"
@@ -130,8 +145,20 @@ class SliceRead(Generic[SinkT]):
     split: list[Slice] = field(default_factory=list)
 
 
-def read_slice(reader: StreamReader, slice_: Slice, sink: SinkT) -> SliceRead[SinkT]:
-    """Every page of ``slice_``, each page's records handed to ``sink`` window by window, as they arrive."""
+DEEP_PAGES = 4
+"""Pages left to read past which a slice that threads could share is cut up and read again (see ``read_slice``)."""
+
+
+def read_slice(reader: StreamReader, slice_: Slice, sink: SinkT, idle: Callable[[], int] = lambda: 0,
+               ) -> SliceRead[SinkT]:
+    """Every page of ``slice_``, each page's records handed to ``sink`` window by window, as they arrive.
+
+    A slice whose pagination runs deep while threads stand idle is cut into slices for them and read
+    again, when the API says how many pages a read has and the cut saves more pages in a row than it
+    adds requests (``_pieces_worth_it``).
+    This is what keeps a range whose records crowd into a few of its windows (a quiet year, then a
+    busy week) from being read one page at a time by one thread while the others are done.
+    """
     started = time.monotonic()
     result = SliceRead(slice_, sink, [WindowRead(window) for window in slice_.windows])
     incremental = reader.stream.incremental
@@ -139,9 +166,11 @@ def read_slice(reader: StreamReader, slice_: Slice, sink: SinkT) -> SliceRead[Si
     cap = incremental.max_records_per_slice
     answered = 0  # records the API sent for this slice, in its window or not: what its cap counts
     starts = [window.start for window in slice_.windows[1:]]
+    total: int | None = None
     try:
         for page in reader.pages(result.stats, window=slice_.window):
             result.pages += 1
+            total = page.total_pages or total
             result.dropped += page.dropped
             result.without_cursor += page.without_cursor
             answered += len(page.records) + page.dropped
@@ -152,7 +181,7 @@ def read_slice(reader: StreamReader, slice_: Slice, sink: SinkT) -> SliceRead[Si
                         f"{cap} records, the API's cap (max_records_per_slice): records past it would be lost. "
                         "Use smaller windows (incremental.window), or raise the cap if the API allows more"
                     )
-                result.split = slice_.halves()
+                result.split = slice_.cut(2, result.stats)
                 break
             for index, records, cursors in _by_window(page, starts):
                 sink.put(index, records, cursors)
@@ -161,17 +190,37 @@ def read_slice(reader: StreamReader, slice_: Slice, sink: SinkT) -> SliceRead[Si
                 latest = latest_instant(cursors)
                 if latest is not None and (read.max_cursor is None or latest > read.max_cursor):
                     read.max_cursor = latest
+            if total and len(slice_.windows) > 1 and (pieces := _pieces_worth_it(total, result.pages, idle)):
+                result.split = slice_.cut(pieces, result.stats)
+                break
     except Exception as exc:
         result.error = exc
     except BaseException:  # interrupted (Ctrl-C, run terminated): leave every window as it was
         sink.discard()
         raise
     result.seconds = time.monotonic() - started
+    result.stats.merge(slice_.spent)
     if result.error is None and not result.split:
         sink.commit(result)
     else:
         sink.discard()
     return result
+
+
+def _pieces_worth_it(total: int, read: int, idle: Callable[[], int]) -> int:
+    """Into how many slices to cut a read of ``total`` pages, ``read`` of them done (0: go on as it is).
+
+    Each piece reads about ``total / pieces`` pages, at least ``DEEP_PAGES``, from its first; the cut
+    throws away the pages read and adds a last partial page per piece. It is worth it when the pages it
+    saves one thread from reading in a row are more than the requests it adds: under a request budget
+    requests are time too, so a cut never buys speed with more requests than it saves.
+    """
+    left = total - read
+    if left < DEEP_PAGES or not (free := idle()):
+        return 0
+    pieces = min(free + 1, -(-total // DEEP_PAGES))
+    saved = left - -(-total // pieces)
+    return pieces if pieces > 1 and saved > read + pieces - 1 else 0
 
 
 def _by_window(
@@ -205,5 +254,7 @@ def read_slices(
     incremental = reader.stream.incremental
     assert incremental is not None
     slices = plan_slices(windows, incremental, concurrency)
-    return completed(lambda slice_: read_slice(reader, slice_, sink(slice_)), slices, concurrency, "slice",
-                     again=lambda result: result.split)
+    units: Units[Slice, SliceRead[SinkT]] = Units(
+        lambda slice_: read_slice(reader, slice_, sink(slice_), units.idle), concurrency, "slice",
+        again=lambda result: result.split)
+    return units.run(slices)

@@ -131,8 +131,10 @@ def test_a_capped_search_splits_a_slice_that_reaches_the_cap_and_loses_nothing(
         client.close()
         return results, sorted(r["id"] for r in stored(store, "surveys", [k for k, _ in march]))
 
+    api.reset_stats()
     results, ids = sync(50, "capped")
     assert all(r.error is None for r in results) and ids == truth
+    assert sum(r.stats.requests for r in results) == api.stats()["requests"]  # the reads cut short counted too
     assert all(len(r.slice.windows) <= 15 for r in results)  # two slices of 15 and 16 days were split
     _, lost = sync(None, "uncapped")  # the same API without the setting: the cap cuts slices short
     assert len(lost) < len(truth)
@@ -185,3 +187,27 @@ def test_every_front_door_reads_a_sparse_year_with_about_one_range_reads_request
                if door == "cli" or line["type"] == "RECORD"}
     assert ids == truth
     assert api.stats()["by_path"]["/v3/surveys"] <= -(-SPARSE // 100) + slices  # a range read's 19, one more a slice
+
+
+def test_a_slice_that_runs_deep_while_threads_are_idle_is_cut_up_for_them(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    """Half a year with no records, then ten busy days: the slice that holds them would be read a page at a
+    time by one thread while nine are done; it is cut up, and every record still lands in its day."""
+    api = demo_api(surveys=73_200, latency_ms=20)  # about 200 records a day in 2024, none before
+    source = make_source(api, [_surveys()], concurrency=10)
+    windows = _days(datetime(2023, 7, 1, tzinfo=UTC), datetime(2024, 1, 11, tzinfo=UTC))
+    days = [(partition_key(w.start, "daily"), w) for w in windows]
+    planned = plan_slices(windows, source.stream("surveys").incremental, 10)  # type: ignore[arg-type]
+    busy = [s for s in planned if s.window.end > YEAR[0]]
+    assert len(busy) == 1 and len(busy[0].windows) > 10  # as planned, one slice holds all ten busy days
+    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, days, 10))
+    client.close()
+    assert all(r.error is None for r in results)
+    read_as = {r.slice for r in results if r.window.start >= YEAR[0]}
+    assert len(read_as) > 1  # the busy days were read by several slices
+    assert sum(r.stats.requests for r in results) == api.stats()["requests"]  # the cut-up read's too
+    truth = _by_day(data.surveys_modified_between(0, 73_200, windows[0].start, windows[-1].end))
+    synced = _by_day(stored(store, "surveys", [k for k, _ in days]))
+    assert synced == truth and len(truth) == 10
