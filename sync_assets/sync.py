@@ -44,7 +44,7 @@ class WindowResult:
 
 
 class _Stages:
-    """A slice's sink in the store: a private stage per window, each published once the slice is read."""
+    """A slice's sink in the store: a private stage per window, all published together once the slice is read."""
 
     def __init__(self, store: Store, table: TableSpec, keys: list[str]) -> None:
         self.store, self.keys = store, keys
