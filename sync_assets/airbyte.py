@@ -27,6 +27,7 @@ import os
 import sys
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from sync_assets.concurrency import completed
 from sync_assets.errors import ConfigurationError, CredentialsRefused, SyncError, TransientError
 from sync_assets.http import HttpClient, RequestStats
 from sync_assets.reader import StreamReader, open_client
+from sync_assets.records import dig
 from sync_assets.redaction import mask, register_secret
 from sync_assets.secrets import Env
 from sync_assets.spec import ApiSource, Stream
@@ -391,9 +393,9 @@ class Read:
         return True
 
     def _substream(self, reader: StreamReader, state: dict[str, Any] | None) -> bool:
-        """Parents listed through request slices (concurrently, as an incremental stream's are); each
-        parent's children fetched concurrently, and a STATE after each so that a restarted read skips the
-        parents done."""
+        """Parents listed through request slices (concurrently, as an incremental stream's are), then
+        window by window each parent's children fetched concurrently, and a STATE after each so that a
+        restarted read skips the parents done."""
         stream = reader.stream
         assert stream.parent is not None
         parent = self.source.stream(stream.parent.stream)
@@ -412,8 +414,8 @@ class Read:
                     ok = False
                     self.out.error(listed.error, (self.namespace, stream.name))
                     continue
-                ok &= self._children(reader, parent, listed.slice.window,
-                                     [json.loads(line) for line in listed.sink.lines()], done, partial)
+                for window, parents in _by_window(parent, listed.slice.windows, listed.sink.lines()):
+                    ok &= self._children(reader, parent, window, parents, done, partial)
             finally:
                 listed.sink.close()
         return ok
@@ -447,6 +449,21 @@ class Read:
             done.append((window, None))
             self.out.state(self.namespace, stream.name, date_range_state(done), 0)
         return ok
+
+
+def _by_window(parent: Stream, windows: tuple[Window, ...], lines: Iterable[str],
+               ) -> list[tuple[Window, list[dict[str, Any]]]]:
+    """A slice's parents window by window: each window's children and STATEs then go as they did when
+    a window was read alone (a STATE names the parents done in one window, not in a whole slice)."""
+    assert parent.incremental is not None
+    field = parent.incremental.cursor_field
+    starts = [window.start for window in windows[1:]]
+    grouped: list[list[dict[str, Any]]] = [[] for _ in windows]
+    for line in lines:
+        record = json.loads(line)
+        instant = dig(record, field)
+        grouped[0 if instant is None else bisect_right(starts, record_instant(record, field))].append(record)
+    return list(zip(windows, grouped, strict=True))
 
 
 def _parents_done(partial: dict[str, Any], parent: Stream, parents: list[dict[str, Any]]) -> set[str]:
