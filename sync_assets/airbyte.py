@@ -27,7 +27,6 @@ import os
 import sys
 import threading
 import time
-from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -39,7 +38,6 @@ from sync_assets.concurrency import completed
 from sync_assets.errors import ConfigurationError, CredentialsRefused, SyncError, TransientError
 from sync_assets.http import HttpClient, RequestStats
 from sync_assets.reader import StreamReader, open_client
-from sync_assets.records import dig
 from sync_assets.redaction import mask, register_secret
 from sync_assets.secrets import Env
 from sync_assets.spec import ApiSource, Stream
@@ -414,8 +412,9 @@ class Read:
                     ok = False
                     self.out.error(listed.error, (self.namespace, stream.name))
                     continue
-                for window, parents in _by_window(parent, listed.slice.windows, listed.sink.lines()):
-                    ok &= self._children(reader, parent, window, parents, done, partial)
+                in_slice = listed.slice.windows
+                for window, lines in zip(in_slice, listed.sink.by_window(len(in_slice)), strict=True):
+                    ok &= self._children(reader, parent, window, [json.loads(line) for line in lines], done, partial)
             finally:
                 listed.sink.close()
         return ok
@@ -449,21 +448,6 @@ class Read:
             done.append((window, None))
             self.out.state(self.namespace, stream.name, date_range_state(done), 0)
         return ok
-
-
-def _by_window(parent: Stream, windows: tuple[Window, ...], lines: Iterable[str],
-               ) -> list[tuple[Window, list[dict[str, Any]]]]:
-    """A slice's parents window by window: each window's children and STATEs then go as they did when
-    a window was read alone (a STATE names the parents done in one window, not in a whole slice)."""
-    assert parent.incremental is not None
-    field = parent.incremental.cursor_field
-    starts = [window.start for window in windows[1:]]
-    grouped: list[list[dict[str, Any]]] = [[] for _ in windows]
-    for line in lines:
-        record = json.loads(line)
-        instant = dig(record, field)
-        grouped[0 if instant is None else bisect_right(starts, record_instant(record, field))].append(record)
-    return list(zip(windows, grouped, strict=True))
 
 
 def _parents_done(partial: dict[str, Any], parent: Stream, parents: list[dict[str, Any]]) -> set[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from array import array
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -28,9 +29,11 @@ class Spool:
 
     def __init__(self) -> None:
         self._file = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 -- closed by close()
+        self._windows = array("I")  # the window of each line, as the slice reader placed it
 
     def put(self, index: int, records: list[dict[str, Any]], cursors: list[datetime | None] | None) -> None:
         self._file.write("".join(encode_record(record) + "\n" for record in records))
+        self._windows.extend([index] * len(records))
 
     def commit(self, read: SliceRead[Any]) -> None:
         pass  # handed on whole by the caller
@@ -43,6 +46,14 @@ class Spool:
         self._file.seek(0)
         for line in self._file:
             yield line.rstrip("\n")
+
+    def by_window(self, count: int) -> list[list[str]]:
+        """The slice's lines grouped by window (``count`` windows, in order): for a reader that hands on
+        window by window, without placing the records a second time."""
+        grouped: list[list[str]] = [[] for _ in range(count)]
+        for index, line in zip(self._windows, self.lines(), strict=True):
+            grouped[index].append(line)
+        return grouped
 
     def close(self) -> None:
         self._file.close()  # never linked: closing it deletes it
