@@ -23,6 +23,10 @@ DEMO_DIR = ROOT / ".demo"
 DEMO_TOKEN = "demo-token"
 DEMO_RANGE = "2024-01-01...2024-01-31"  # January, as one run
 DEMO_TABLES = ("stock_prices", "surveys", "surveys_current", "survey_responses", "customers", "orders", "events")
+# Airbyte's own runner, only for the tests that compare manifests read by it and by us. In a virtualenv of
+# its own: it pins pyrate-limiter 3, and we need 4. The range is the releases the comparison is tested with.
+CDK_VENV = ROOT / ".venv-airbyte-cdk"
+CDK_REQUIREMENT = "airbyte-cdk>=7.0,<8"
 QUIET = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'  # Dagster's progress, not its debug events
 
 
@@ -93,16 +97,36 @@ def demo() -> int:
     return 0
 
 
+def ensure_cdk() -> Path | None:
+    """``source-declarative-manifest`` from ``.venv-airbyte-cdk`` (created once); ``None`` if it cannot be
+    installed, and the comparison tests then skip, saying why."""
+    runner = CDK_VENV / BIN.name / "source-declarative-manifest"
+    stamp = CDK_VENV / ".installed"
+    if stamp.exists() and stamp.read_text() == CDK_REQUIREMENT and runner.exists():
+        return runner
+    print(f"installing {CDK_REQUIREMENT} into {CDK_VENV} (Airbyte's runner, for the comparison tests)", flush=True)
+    venv.create(CDK_VENV, with_pip=True, clear=True)
+    pip = [str(CDK_VENV / BIN.name / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    if subprocess.run([*pip, CDK_REQUIREMENT], cwd=ROOT).returncode != 0 or not runner.exists():
+        print(f"could not install {CDK_REQUIREMENT}; the tests that compare with Airbyte's runner will skip",
+              file=sys.stderr, flush=True)
+        return None
+    stamp.write_text(CDK_REQUIREMENT)
+    return runner
+
+
 def test(pytest_args: list[str]) -> int:
     """Lint, type-check the engine, and run the whole test suite."""
     ensure_venv("dev")
+    runner = ensure_cdk()
+    env = {**os.environ, **({"SYNC_ASSETS_AIRBYTE_CDK": str(runner)} if runner else {})}
     for command in (
         [str(BIN / "ruff"), "check", "sync_assets", "sync_assets_tests", "benchmarks", "scripts"],
         [str(BIN / "mypy"), "sync_assets"],
         [str(BIN / "python"), "-m", "pytest", *pytest_args],
     ):
         print("$", " ".join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command)), flush=True)
-        code = subprocess.run(command, cwd=ROOT).returncode
+        code = subprocess.run(command, cwd=ROOT, env=env).returncode
         if code != 0:
             return code
     return 0

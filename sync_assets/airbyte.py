@@ -463,9 +463,8 @@ def _parents_done(partial: dict[str, Any], parent: Stream, parents: list[dict[st
     else:
         start = parse_cursor(partial["window"])
         reading = Window(start, window_after(start, parent.incremental.window))
-    field = parent.incremental.cursor_field
     return {ident for record in parents if (ident := parent_id(parent, record)) in named
-            and reading.contains(record_instant(record, field))}
+            and reading.contains(record_instant(record, parent.incremental))}
 
 
 def stream_states(messages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -8,6 +8,8 @@
 - ``sync-assets sql QUERY [--store DIR]``: query the synced tables (the store's DuckDB database), read-only.
 - ``sync-assets airbyte SOURCE spec|check|discover|read [--config C --catalog CAT --state S]``: the
   source under Airbyte's protocol (``airbyte.py``).
+- ``sync-assets manifest check PATH...``: whether each Airbyte low-code manifest translates onto the engine,
+  and what blocks it if not (docs/airbyte-manifests.md).
 - ``sync-assets demo-api``: the bundled local API that the quickstart, tests and benchmarks use.
 
 Exit codes: 0 ok, 2 configuration error (fix the config or credentials), 1 any other failure.
@@ -166,6 +168,12 @@ def _airbyte(args: argparse.Namespace) -> int:
     return airbyte.run(args.source, args.protocol_command, args.config, args.catalog, args.state)
 
 
+def _manifest_check(args: argparse.Namespace) -> int:
+    from sync_assets.airbyte_manifest import check
+
+    return check.run(args.paths)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sync-assets", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log retries, pauses and requests")
@@ -202,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     airbyte.add_argument("--catalog", help="read: the configured catalog (JSON)")
     airbyte.add_argument("--state", help="read: the STATE messages of the last read (a JSON list)")
     airbyte.set_defaults(handler=_airbyte)
+
+    manifest = commands.add_parser("manifest", help="Airbyte low-code manifests (docs/airbyte-manifests.md)")
+    manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True)
+    manifest_check = manifest_commands.add_parser(
+        "check", help="tell for each manifest whether it translates onto the engine, and what blocks it")
+    manifest_check.add_argument("paths", nargs="+", metavar="PATH", help="manifest.yaml files or connector folders")
+    manifest_check.set_defaults(handler=_manifest_check)
 
     demo = commands.add_parser("demo-api", help="serve the bundled demo API")
     demo_server.add_arguments(demo)

@@ -240,15 +240,21 @@ class _NextUrl(_Paginator):
         return (url, params) if token is None else (str(token), {})
 
     def _token_from(self, response: ApiResponse, link: Any) -> Token | None:
-        if not link:
-            return None
-        absolute = urljoin(response.url, str(link))
-        if urlsplit(absolute).netloc != urlsplit(response.url).netloc:
-            raise SyncSystemError(
-                f"the next-page link of {response.where} points to another host "
-                f"({urlsplit(absolute).netloc}); credentials are only sent to the source's host"
-            )
-        return response.strip_auth(absolute)
+        return next_page_url(response, link)
+
+
+def next_page_url(response: ApiResponse, link: Any) -> str | None:
+    """A next-page link (absolute, or relative to the response's URL) as the URL to request, without our
+    credentials in it; a link to another host is refused: credentials are only sent to the source's host."""
+    if not link:
+        return None
+    absolute = urljoin(response.url, str(link))
+    if urlsplit(absolute).netloc != urlsplit(response.url).netloc:
+        raise SyncSystemError(
+            f"the next-page link of {response.where} points to another host "
+            f"({urlsplit(absolute).netloc}); credentials are only sent to the source's host"
+        )
+    return response.strip_auth(absolute)
 
 
 class NextUrl(_NextUrl):

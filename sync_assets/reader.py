@@ -131,7 +131,7 @@ class StreamReader:
             records = select_records(response, stream.records_path)
             try:
                 next_token = stream.paginator.next_token(response, records, token)
-                records = stream.transformed(records)
+                records = stream.transformed(records, parent)
             except PluginError as exc:
                 raise SyncSystemError(f"stream {stream.name!r}: {exc}") from exc
             stream.with_parent_fields(records, parent)
@@ -172,7 +172,7 @@ class StreamReader:
             if incremental.missing_cursor == "drop":
                 records = [record for record, value in zip(records, values, strict=True) if value is not None]
                 values = [value for value in values if value is not None]
-        instants = parse_instants(values, field, allow_null=absent > 0)
+        instants = parse_instants(values, incremental, allow_null=absent > 0)
         if window is None or not records:
             return Page(records, token, next_token, 0, instants, without_cursor=absent)
         start, end = window.start, window.end

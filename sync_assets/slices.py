@@ -76,7 +76,9 @@ def plan_slices(windows: Sequence[Window], incremental: Incremental, concurrency
             runs[-1].append(window)
         else:
             runs.append([window])
-    per_slice = -(-len(ordered) // max(1, concurrency))  # windows a slice takes, to have `concurrency` slices
+    # windows a slice takes, to have `concurrency` slices; an API that cannot filter by range sends every
+    # record to every slice, so its run is read once, as one slice
+    per_slice = -(-len(ordered) // max(1, concurrency)) if incremental.filters_by_range else len(ordered)
     slices: list[Slice] = []
     for run in runs:
         pieces = -(-len(run) // per_slice)
@@ -190,7 +192,8 @@ def read_slice(reader: StreamReader, slice_: Slice, sink: SinkT, idle: Callable[
                 latest = latest_instant(cursors)
                 if latest is not None and (read.max_cursor is None or latest > read.max_cursor):
                     read.max_cursor = latest
-            if total and len(slice_.windows) > 1 and (pieces := _pieces_worth_it(total, result.pages, idle)):
+            cuttable = len(slice_.windows) > 1 and incremental.filters_by_range
+            if total and cuttable and (pieces := _pieces_worth_it(total, result.pages, idle)):
                 result.split = slice_.cut(pieces, result.stats)
                 break
     except Exception as exc:

@@ -47,6 +47,28 @@ class Parent(BaseModel):
     stream: str = Field(pattern=NAME_PATTERN, description="The parent stream, in the same source.")
 
 
+class CustomTransform(BaseModel):
+    """A record transform of one's own that takes options: ``class`` (``package.module:Class``) built with
+    ``options``; the instance is called with each record and the substream's parent record (``None`` for
+    other streams) and returns the record to store, or ``None`` to leave it out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    class_path: str = Field(alias="class", description="package.module:Class")
+    options: dict[str, Any] = Field(default_factory=dict)
+    _impl: Any = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _built(self) -> CustomTransform:
+        try:
+            self._impl = load(self.class_path, "transform")(**self.options)
+        except TypeError as exc:
+            raise ValueError(f"transform {self.class_path} does not take these options: {exc}") from None
+        return self
+
+    def __call__(self, record: dict[str, Any], parent_record: dict[str, Any] | None) -> Any:
+        return call(self.class_path, "transform", self._impl, record, parent_record)
+
+
 class Stream(BaseModel):
     """One endpoint read as one table (and, in Dagster, one asset)."""
 
@@ -68,9 +90,10 @@ class Stream(BaseModel):
     body: dict[str, Any] | None = Field(None, description="POST: the JSON body; its strings may use {parent[field]}.")
     params_in: Literal["query", "body"] = Field(
         "query", description="POST: where the stream's, the window's and the paginator's parameters go.")
-    transform: str | None = Field(None, description="package.module:function called on each record; it returns "
-                                                    "the record to store (fields added, renamed or dropped), or None "
-                                                    "to leave the record out.")
+    transform: str | CustomTransform | None = Field(
+        None, description="package.module:function called on each record; it returns the record to store (fields "
+                          "added, renamed or dropped), or None to leave the record out. Or {class, options}: "
+                          "see CustomTransform.")
     include_from_parent: list[str] = Field(
         default_factory=list, description="Parent fields copied into each child record, as <parent>_<field>.")
     description: str | None = None
@@ -80,16 +103,19 @@ class Stream(BaseModel):
 
     @model_validator(mode="after")
     def _transform_loads(self) -> Stream:
-        if self.transform is not None:
-            self._transform = load(self.transform, "transform")
+        if isinstance(self.transform, str):
+            function, path = load(self.transform, "transform"), self.transform
+            self._transform = lambda record, parent: call(path, "transform", function, record)
+        elif self.transform is not None:
+            self._transform = self.transform
         return self
 
-    def transformed(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def transformed(self, records: list[dict[str, Any]], parent_record: dict[str, Any] | None = None
+                    ) -> list[dict[str, Any]]:
         """The page's records through the stream's ``transform`` (if any); ``None`` from it drops a record."""
         if self._transform is None:
             return records
-        assert self.transform is not None
-        out = [call(self.transform, "transform", self._transform, record) for record in records]
+        out = [self._transform(record, parent_record) for record in records]
         return [record for record in out if record is not None]
 
     @model_validator(mode="after")
@@ -305,10 +331,31 @@ def parse_source_yaml(text: str, origin: str = "<yaml>") -> ApiSource:
         raise ConfigurationError(f"{origin} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigurationError(f"{origin} must hold a mapping with name, base_url and streams")
+    if "manifest" in data:
+        return _manifest_source(data, origin)
     try:
         return ApiSource.model_validate(data)
     except ValidationError as exc:
         raise ConfigurationError(describe_errors(exc, data, origin, yaml.compose(text))) from None
+
+
+def _manifest_source(data: dict[str, Any], origin: str) -> ApiSource:
+    """A source YAML that names an Airbyte manifest (relative to the YAML's folder) instead of streams:
+    ``manifest``, its ``config`` (secrets as ``{env: NAME}``), an optional ``name``, and any source setting
+    of ours (rate_limits, concurrency, retry, ...) over what the manifest says."""
+    from sync_assets.airbyte_manifest import load_manifest
+
+    settings = {key: value for key, value in data.items() if key not in ("manifest", "config", "name")}
+    clashing = sorted(set(settings) & {"streams", "base_url", "auth", "stream_defaults"})
+    if clashing:
+        raise ConfigurationError(f"{origin}: {', '.join(clashing)} come from the manifest; remove them (or write "
+                                 "the source without a manifest)")
+    if not isinstance(data["manifest"], str) or not isinstance(data.get("config") or {}, dict):
+        raise ConfigurationError(f"{origin}: manifest must be a path and config a mapping of the manifest's "
+                                 "spec fields")
+    base = Path(origin).parent if Path(origin).is_file() else Path.cwd()
+    return load_manifest(base / data["manifest"], data.get("config") or {}, name=data.get("name"),
+                         settings=settings)
 
 
 def source_from_dict(data: dict[str, Any], origin: str = "<dict>") -> ApiSource:

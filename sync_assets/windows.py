@@ -80,6 +80,15 @@ class Incremental(BaseModel):
                                 "at 1,000 or 10,000 hits): a slice that reaches it is split and read again, so "
                                 "nothing past the cap is lost.")
 
+    end_granularity: timedelta | None = Field(
+        None, gt=timedelta(0), description="What an inclusive end parameter subtracts from the window's end "
+                                           "(ISO 8601 duration, e.g. PT0.001S); by default the smallest step "
+                                           "param_format can write (a day, a second, a millisecond).")
+    cursor_formats: list[str] = Field(
+        default_factory=list, description="strptime patterns the cursor field's values may be written in "
+                                          "(e.g. %d/%m/%Y %H:%M), tried in order before ISO 8601 and epoch "
+                                          "numbers; values without an offset are UTC.")
+
     @field_validator("start")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
@@ -92,8 +101,16 @@ class Incremental(BaseModel):
         return self.slicing == "adaptive" and self.missing_cursor != "keep"
 
     @property
+    def filters_by_range(self) -> bool:
+        """Whether the API is asked for a range at all; without parameters it answers every request with
+        every record, and the windows are cut from that client side."""
+        return bool(self.start_param or self.end_param)
+
+    @property
     def granularity(self) -> timedelta:
         """The smallest step the API's parameters can express: what an inclusive end gives back."""
+        if self.end_granularity is not None:
+            return self.end_granularity
         if self.param_format == "date":
             return timedelta(days=1)
         return timedelta(milliseconds=1) if self.param_format == "epoch_ms" else timedelta(seconds=1)
@@ -229,24 +246,31 @@ def parse_cursor(value: Any) -> datetime:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def parse_instants(values: list[Any], cursor_field: str, allow_null: bool = False) -> list[datetime | None]:
+def parse_instants(values: list[Any], incremental: Incremental, allow_null: bool = False) -> list[datetime | None]:
     """Many cursor values, each as ``parse_cursor`` reads it (``None`` stays ``None`` where ``allow_null``).
 
     Plain Python on purpose: ``datetime.fromisoformat`` reads a page's ISO 8601 values faster than an
     Arrow cast does, and a read that only hands records on (``sync-assets read``) then never loads Arrow.
     """
-    return [None if value is None and allow_null else _instant(value, cursor_field) for value in values]
+    return [None if value is None and allow_null else _instant(value, incremental) for value in values]
 
 
-def record_instant(record: dict[str, Any], cursor_field: str) -> datetime:
-    return _instant(dig(record, cursor_field), cursor_field)
+def record_instant(record: dict[str, Any], incremental: Incremental) -> datetime:
+    return _instant(dig(record, incremental.cursor_field), incremental)
 
 
-def _instant(value: Any, cursor_field: str) -> datetime:
+def _instant(value: Any, incremental: Incremental) -> datetime:
+    for pattern in incremental.cursor_formats:
+        if isinstance(value, str):
+            try:
+                return as_utc(datetime.strptime(value, pattern))
+            except ValueError:
+                continue
     try:
         return parse_cursor(value)
     except ValueError:
+        formats = f" or {', '.join(incremental.cursor_formats)}" if incremental.cursor_formats else ""
         raise SyncSystemError(
-            f"record has cursor field {cursor_field!r} = {value!r}, which is not a timestamp; "
-            "check the stream's incremental.cursor_field"
+            f"record has cursor field {incremental.cursor_field!r} = {value!r}, which is not a timestamp "
+            f"(ISO 8601, epoch{formats}); check the stream's incremental.cursor_field and cursor_formats"
         ) from None

@@ -27,7 +27,7 @@ SPARSE = 1830  # surveys over 2024's 366 days: 5 a day, 19 pages of 100 in one r
 
 
 def _incremental(**settings: Any) -> Incremental:
-    return Incremental(cursor_field="t", start=YEAR[0], **settings)
+    return Incremental(cursor_field="t", start=YEAR[0], **{"start_param": "from", "end_param": "to", **settings})
 
 
 def _days(start: datetime, end: datetime) -> list[Window]:
@@ -46,6 +46,15 @@ def test_a_range_is_shared_out_as_one_slice_per_thread() -> None:
     slices = plan_slices(days, _incremental(), concurrency=10)
     _assert_cover(slices, days)
     assert len(slices) == 10 and {len(s.windows) for s in slices} <= {36, 37}
+
+
+def test_an_api_that_cannot_filter_by_range_is_read_once_per_run_of_adjacent_windows() -> None:
+    days = _days(*YEAR)
+    unfiltered = _incremental(start_param=None, end_param=None)
+    assert [s.windows for s in plan_slices(days, unfiltered, concurrency=10)] == [tuple(days)]
+    missing = days[:5] + days[40:42]
+    assert [s.windows for s in plan_slices(missing, unfiltered, concurrency=10)] == [tuple(days[:5]),
+                                                                                     tuple(days[40:42])]
 
 
 def test_a_gap_starts_a_new_slice_and_nothing_synced_is_read_again() -> None:

@@ -101,6 +101,22 @@ def test_uncovered_windows_fill_the_gaps_and_end_where_the_parameters_can_say() 
 
 
 def test_a_record_without_a_timestamp_is_a_system_error() -> None:
+    incremental = Incremental(cursor_field="meta.updated", start=utc(2024, 1, 1))
     with pytest.raises(SyncSystemError, match="cursor field 'meta.updated'"):
-        record_instant({"meta": {"updated": "yesterday"}}, "meta.updated")
-    assert record_instant({"meta": {"updated": "2024-01-01"}}, "meta.updated") == utc(2024, 1, 1)
+        record_instant({"meta": {"updated": "yesterday"}}, incremental)
+    assert record_instant({"meta": {"updated": "2024-01-01"}}, incremental) == utc(2024, 1, 1)
+
+
+def test_cursor_formats_read_values_that_are_not_iso_8601_and_leave_iso_to_the_default() -> None:
+    incremental = Incremental(cursor_field="at", start=utc(2024, 1, 1), cursor_formats=["%d/%m/%Y %H:%M"])
+    assert record_instant({"at": "31/01/2024 13:05"}, incremental) == datetime(2024, 1, 31, 13, 5, tzinfo=UTC)
+    assert record_instant({"at": "2024-01-31T13:05:00+01:00"}, incremental) == datetime(2024, 1, 31, 12, 5,
+                                                                                           tzinfo=UTC)
+    with pytest.raises(SyncSystemError, match="%d/%m/%Y %H:%M"):
+        record_instant({"at": "31.01.2024"}, incremental)
+
+
+def test_an_inclusive_end_subtracts_the_granularity_the_stream_declares() -> None:
+    incremental = Incremental(cursor_field="at", start=utc(2024, 1, 1), end_param="to", end_inclusive=True,
+                              param_format="%Y-%m-%dT%H:%M:%S.%f", end_granularity=timedelta(microseconds=1))
+    assert window_params(incremental, Window(utc(2024, 1, 1), utc(2024, 1, 2)))["to"] == "2024-01-01T23:59:59.999999"

@@ -1,0 +1,172 @@
+"""A manifest of our own for the demo API, translated and read: the same records as the bundled demo source
+(with the manifest's own transformations), and clear refusals for what is not supported."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster import AssetKey, EnvVar, instance_for_test, materialize
+
+from sync_assets.airbyte_manifest import Unsupported, load_manifest
+from sync_assets.cli import main as cli_main
+from sync_assets.dagster import SyncApiResource, build_definitions
+from sync_assets.demo_api import DemoApi
+from sync_assets.errors import ConfigurationError
+from sync_assets.home import home_under
+from sync_assets.http import RequestStats
+from sync_assets.reader import StreamReader, open_client
+from sync_assets.spec import ApiSource, load_source
+from sync_assets.storage import TableSpec, open_store
+from sync_assets.storage.layout import store_dir
+from sync_assets.windows import Window
+from sync_assets_tests.helpers import TOKEN
+
+MANIFEST = Path(__file__).parent / "manifests" / "demo" / "manifest.yaml"
+DEMO_SOURCE = Path(__file__).parents[2] / "sync_assets" / "sources" / "demo.yaml"
+JANUARY_WEEK = Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC))
+
+
+@pytest.fixture
+def sources(api: DemoApi, monkeypatch: pytest.MonkeyPatch) -> tuple[ApiSource, ApiSource]:
+    """The manifest (its key from the environment, as a Dagster EnvVar) and the bundled demo source."""
+    monkeypatch.setenv("DEMO_KEY", TOKEN)
+    monkeypatch.setenv("SYNC_ASSETS_DEMO_URL", api.url)
+    monkeypatch.setenv("SYNC_ASSETS_DEMO_TOKEN", TOKEN)
+    manifest = load_manifest(MANIFEST, {"base_url": api.url, "api_key": EnvVar("DEMO_KEY"), "start_date": "2024-01-01"})
+    return manifest, load_source(DEMO_SOURCE).model_copy(update={"rate_limits": []})
+
+
+def _read(source: ApiSource, stream: str, tmp_path: Path, **pages: Any) -> list[dict[str, Any]]:
+    client = open_client(source, tmp_path)
+    try:
+        reader = StreamReader(source, source.stream(stream), client)
+        return [record for page in reader.pages(RequestStats(), **pages) for record in page.records]
+    finally:
+        client.close()
+
+
+def _by_key(records: list[dict[str, Any]], *key: str) -> list[dict[str, Any]]:
+    return sorted(records, key=lambda r: tuple(str(r[k]) for k in key))
+
+
+def test_every_stream_reads_what_the_bundled_source_reads_with_the_manifests_transformations(
+    sources: tuple[ApiSource, ApiSource], tmp_path: Path
+) -> None:
+    manifest, ours = sources
+    customers = _read(manifest, "customers", tmp_path)  # opaque cursor pages; KeysToLower, RemoveFields
+    assert customers == [{k: v for k, v in c.items() if k != "address"} for c in _read(ours, "customers", tmp_path)]
+    assert len(customers) == 230
+    orders = _read(manifest, "orders", tmp_path)  # offset pages; a RecordFilter with a $parameters threshold
+    assert orders == [o for o in _read(ours, "orders", tmp_path) if o["amount"] > 1000] and 0 < len(orders) < 310
+    assert _read(manifest, "events", tmp_path) == _read(ours, "events", tmp_path)  # Link header, through RequestPath
+    surveys = _read(manifest, "surveys", tmp_path, window=JANUARY_WEEK)  # page numbers; AddFields
+    assert surveys == [{**s, "title_length": len(s["title"])} for s in _read(ours, "surveys", tmp_path,
+                                                                               window=JANUARY_WEEK)]
+    assert surveys
+    prices = _read(manifest, "stock_prices", tmp_path, window=JANUARY_WEEK)  # next URL; an inclusive end date
+    assert _by_key(prices, "ticker", "date") == _by_key(_read(ours, "stock_prices", tmp_path, window=JANUARY_WEEK),
+                                                        "ticker", "date")
+    assert {p["date"] for p in prices} == {f"2024-01-0{d}" for d in range(1, 8)}  # the 7th: the inclusive end
+    survey = surveys[0]
+    assert _read(manifest, "survey_responses", tmp_path, parent=survey) == _read(ours, "survey_responses", tmp_path,
+                                                                                 parent=survey)
+
+
+def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, ApiSource]) -> None:
+    manifest, _ = sources
+    kinds = {s.name: manifest.kind_of(s).split(":")[0] for s in manifest.streams}
+    assert kinds == {"surveys": "incremental on date_modified, daily windows",
+                     "survey_responses": "substream of surveys",
+                     "stock_prices": "incremental on date, daily windows", "customers": "resumable full refresh",
+                     "orders": "resumable full refresh", "events": "resumable full refresh"}
+    prices = manifest.stream("stock_prices").incremental
+    assert prices is not None and prices.end_inclusive and prices.param_format == "%Y-%m-%d"
+    assert manifest.stream("survey_responses").path == "/v3/surveys/{parent[id]}/responses"
+    assert manifest.retry.max_attempts == 8 and manifest.rate_limit_headers.reset[0] == "Retry-After"
+    assert TOKEN not in repr(manifest) and "DEMO_KEY" in repr(manifest.auth)  # read when a client is built
+
+
+def test_a_manifest_materializes_as_partitioned_dagster_assets(
+    sources: tuple[ApiSource, ApiSource], tmp_path: Path
+) -> None:
+    manifest, _ = sources
+    day = next(iter(_read(manifest, "surveys", tmp_path, window=JANUARY_WEEK)))["date_modified"]
+    key = datetime.fromisoformat(day).astimezone(UTC).date().isoformat()  # a day that has surveys
+    defs = build_definitions(manifest, api=SyncApiResource(base_url=manifest.base_url, rate_limits=[]))
+    with instance_for_test() as instance:
+        assets = [defs.get_assets_def(AssetKey(["demo", name])) for name in ("surveys", "survey_responses")]
+        result = materialize(assets, instance=instance, resources=defs.resources, partition_key=key)
+        assert result.success
+        store = open_store(store_dir(home_under(Path(instance.root_directory))))
+        surveys = list(store.records(TableSpec("demo", "surveys"), [key]))
+        assert surveys and all(s["title_length"] == len(s["title"]) for s in surveys)
+        responses = list(store.records(TableSpec("demo", "survey_responses"), [key]))
+        assert responses and {r["survey_id"] for r in responses} <= {s["id"] for s in surveys}
+
+
+def _manifest_with(tmp_path: Path, change: dict[str, Any]) -> Path:
+    data = yaml.safe_load(MANIFEST.read_text())
+    data["definitions"]["customers"]["retriever"].update(change)
+    path = tmp_path / "source-changed" / "manifest.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+CONFIG = {"base_url": "http://127.0.0.1:1", "api_key": "k", "start_date": "2024-01-01"}
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"paginator": {"type": "DefaultPaginator", "pagination_strategy": {"type": "CustomPaginationStrategy"}}},
+     "stream customers.retriever.paginator.pagination_strategy: component 'CustomPaginationStrategy'"),
+    ({"partition_router": {"type": "ListPartitionRouter", "values": ["a"], "cursor_field": "x"}},
+     "stream customers.retriever.partition_router: component 'ListPartitionRouter'"),
+    ({"record_selector": {"type": "RecordSelector", "extractor": {"type": "DpathExtractor", "field_path": ["*"]}}},
+     "stream customers.retriever.record_selector.extractor.field_path: a field_path with '*'"),
+])
+def test_anything_unsupported_is_refused_naming_the_stream_the_place_and_the_component(
+    tmp_path: Path, change: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(Unsupported) as refused:
+        load_manifest(_manifest_with(tmp_path, change), CONFIG)
+    assert named in str(refused.value) and "supported: DeclarativeSource" in str(refused.value)
+
+
+def test_a_config_missing_what_the_spec_requires_names_the_fields() -> None:
+    with pytest.raises(ConfigurationError, match=r"lacks api_key \(API key\), start_date \(Start date\)"):
+        load_manifest(MANIFEST, {"base_url": "http://127.0.0.1:1"})
+
+
+def test_a_source_yaml_names_a_manifest_its_config_and_our_own_settings(
+    api: DemoApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_KEY", TOKEN)
+    monkeypatch.setenv("DEMO_URL", api.url)
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump({
+        "name": "from_manifest", "manifest": os.path.relpath(MANIFEST, tmp_path),
+        "config": {"base_url": {"env": "DEMO_URL"}, "api_key": {"env": "DEMO_KEY"}, "start_date": "2024-01-01"},
+        "rate_limits": [{"requests": 40, "per": 1}], "concurrency": 3}))
+    source = load_source(tmp_path / "demo.yaml")
+    assert (source.name, source.concurrency, source.rate_limits[0].requests) == ("from_manifest", 3, 40)
+    assert len(_read(source, "customers", tmp_path)) == 230
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"manifest": "x/manifest.yaml", "streams": []}))
+    with pytest.raises(ConfigurationError, match="streams come from the manifest"):
+        load_source(tmp_path / "bad.yaml")
+
+
+def test_manifest_check_tells_which_manifests_translate_and_what_blocks_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocked = _manifest_with(tmp_path, {"partition_router": {"type": "ListPartitionRouter", "values": ["a"],
+                                                             "cursor_field": "x"}})
+    assert cli_main(["manifest", "check", str(MANIFEST.parent), str(blocked)]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("translates: 6 streams (2 incremental, 1 substream of surveys, 3 resumable full refresh)")
+    assert "unsupported: stream customers.retriever.partition_router: component 'ListPartitionRouter'" in out[1]
+    assert out[2] == "1 of 2 manifests translate"
+    assert cli_main(["manifest", "check", str(MANIFEST)]) == 0
