@@ -37,13 +37,13 @@ from pydantic import BaseModel, SecretStr
 from sync_assets.concurrency import completed
 from sync_assets.errors import ConfigurationError, CredentialsRefused, SyncError, TransientError
 from sync_assets.http import HttpClient, RequestStats
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.reader import PageSource, StreamReader, open_client
 from sync_assets.redaction import mask, register_secret
 from sync_assets.secrets import Env
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.spooled import encode_record, spool_windows
 from sync_assets.state import FULL_REFRESH_COMPLETE, covered_windows, date_range_state, refresh_state
-from sync_assets.substream import parent_id
+from sync_assets.substream import ParentPages, parent_id
 from sync_assets.windows import (
     Window,
     as_utc,
@@ -336,11 +336,17 @@ class Read:
     def _stream(self, reader: StreamReader, incremental: bool) -> bool:
         stream = reader.stream
         state = self.states.get(stream.name) if incremental else None
-        if stream.parent is not None:
+        if stream.parent is not None and not self.source.refreshes(stream):
             return self._substream(reader, state)
         if stream.incremental is not None:
             return self._windows(reader, state)
-        return self._refresh(reader, self.states.get(stream.name))
+        pages: PageSource = reader
+        if stream.parent is not None:  # over a full-refresh parent: its parents read whole, then one page each
+            parent = self.source.stream(stream.parent.stream)
+            parents_reader = StreamReader(self.source, parent, reader.client)
+            pages = ParentPages(reader, parent, lambda: (r for p in parents_reader.pages(RequestStats())
+                                                         for r in p.records))
+        return self._refresh(pages, self.states.get(stream.name))
 
     def _running(self, stream: Stream, records: int) -> None:
         """RUNNING, once, when the stream's first records go out."""
@@ -370,7 +376,7 @@ class Read:
             self.out.state(self.namespace, stream.name, date_range_state(done), 0)
         return ok
 
-    def _refresh(self, reader: StreamReader, state: dict[str, Any] | None) -> bool:
+    def _refresh(self, reader: PageSource, state: dict[str, Any] | None) -> bool:
         stream, stats = reader.stream, RequestStats()
         token = state.get("next_page_token") if state and not state.get(FULL_REFRESH_COMPLETE) else None
         pages, last_page = int(state.get("pages_done", 0)) if state and token else 0, 0

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Annotated, Any, Literal, Protocol
 
 import requests
@@ -86,11 +87,13 @@ class ResolvedAuth:
     tokens: HeaderSource | None = None  # a token that expires, renewed by itself
 
 
-def _token_request(url: str, what: str, timeout: float = 30.0, **kwargs: Any) -> dict[str, Any]:
+def _token_request(url: str, what: str, timeout: float = 30.0, extra_headers: Mapping[str, str] | None = None,
+                   **kwargs: Any) -> dict[str, Any]:
     """POST to a token endpoint; refused credentials are a configuration error, never retried blindly."""
     where = f"{what} at {mask_url(url)}"
     try:
-        response = requests.post(url, timeout=timeout, headers={"Accept": "application/json"}, **kwargs)
+        response = requests.post(url, timeout=timeout, headers={"Accept": "application/json", **(extra_headers or {})},
+                                 **kwargs)
     except requests.RequestException as exc:
         raise TransientError(f"{where} did not answer: {type(exc).__name__}") from None
     if response.status_code >= 500 or response.status_code == 429:
@@ -149,25 +152,35 @@ class OAuth2Auth(BaseModel):
 
 
 class SessionTokenAuth(BaseModel):
-    """A login: POST ``body`` (JSON; its credentials from env variables) to ``login_url``, read the token at
-    ``token_path``, send it as ``header`` (with ``prefix``); renewed before ``expires_path`` says, or on a 401."""
+    """A login: POST ``body`` (JSON, or a form; its credentials from env variables) to ``login_url``, read the
+    token at ``token_path``, send it as ``header`` (with ``prefix``); renewed before ``expires_path`` (or the
+    fixed ``lifetime``) says, or on a 401."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: Literal["session"] = "session"
     login_url: Text
-    body: dict[str, Secret] = Field(description="The login's JSON body, e.g. {username: {env: U}, password: ...}.")
+    body: dict[str, Secret] = Field(description="The login's body, e.g. {username: {env: U}, password: ...}.")
+    body_format: Literal["json", "form"] = Field("json", description="How the body is sent.")
+    login_headers: dict[str, str] = Field(default_factory=dict, description="Headers of the login request.")
     token_path: str = "token"
     expires_path: str | None = Field(None, description="Where the answer says the token's lifetime, in seconds.")
+    lifetime: timedelta | None = Field(None, gt=timedelta(0), description="The token's lifetime when the answer "
+                                                                          "does not say (ISO 8601, e.g. P1D).")
     header: str = "Authorization"
     prefix: str = "Bearer "
 
     def resolve(self) -> ResolvedAuth:
         url = resolve_text(self.login_url, "auth.login_url")
         body = {name: resolve_secret(value, f"auth.body.{name}") for name, value in self.body.items()}
+        sent: dict[str, Any] = {"json": body} if self.body_format == "json" else {"data": body}
+        headers = dict(self.login_headers)
 
         def fetch() -> tuple[str, float | None]:
-            answer = _token_request(url, "the login", json=body)
-            return _token_from(answer, self.token_path, self.expires_path, "the login")
+            answer = _token_request(url, "the login", extra_headers=headers, **sent)
+            token, expires = _token_from(answer, self.token_path, self.expires_path, "the login")
+            if expires is None and self.lifetime is not None:
+                expires = self.lifetime.total_seconds()
+            return token, expires
 
         return ResolvedAuth(tokens=TokenSource(fetch, self.header, self.prefix))
 

@@ -153,12 +153,15 @@ class Offset(_Paginator):
 
     type: Literal["offset"] = "offset"
     offset_param: str = "offset"
-    limit_param: str = "limit"
-    limit: int = Field(100, gt=0)
+    limit_param: str | None = Field("limit", description="None: the page size is the API's own, not asked for.")
+    limit: int | None = Field(100, gt=0, description="The page size; None when unknown (stops at an empty page).")
     total_path: str | None = Field(None, description="Path to the total number of records.")
 
     def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
-        return url, {**params, self.offset_param: 0 if token is None else token, self.limit_param: self.limit}
+        params = {**params, self.offset_param: 0 if token is None else token}
+        if self.limit_param and self.limit:
+            params[self.limit_param] = self.limit
+        return url, params
 
     def next_token(self, response: ApiResponse, records: list[Any], token: Token | None) -> Token | None:
         offset = 0 if token is None else int(token)
@@ -166,18 +169,19 @@ class Offset(_Paginator):
             return None
         reached = _total_reached(response, self.total_path, offset + len(records))
         _check_full_page(response, records, self.limit, reached)
-        if reached or (reached is None and len(records) < self.limit):
+        if reached or (reached is None and self.limit and len(records) < self.limit):
             return None
         return offset + len(records)
 
     @property
     def random_access(self) -> bool:
-        return self.total_path is not None
+        return self.total_path is not None and self.limit is not None
 
     def page_count(self, response: ApiResponse) -> int | None:
         return _pages_for_total(response, self.total_path, self.limit)
 
     def token_for_page(self, index: int) -> Token | None:
+        assert self.limit is not None  # random access needs a page size
         return None if index == 0 else index * self.limit
 
 

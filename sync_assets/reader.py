@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sync_assets.auth import ResolvedAuth
 from sync_assets.concurrency import page_work
@@ -85,11 +85,35 @@ def latest_instant(cursors: list[datetime | None] | None) -> datetime | None:
     return max((instant for instant in cursors or () if instant is not None), default=None)
 
 
+class PageSource(Protocol):
+    """What a read takes its pages from, page token by page token: a stream's API (``StreamReader``), or a
+    substream's parents (``substream.ParentPages``)."""
+
+    @property
+    def stream(self) -> Stream: ...
+
+    @property
+    def random_access(self) -> bool: ...
+
+    def token_for_page(self, index: int) -> Token | None: ...
+
+    def pages(self, stats: RequestStats, *, start_token: Token | None = None, followed: set[int] | None = None
+              ) -> Iterator[Page]: ...
+
+
 class StreamReader:
     """Reads one stream of a source through a shared client."""
 
     def __init__(self, source: ApiSource, stream: Stream, client: HttpClient) -> None:
         self.source, self.stream, self.client = source, stream, client
+
+    @property
+    def random_access(self) -> bool:
+        """Whether any page's token can be computed up front (``token_for_page``)."""
+        return self.stream.paginator.random_access
+
+    def token_for_page(self, index: int) -> Token | None:
+        return self.stream.paginator.token_for_page(index)
 
     def pages(
         self,

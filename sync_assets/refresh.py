@@ -10,6 +10,9 @@ registers the next one with its start token. With random access (page number or 
 in the first response) the first page registers every chunk at once and the chunks are read
 concurrently. When the last chunk is done, the refresh is published as the stream's snapshot at
 once; until then readers see the previous one. The next refresh starts from the first page again.
+
+A substream of a full-refresh parent is refreshed the same way: its pages are its parents (each one's
+children read whole), taken from the parent's published snapshot (``substream.ParentPages``).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from dataclasses import dataclass
 from sync_assets.concurrency import Units
 from sync_assets.errors import SyncSystemError
 from sync_assets.http import RequestStats
-from sync_assets.reader import StreamReader
+from sync_assets.reader import PageSource, StreamReader
 from sync_assets.storage import Checkpoint, Published, RefreshState, Stage, Store, TableSpec
 from sync_assets.storage.layout import chunk_key, chunk_scope, refresh_scope
+from sync_assets.substream import ParentPages, published_parents
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class FullRefresh:
 
     def __init__(self, reader: StreamReader, store: Store, concurrency: int) -> None:
         self.reader, self.store, self.concurrency = reader, store, concurrency
+        parent = reader.source.stream(reader.stream.parent.stream) if reader.stream.parent is not None else None
+        self.pages: PageSource = reader if parent is None else ParentPages(
+            reader, parent, published_parents(store, reader, parent))
         self.table = TableSpec.of(reader.source, reader.stream)
         self.source, self.stream = reader.source.name, reader.stream.name
         self.published: Published | None = None
@@ -64,7 +71,7 @@ class FullRefresh:
         # pages already staged is then a cycle, not new pages. Read once a run; the run's chunks add
         # theirs (a cursor's chunks run one after another, each from where the last ended). Offsets
         # computed from the page size cannot point back: those chunks keep nothing.
-        self._followed = (None if self.reader.stream.paginator.random_access
+        self._followed = (None if self.pages.random_access
                           else self.store.state.followed_tokens(refresh_scope(self.source, self.stream, self.refresh)))
         self._submitted: set[int] = set()
         self._units: Units[tuple[int, object], ChunkResult] = Units(
@@ -106,7 +113,7 @@ class FullRefresh:
     def _read_pages(self, chunk: int, stage: Stage, stats: RequestStats, started: float) -> ChunkResult:
         chunk_pages = self.reader.stream.chunk_pages
         counted = RequestStats()  # what earlier pages of this run already put into the checkpoint
-        for page in self.reader.pages(stats, start_token=stage.checkpoint.token, followed=self._followed):
+        for page in self.pages.pages(stats, start_token=stage.checkpoint.token, followed=self._followed):
             if page.total_pages is not None and chunk == 0:
                 self._register_all(page.total_pages)
             end_of_chunk = page.is_last or stage.checkpoint.pages + 1 >= chunk_pages
@@ -126,7 +133,7 @@ class FullRefresh:
         next chunk's start was computed from the page size; reaching anything else means the API's
         pages are not that size, and reading on would skip or repeat records.
         """
-        if self.reader.stream.paginator.random_access:
+        if self.pages.random_access:
             planned = self._chunks().get(chunk)
             if planned != start_token:
                 raise SyncSystemError(
@@ -140,9 +147,8 @@ class FullRefresh:
     def _register_all(self, total_pages: int) -> None:
         """Random access: every chunk's start token is known from the first response."""
         chunk_pages = self.reader.stream.chunk_pages
-        paginator = self.reader.stream.paginator
         chunks = -(-total_pages // chunk_pages)
-        starts = {c: paginator.token_for_page(c * chunk_pages) for c in range(1, chunks)}
+        starts = {c: self.pages.token_for_page(c * chunk_pages) for c in range(1, chunks)}
         self.store.state.add_chunks(self.source, self.stream, self.refresh, starts)
         self._units.add(self._unsubmitted(starts))
 

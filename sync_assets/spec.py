@@ -263,13 +263,23 @@ class ApiSource(BaseModel):
             if parent is None:
                 raise ValueError(f"stream {stream.name!r} names parent {stream.parent.stream!r}, which is not a stream "
                                  f"of this source; use one of: {', '.join(by_name)}")
-            if parent.incremental is None or parent.parent is not None:
-                raise ValueError(f"parent {parent.name!r} of {stream.name!r} must be an incremental stream "
-                                 "(substreams of full-refresh streams or of substreams are not supported yet)")
+            if parent.parent is not None:
+                raise ValueError(f"parent {parent.name!r} of {stream.name!r} is itself a substream; substreams of "
+                                 "substreams are not supported yet")
         return self
+
+    def refreshes(self, stream: Stream) -> bool:
+        """Whether ``stream`` is synced by full refreshes: it has no cursor, and no parent with one (a
+        substream of a full-refresh parent is refreshed over its parents)."""
+        if stream.parent is not None:
+            return self.stream(stream.parent.stream).incremental is None
+        return stream.incremental is None
 
     def kind_of(self, stream: Stream) -> str:
         """How ``stream`` is synced, in words (asset descriptions, ``sync-assets check``)."""
+        if stream.parent is not None and self.stream(stream.parent.stream).incremental is None:
+            return (f"substream of {stream.parent.stream}: a resumable full refresh over its published parents, "
+                    "checkpointed per parent")
         if stream.parent is not None:
             return f"substream of {stream.parent.stream}: one read per parent record, partitioned as its parent"
         if stream.incremental is not None:

@@ -1,5 +1,9 @@
 """Substreams: a child stream read once per record of its parent, with the parent's partitions.
 
+A substream of an **incremental** parent has the parent's windows (``sync_substream``). A substream of a
+**full-refresh** parent is itself a resumable full refresh (``refresh.FullRefresh``) whose pages are its
+parents (``ParentPages``).
+
 The parents come from the store (what the parent asset synced), never from the parent's API again.
 Children are fetched on the one scheduler (``concurrency``), shared by all partitions of the run
 (under the API's shared rate limit); each parent's children are staged in its partition's stage
@@ -11,16 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sync_assets.concurrency import completed
-from sync_assets.errors import SyncError, SyncSystemError
+from sync_assets.errors import ConfigurationError, SyncError, SyncSystemError
 from sync_assets.http import RequestStats
-from sync_assets.reader import StreamReader
+from sync_assets.reader import Page, StreamReader
 from sync_assets.records import dig
 from sync_assets.spec import Stream
 from sync_assets.storage import PartitionState, Published, Stage, Store, TableSpec
@@ -169,3 +175,66 @@ def _publish_ready(
                 result.error = exc
         yield result
 
+
+
+class ParentPages:
+    """A substream of a full-refresh parent, read as pages: page *i* is the children of the parent at *i*
+    among ``listing()`` (the parent's published snapshot in Dagster, a read of the parent in Airbyte's
+    protocol), ordered by the parent's identity (``parent_id``).
+
+    The token of a page is its parent's identity, so a refresh that resumes (in a later run, after the
+    parent published a new snapshot) continues after the last parent it finished, as keyset pagination
+    does: no parent is read twice in one refresh. The parents are known up front, so every chunk of the
+    refresh is registered with the first page and chunks are read concurrently.
+    """
+
+    random_access = True
+
+    def __init__(self, reader: StreamReader, parent: Stream, listing: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        self.reader, self.parent, self._listing = reader, parent, listing
+        self._parents: list[tuple[str, dict[str, Any]]] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def stream(self) -> Stream:
+        return self.reader.stream
+
+    def parents(self) -> list[tuple[str, dict[str, Any]]]:
+        """(identity, record) of every parent, in identity order; listed once."""
+        with self._lock:
+            if self._parents is None:
+                by_id = {parent_id(self.parent, record): record for record in self._listing()}
+                self._parents = sorted(by_id.items())
+            return self._parents
+
+    def token_for_page(self, index: int) -> str | None:
+        return None if index == 0 else self.parents()[index][0]
+
+    def pages(self, stats: RequestStats, *, start_token: Any = None, followed: set[int] | None = None
+              ) -> Iterator[Page]:
+        parents = self.parents()
+        identities = [ident for ident, _ in parents]
+        first = 0 if start_token is None else bisect_left(identities, str(start_token))
+        if first >= len(parents):  # no parents (left): one empty page ends the refresh
+            yield Page([], start_token, None, total_pages=1 if start_token is None else None)
+            return
+        for index in range(first, len(parents)):
+            ident, record = parents[index]
+            children = [child for page in self.reader.pages(stats, parent=record) for child in page.records]
+            following = identities[index + 1] if index + 1 < len(parents) else None
+            total = len(parents) if start_token is None and index == 0 else None
+            yield Page(children, None if index == 0 else ident, following, total_pages=total)
+
+
+def published_parents(store: Store, reader: StreamReader, parent: Stream) -> Callable[[], Iterator[dict[str, Any]]]:
+    """The listing of a parent's published snapshot, refused with advice while it has none."""
+    table = TableSpec.of(reader.source, parent)
+
+    def listing() -> Iterator[dict[str, Any]]:
+        if store.state.latest_refresh(table.source, table.stream, "published") is None:
+            raise ConfigurationError(
+                f"stream {reader.stream.name!r} reads the parents that {parent.name!r} published, and "
+                f"{parent.name!r} has published none yet: refresh {parent.name!r} first")
+        return store.snapshot_records(table)
+
+    return listing

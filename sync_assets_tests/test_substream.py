@@ -13,6 +13,7 @@ import requests
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
 from sync_assets.reader import StreamReader, open_client
+from sync_assets.refresh import ChunkResult, FullRefresh
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.storage import Store, TableSpec, open_store
 from sync_assets.substream import PartitionResult, sync_substream
@@ -136,3 +137,43 @@ def test_parent_values_need_a_parent() -> None:
     with pytest.raises(ConfigurationError, match="param survey_id uses the parent record, but the stream has no"):
         source_from_dict(make_source_data("http://x", [{**STREAMS[1], "parent": None, "path": "/v3/responses",
                                                          "params": {"survey_id": "{parent[id]}"}}]))
+
+
+# --- substreams of a full-refresh parent: a resumable full refresh over the parent's published snapshot ----
+
+FULL_REFRESH_STREAMS: list[dict[str, Any]] = [
+    {**STREAMS[0], "incremental": None, "chunk_pages": 2},
+    {**STREAMS[1], "chunk_pages": 7},
+]
+
+
+def _refresh(api: DemoApi, stream: str, store: Store, state_dir: Path, **overrides: Any
+             ) -> tuple[FullRefresh, list[ChunkResult]]:
+    src = source_from_dict(make_source_data(api.url, FULL_REFRESH_STREAMS, **overrides))
+    client = open_client(src, state_dir)
+    runner = FullRefresh(StreamReader(src, src.stream(stream), client), store, concurrency=4)
+    try:
+        return runner, list(runner.run())
+    finally:
+        client.close()
+
+
+def test_a_substream_of_a_full_refresh_parent_is_refreshed_over_its_published_parents_and_resumes_by_parent(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+) -> None:
+    flaky, steady = demo_api(surveys=300, fail_rate=0.03), demo_api(surveys=300)  # one seed: the same data
+    store = open_store(store_location)
+    _, refused = _refresh(steady, "survey_responses", store, tmp_path)
+    assert "'surveys' has published none yet: refresh 'surveys' first" in str(refused[0].error)
+    assert _refresh(steady, "surveys", store, tmp_path)[0].published is not None
+    parents = [s["id"] for s in stored(store, "surveys")]
+    assert len(parents) == 300
+    truth = sorted(r["id"] for p in parents for r in data.survey_responses(0, p))
+
+    failing, first = _refresh(flaky, "survey_responses", store, tmp_path, retry={"max_attempts": 1})
+    chunks = -(-300 // 7)  # all registered from the first page
+    assert failing.published is None and any(r.error for r in first) and len(first) == chunks
+    finished, second = _refresh(steady, "survey_responses", store, tmp_path)
+    assert finished.published is not None and finished.refresh == failing.refresh  # the same refresh, resumed
+    assert len([r for r in second if r.checkpoint is not None]) == sum(1 for r in first if r.error is not None)
+    assert sorted(r["id"] for r in stored(store, "survey_responses")) == truth  # each child once

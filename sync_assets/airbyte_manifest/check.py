@@ -59,7 +59,8 @@ def check(path: Path) -> Verdict:
         manifest = read_manifest(path)
         source = load_manifest(path, stand_in_config(manifest))
     except Unsupported as exc:
-        return Verdict(path, False, f"unsupported: {exc.where.split(': ', 1)[-1]}: {exc.what}")
+        return Verdict(path, False, "unsupported: " + "; ".join(f"{where.split(': ', 1)[-1]}: {what}"
+                                                                for what, where in exc.blockers))
     except ConfigurationError as exc:
         return Verdict(path, False, f"error: {str(exc).split(chr(10))[0]}")
     kinds = [source.kind_of(stream).split(":")[0].split(" on ")[0] for stream in source.streams]

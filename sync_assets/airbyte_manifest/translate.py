@@ -32,7 +32,7 @@ SUPPORTED = (
     "DeclarativeSource, DeclarativeStream, SimpleRetriever, HttpRequester, RecordSelector, DpathExtractor, "
     "RecordFilter, InlineSchemaLoader, DefaultPaginator (CursorPagination, PageIncrement, OffsetIncrement), "
     "NoPagination, RequestOption (request_parameter, header), RequestPath, DatetimeBasedCursor, MinMaxDatetime, "
-    "SubstreamPartitionRouter with one ParentStreamConfig (incremental parent), ApiKeyAuthenticator, "
+    "SubstreamPartitionRouter with one ParentStreamConfig, ApiKeyAuthenticator, "
     "BearerAuthenticator, BasicHttpAuthenticator, OAuthAuthenticator (no refresh_token_updater), "
     "SelectiveAuthenticator, NoAuth, DefaultErrorHandler, CompositeErrorHandler, HttpResponseFilter "
     "(RETRY, RATE_LIMITED, FAIL), ExponentialBackoffStrategy, ConstantBackoffStrategy, WaitTimeFromHeader, "
@@ -47,10 +47,13 @@ _NOW_MACROS = ("now_utc", "today_utc", "day_delta")
 
 
 class Unsupported(ConfigurationError):
-    """A manifest part this translation does not support (yet): which, where, and what is supported."""
+    """Manifest parts this translation does not support (yet): which, where, and what is supported. One per
+    stream that has any (the first met in it), so that a manifest's whole list is seen at once."""
 
-    def __init__(self, what: str, where: str) -> None:
-        super().__init__(f"{where}: {what} is not supported; supported: {SUPPORTED}")
+    def __init__(self, what: str, where: str, *more: Unsupported) -> None:
+        self.blockers: list[tuple[str, str]] = [(what, where), *(b for other in more for b in other.blockers)]
+        lines = [f"{place}: {thing} is not supported" for thing, place in self.blockers]
+        super().__init__("; ".join(lines) + f"; supported: {SUPPORTED}")
         self.what, self.where = what, where
 
 
@@ -80,7 +83,14 @@ def translate(manifest: dict[str, Any], config: Mapping[str, Any], name: str, or
     if manifest.get("dynamic_streams"):
         raise Unsupported("dynamic_streams (streams generated from an API response)", origin)
     translator = _Translator(values, origin, {_stream_name(s, origin): s for s in streams})
-    translated = [translator.stream(s) for s in streams]
+    translated, refused = [], []
+    for stream in streams:
+        try:
+            translated.append(translator.stream(stream))
+        except Unsupported as exc:
+            refused.append(exc)
+    if refused:
+        raise Unsupported(refused[0].what, refused[0].where, *refused[1:])
     source = {"name": name, "base_url": translator.base_url, "streams": translated, **translator.source_settings,
               **(settings or {})}
     return source_from_dict(source, origin=origin)
@@ -352,7 +362,13 @@ class _Translator:
         result: dict[str, Any] = {}
         for key, item in value.items():
             if isinstance(item, dict | list):
-                raise Unsupported("a nested value", f"{where}.{key}")
+                if not where.endswith("request_body_json"):
+                    raise Unsupported("a nested value", f"{where}.{key}")
+                result[str(key)] = self._nested(item, f"{where}.{key}", parameters, request)
+                continue
+            if not isinstance(item, str):
+                result[str(key)] = item  # a number or a boolean, as written
+                continue
             text = self.render(item, f"{where}.{key}", parameters, request)
             if text in (_START, _END):
                 self._window_option(out, "start_param" if text == _START else "end_param", str(key), where)
@@ -362,6 +378,17 @@ class _Translator:
             text = self._placeholders(text, f"{where}.{key}")
             result[str(key)] = self._resolved_secret(text, where) if _SECRET.search(text) else text
         return result
+
+    def _nested(self, value: Any, where: str, parameters: Mapping[str, Any], request: dict[str, Any]) -> Any:
+        """A JSON body's nested value: its strings rendered, its structure kept; no window or token inside."""
+        if isinstance(value, dict):
+            return {str(k): self._nested(v, f"{where}.{k}", parameters, request) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._nested(v, f"{where}[{i}]", parameters, request) for i, v in enumerate(value)]
+        if not isinstance(value, str):
+            return value
+        text = self._placeholders(self.render(value, where, parameters, request), where)
+        return self._resolved_secret(text, where) if _SECRET.search(text) else text
 
     def _window_option(self, out: dict[str, Any], setting: str, name: str, where: str) -> None:
         incremental = out.get("incremental")
@@ -385,10 +412,13 @@ class _Translator:
         if not auth:
             return None
         kind = self._expect(auth, ("ApiKeyAuthenticator", "BearerAuthenticator", "BasicHttpAuthenticator",
-                                   "NoAuth", "OAuthAuthenticator", "SelectiveAuthenticator"), where)
+                                   "NoAuth", "OAuthAuthenticator", "SelectiveAuthenticator",
+                                   "SessionTokenAuthenticator"), where)
         parameters = auth.get(PARAMETERS) or {}
         if kind == "NoAuth":
             return None
+        if kind == "SessionTokenAuthenticator":
+            return self._session(auth, where, parameters)
         if kind == "SelectiveAuthenticator":
             chosen: Any = self.config.plain
             for step in auth.get("authenticator_selection_path") or []:
@@ -435,6 +465,48 @@ class _Translator:
         if (auth.get("access_token_name") or "access_token") != "access_token" or \
                 (auth.get("expires_in_name") or "expires_in") != "expires_in":
             raise Unsupported("access_token_name/expires_in_name other than the standard", where)
+        return settings
+
+    def _session(self, auth: dict[str, Any], where: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        login = auth.get("login_requester") or {}
+        at = f"{where}.login_requester"
+        self._expect(login, "HttpRequester", at)
+        login_parameters = {**parameters, **(login.get(PARAMETERS) or {})}
+        if str(login.get("http_method") or "GET").upper() != "POST" or login.get("request_parameters") or (
+                login.get("authenticator") or {}).get("type", "NoAuth") != "NoAuth":
+            raise Unsupported("a login that is not a plain POST (query parameters, or an auth of its own)", at)
+        if login.get("request_body_json") and login.get("request_body_data"):
+            raise Unsupported("a login with both a JSON and a form body", at)
+        form = bool(login.get("request_body_data"))
+        body = login.get("request_body_data") if form else login.get("request_body_json")
+        if not isinstance(body or {}, dict):
+            raise Unsupported("a login body that is not a mapping", at)
+        url = self.plain(login.get("url_base"), f"{at}.url_base", login_parameters).rstrip("/")
+        path = self.plain(login.get("path") or "", f"{at}.path", login_parameters).lstrip("/")
+        settings: dict[str, Any] = {
+            "type": "session", "login_url": f"{url}/{path}" if path else url,
+            "body": {str(k): self.secret(v if isinstance(v, str) else str(v), f"{at}.body.{k}", login_parameters)
+                     for k, v in (body or {}).items()},
+            "body_format": "form" if form else "json",
+            "login_headers": {str(k): self.plain(v, f"{at}.request_headers.{k}", login_parameters)
+                              for k, v in (login.get("request_headers") or {}).items()},
+            "token_path": ".".join(self.plain(p, f"{where}.session_token_path", parameters)
+                                   for p in auth.get("session_token_path") or []),
+        }
+        if auth.get("expiration_duration"):
+            settings["lifetime"] = parse_duration(self.plain(auth["expiration_duration"],
+                                                             f"{where}.expiration_duration", parameters))
+        sent = auth.get("request_authentication") or {}
+        sent_kind = self._expect(sent, ("ApiKey", "Bearer"), f"{where}.request_authentication")
+        if sent_kind == "Bearer":
+            settings.update(header="Authorization", prefix="Bearer ")
+        else:
+            option = sent.get("inject_into") or {}
+            if option.get("inject_into") != "header":
+                raise Unsupported(f"a session token injected into {option.get('inject_into')}",
+                                  f"{where}.request_authentication")
+            settings.update(header=self.plain(option.get("field_name"), f"{where}.request_authentication",
+                                              parameters), prefix="")
         return settings
 
     def _error_handler(self, handler: Any, where: str) -> dict[str, Any]:
@@ -571,9 +643,6 @@ class _Translator:
             out["paginator"] = {"type": "page_number", "page_param": token_param, "start_page": start,
                                 "size_param": size_param, "size": size}
         elif kind == "OffsetIncrement":
-            if size is None or size_param is None:
-                raise Unsupported("OffsetIncrement without page_size and page_size_option",
-                                  f"{where}.pagination_strategy")
             out["paginator"] = {"type": "offset", "offset_param": token_param, "limit_param": size_param,
                                 "limit": size}
         else:
@@ -668,6 +737,8 @@ class _Translator:
         if not router:
             return {}
         at = f"{where}.retriever.partition_router"
+        if isinstance(router, list) and len(router) == 1:
+            router = router[0]
         if isinstance(router, list):
             raise Unsupported("several partition routers", at)
         self._expect(router, "SubstreamPartitionRouter", at)
@@ -683,9 +754,8 @@ class _Translator:
             raise Unsupported(f"a parent stream ({parent_name!r}) that is not one of the manifest's streams", at)
         if out.get("incremental"):
             raise Unsupported("a substream with its own incremental_sync", at)
-        if not self.manifest_streams[parent_name].get("incremental_sync"):
-            raise Unsupported(f"a parent ({parent_name}) that is a full refresh (substreams of full-refresh "
-                              "parents are planned)", at)
+        if (self.manifest_streams[parent_name].get("retriever") or {}).get("partition_router"):
+            raise Unsupported(f"a parent ({parent_name}) that is itself a substream", at)
         key = self.plain(config.get("parent_key"), f"{at}.parent_key", parameters)
         field = self.plain(config.get("partition_field"), f"{at}.partition_field", parameters)
         if not re.fullmatch(r"[A-Za-z0-9_]+", key):

@@ -286,7 +286,8 @@ def window_metadata(result: WindowResult) -> dict[str, Any]:
 
 
 def build_refresh_asset(
-    source: ApiSource, stream: Stream, translator: SyncAssetsTranslator, api_key: str, store_key: str
+    source: ApiSource, stream: Stream, translator: SyncAssetsTranslator, api_key: str, store_key: str,
+    deps: Sequence[AssetKey] = (),
 ) -> AssetsDefinition:
     """A full-refresh stream: dynamic partitions, one per chunk of pages, in reading order.
 
@@ -300,7 +301,7 @@ def build_refresh_asset(
     partitions_def = DynamicPartitionsDefinition(name=chunk_partitions_name(source, stream))
     base = _StreamAsset(source, stream, translator, api_key, store_key)
 
-    @base.define(partitions_def, {"sync_assets/kind": "full_refresh"})
+    @base.define(partitions_def, {"sync_assets/kind": "full_refresh"}, deps=list(deps))
     def _refresh(context: AssetExecutionContext) -> Iterator[Any]:
         started = time.monotonic()
         api, store, reader = base.open(context)

@@ -54,7 +54,7 @@ def build_definitions(
     store = store or DEFAULT_STORE
     api_key = api_resource_key(source)
     by_stream: dict[str, AssetsDefinition] = {}
-    for stream in source.streams:  # parents first: a substream takes its parent's partitions
+    for stream in source.streams:  # parents first: a substream takes its parent's partitions (or depends on it)
         if stream.incremental is not None:
             by_stream[stream.name] = build_incremental_asset(source, stream, translator, api_key, STORE_KEY)
         elif stream.parent is None:
@@ -62,10 +62,13 @@ def build_definitions(
     for stream in source.streams:
         if stream.parent is not None:
             parent = by_stream[stream.parent.stream]
-            by_stream[stream.name] = build_substream_asset(source, stream, parent, translator, api_key, STORE_KEY)
+            by_stream[stream.name] = (
+                build_refresh_asset(source, stream, translator, api_key, STORE_KEY, deps=[parent.key])
+                if source.refreshes(stream) else
+                build_substream_asset(source, stream, parent, translator, api_key, STORE_KEY))
     assets = [by_stream[stream.name] for stream in source.streams]
     executor, dead_runs = _shared_with(store)
-    refreshed = [(s.name, by_stream[s.name]) for s in source.streams if s.incremental is None and s.parent is None]
+    refreshed = [(s.name, by_stream[s.name]) for s in source.streams if source.refreshes(s)]
     sensors = [dead_runs]
     if refreshed:
         sensors.append(build_refresh_sensor(source, refreshed, STORE_KEY, refresh_every))

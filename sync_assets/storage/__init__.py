@@ -94,9 +94,9 @@ class TableSpec:
 
     @classmethod
     def of(cls, source: ApiSource, stream: Stream) -> TableSpec:
-        refresh = stream.incremental is None and stream.parent is None
-        return cls(source.name, stream.name, "snapshot" if refresh else "partitions", tuple(stream.primary_keys),
-                   declared_types(stream.json_schema), stream.incremental is not None)
+        kind = "snapshot" if source.refreshes(stream) else "partitions"
+        return cls(source.name, stream.name, kind, tuple(stream.primary_keys), declared_types(stream.json_schema),
+                   stream.incremental is not None)
 
     @property
     def name(self) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from dagster import AssetKey, EnvVar, instance_for_test, materialize
 
 from sync_assets.airbyte_manifest import Unsupported, load_manifest
 from sync_assets.cli import main as cli_main
-from sync_assets.dagster import SyncApiResource, build_definitions
+from sync_assets.dagster import SyncApiResource, build_definitions, chunk_partitions_name
 from sync_assets.demo_api import DemoApi
 from sync_assets.errors import ConfigurationError
 from sync_assets.home import home_under
@@ -22,7 +23,7 @@ from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.spec import ApiSource, load_source
 from sync_assets.storage import TableSpec, open_store
-from sync_assets.storage.layout import store_dir
+from sync_assets.storage.layout import chunk_key, store_dir
 from sync_assets.windows import Window
 from sync_assets_tests.helpers import TOKEN
 
@@ -83,7 +84,9 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
     assert kinds == {"surveys": "incremental on date_modified, daily windows",
                      "survey_responses": "substream of surveys",
                      "stock_prices": "incremental on date, daily windows", "customers": "resumable full refresh",
-                     "orders": "resumable full refresh", "events": "resumable full refresh"}
+                     "orders": "resumable full refresh", "events": "resumable full refresh",
+                     "all_surveys": "resumable full refresh", "all_survey_responses": "substream of all_surveys"}
+    assert "checkpointed per parent" in manifest.kind_of(manifest.stream("all_survey_responses"))
     prices = manifest.stream("stock_prices").incremental
     assert prices is not None and prices.end_inclusive and prices.param_format == "%Y-%m-%d"
     assert manifest.stream("survey_responses").path == "/v3/surveys/{parent[id]}/responses"
@@ -166,7 +169,59 @@ def test_manifest_check_tells_which_manifests_translate_and_what_blocks_the_othe
                                                              "cursor_field": "x"}})
     assert cli_main(["manifest", "check", str(MANIFEST.parent), str(blocked)]) == 2
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("translates: 6 streams (2 incremental, 1 substream of surveys, 3 resumable full refresh)")
+    assert out[0].endswith("translates: 8 streams (2 incremental, 1 substream of surveys, 4 resumable full refresh, "
+                           "1 substream of all_surveys)")
     assert "unsupported: stream customers.retriever.partition_router: component 'ListPartitionRouter'" in out[1]
     assert out[2] == "1 of 2 manifests translate"
     assert cli_main(["manifest", "check", str(MANIFEST)]) == 0
+
+
+def test_a_session_login_and_an_offset_without_a_page_size_read_as_airbyte_declares_them(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = demo_api(token_lifetime=0.5, latency_ms=150, orders=130, customers=230)  # /login tokens live 0.5 s
+    monkeypatch.setenv("DEMO_KEY", TOKEN)
+    data = yaml.safe_load(MANIFEST.read_text())
+    data["definitions"]["requester"]["authenticator"] = {
+        "type": "SessionTokenAuthenticator",
+        "login_requester": {"type": "HttpRequester", "url_base": "{{ config['base_url'] }}", "path": "/login",
+                            "http_method": "POST",
+                            "request_body_json": {"username": "demo", "password": "{{ config['api_key'] }}"}},
+        "session_token_path": ["session", "token"], "expiration_duration": "PT0.4S",
+        "request_authentication": {"type": "Bearer"}}
+    orders = data["definitions"]["orders"]["retriever"]
+    orders["paginator"] = {"type": "DefaultPaginator",  # no page size: the API's own, and stop at an empty page
+                           "page_token_option": {"type": "RequestOption", "inject_into": "request_parameter",
+                                                 "field_name": "offset"},
+                           "pagination_strategy": {"type": "OffsetIncrement"}}
+    orders["record_selector"].pop("record_filter")
+    path = tmp_path / "source-session" / "manifest.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data))
+    source = load_manifest(path, {"base_url": api.url, "api_key": EnvVar("DEMO_KEY"), "start_date": "2024-01-01"})
+    assert source.auth is not None and source.auth.type == "session"
+    assert len({o["id"] for o in _read(source, "orders", tmp_path)}) == 130
+    logins_before = api.stats()["token_requests"]
+    assert len(_read(source, "customers", tmp_path)) == 230  # 5 pages: logs in again as tokens expire
+    assert api.stats()["token_requests"] > logins_before
+
+
+def test_a_substream_of_a_full_refresh_parent_is_a_refresh_asset_that_depends_on_its_parent(
+    sources: tuple[ApiSource, ApiSource], tmp_path: Path
+) -> None:
+    manifest, _ = sources
+    defs = build_definitions(manifest, api=SyncApiResource(base_url=manifest.base_url, rate_limits=[]))
+    parent, child = (defs.get_assets_def(AssetKey(["demo", name])) for name in ("all_surveys", "all_survey_responses"))
+    assert parent.key in child.asset_deps[child.key]
+    with instance_for_test() as instance:
+        for asset in (parent, child):
+            stream = manifest.stream(asset.key.path[-1])
+            instance.add_dynamic_partitions(chunk_partitions_name(manifest, stream), [chunk_key(1, 0)])
+            result = materialize([asset], instance=instance, resources=defs.resources, partition_key=chunk_key(1, 0))
+            assert result.success
+        store = open_store(store_dir(home_under(Path(instance.root_directory))))
+        surveys = list(store.snapshot_records(TableSpec("demo", "all_surveys", "snapshot")))
+        responses = list(store.snapshot_records(TableSpec("demo", "all_survey_responses", "snapshot")))
+        assert len(surveys) == 400
+        assert sorted(r["id"] for r in responses) == sorted(
+            r["id"] for s in surveys for r in _read(manifest, "all_survey_responses", tmp_path, parent=s))
