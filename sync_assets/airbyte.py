@@ -43,7 +43,7 @@ from sync_assets.secrets import Env
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.spooled import encode_record, spool_windows
 from sync_assets.state import FULL_REFRESH_COMPLETE, covered_windows, date_range_state, refresh_state
-from sync_assets.substream import ParentPages, parent_id
+from sync_assets.substream import Listing, parent_id, refresh_pages
 from sync_assets.windows import (
     Window,
     as_utc,
@@ -340,13 +340,12 @@ class Read:
             return self._substream(reader, state)
         if stream.incremental is not None:
             return self._windows(reader, state)
-        pages: PageSource = reader
-        if stream.parent is not None:  # over a full-refresh parent: its parents read whole, then one page each
-            parent = self.source.stream(stream.parent.stream)
-            parents_reader = StreamReader(self.source, parent, reader.client)
-            pages = ParentPages(reader, parent, lambda: (r for p in parents_reader.pages(RequestStats())
-                                                         for r in p.records))
-        return self._refresh(pages, self.states.get(stream.name))
+
+        def read_whole(parent: Stream) -> Listing:  # a full-refresh parent: read whole, then a page per parent
+            parents = StreamReader(self.source, parent, reader.client)
+            return lambda: (record for page in parents.pages(RequestStats()) for record in page.records)
+
+        return self._refresh(refresh_pages(reader, read_whole), self.states.get(stream.name))
 
     def _running(self, stream: Stream, records: int) -> None:
         """RUNNING, once, when the stream's first records go out."""

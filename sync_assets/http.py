@@ -25,7 +25,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -109,6 +109,8 @@ class ApiResponse:
     links: Mapping[str, Mapping[str, str]]
     auth_params: frozenset[str]
     method: str = "GET"
+    ignored: int | None = None
+    """The status of an error response the stream ignores (``ignore_statuses``): no records, no next page."""
 
     @property
     def where(self) -> str:
@@ -234,9 +236,9 @@ class HttpClient:
 
     def request(self, url: str, params: Mapping[str, Any], stats: RequestStats,
                 headers: Mapping[str, str] | None = None, method: str = "GET",
-                body: Mapping[str, Any] | None = None) -> ApiResponse:
+                body: Mapping[str, Any] | None = None, ignore: Collection[int] = ()) -> ApiResponse:
         """One request (GET, or POST with a JSON ``body``) with the retry policy; raises a classified
-        ``SyncError`` when it cannot succeed."""
+        ``SyncError`` when it cannot succeed. A status in ``ignore`` is an answer with nothing in it."""
         policy = self._retry
         counts = {"errors": 0, "throttles": 0}  # 5xx/timeouts/resets, and 429s: each backs off on its own
 
@@ -272,10 +274,10 @@ class HttpClient:
             stop=stop, wait=wait, retry=retry_if_exception_type(TransientError), before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._send, url, params, stats, headers, method, body)
+        return retrying(self._send, url, params, stats, headers, method, body, ignore)
 
     def _send(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
-              method: str, body: Mapping[str, Any] | None) -> ApiResponse:
+              method: str, body: Mapping[str, Any] | None, ignore: Collection[int]) -> ApiResponse:
         if self._refused is not None:  # another thread of this run was refused: knocking again cannot help
             raise CredentialsRefused(f"not sent: {self._refused}")
         response = self._attempt(url, params, stats, headers, method, body)
@@ -283,7 +285,7 @@ class HttpClient:
             # The token expired early, or was revoked: fetch a new one, once; a 401 to that is a refusal.
             self._tokens.renew(response.request.headers)
             response = self._attempt(url, params, stats, headers, method, body)
-        return self._answer(response, stats, method)
+        return self._answer(response, stats, method, ignore)
 
     def _attempt(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
                  method: str, body: Mapping[str, Any] | None) -> requests.Response:
@@ -321,9 +323,15 @@ class HttpClient:
             raise TransientError(f"{type(exc).__name__} on {method} {mask_url(url)}: the API did not answer in time, "
                                  "or the connection broke") from None
 
-    def _answer(self, response: requests.Response, stats: RequestStats, method: str) -> ApiResponse:
+    def _answer(self, response: requests.Response, stats: RequestStats, method: str, ignore: Collection[int] = ()
+                ) -> ApiResponse:
         stats.add(bytes=len(response.content))
         status = response.status_code
+        if status in ignore:
+            log.warning("%s %s on %s %s: ignored, as the stream's ignore_statuses say (no records, no next page)",
+                        status, response.reason, method, mask_url(response.url))
+            return ApiResponse(response.url, None, response.headers, response.links, self._auth_params, method,
+                               ignored=status)
         if status < 300:
             try:
                 decoded = json.loads(response.content)

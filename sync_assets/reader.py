@@ -151,7 +151,11 @@ class StreamReader:
             body = stream_body
             if stream.params_in == "body":  # the window's, the paginator's and the stream's params, in the body
                 body, request_params = {**(body or {}), **request_params}, {}
-            response = self.client.request(request_url, request_params, stats, headers, stream.method, body)
+            response = self.client.request(request_url, request_params, stats, headers, stream.method, body,
+                                           stream.ignore_statuses)
+            if response.ignored is not None:  # an answer the stream reads as empty, and the last of its pages
+                yield Page([], token, None)
+                return
             records = select_records(response, stream.records_path)
             try:
                 next_token = stream.paginator.next_token(response, records, token)

@@ -34,6 +34,21 @@ def dig(obj: Any, path: str | None) -> Any:
     return obj
 
 
+def dig_matches(obj: Any, path: str) -> list[Any]:
+    """Every value at ``path``, whose ``*`` steps match every item of a list or value of an object
+    (``items.*.snippet``: each item's snippet). A match that is itself a list gives its items."""
+    found: list[Any] = [obj]
+    for part in path.split("."):
+        step: list[Any] = []
+        for value in found:
+            if part == "*":
+                step.extend(value if isinstance(value, list) else value.values() if isinstance(value, dict) else [])
+            elif (item := dig(value, part)) is not None:
+                step.append(item)
+        found = step
+    return [item for value in found for item in (value if isinstance(value, list) else [value])]
+
+
 def dig_each(objects: list[Any], path: str) -> list[Any]:
     """``dig(obj, path)`` of each object: a cursor or key of every record of a page. A plain field
     name, the common case, is one dictionary lookup."""
@@ -45,7 +60,7 @@ def dig_each(objects: list[Any], path: str) -> list[Any]:
 def select_records(response: ApiResponse, path: str | None) -> list[dict[str, Any]]:
     """The list of records at ``path`` in a response's body. Only a failure names the request: masking
     its URL costs more than the rest of this."""
-    records = dig(response.body, path)
+    records = dig_matches(response.body, path) if path and "*" in path.split(".") else dig(response.body, path)
     if not isinstance(records, list):
         found = "nothing" if records is None else type(records).__name__
         raise SyncSystemError(

@@ -28,7 +28,7 @@ from sync_assets.http import RequestStats
 from sync_assets.reader import PageSource, StreamReader
 from sync_assets.storage import Checkpoint, Published, RefreshState, Stage, Store, TableSpec
 from sync_assets.storage.layout import chunk_key, chunk_scope, refresh_scope
-from sync_assets.substream import ParentPages, published_parents
+from sync_assets.substream import published_parents, refresh_pages
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,7 @@ class FullRefresh:
 
     def __init__(self, reader: StreamReader, store: Store, concurrency: int) -> None:
         self.reader, self.store, self.concurrency = reader, store, concurrency
-        parent = reader.source.stream(reader.stream.parent.stream) if reader.stream.parent is not None else None
-        self.pages: PageSource = reader if parent is None else ParentPages(
-            reader, parent, published_parents(store, reader, parent))
+        self.pages: PageSource = refresh_pages(reader, lambda parent: published_parents(store, reader, parent))
         self.table = TableSpec.of(reader.source, reader.stream)
         self.source, self.stream = reader.source.name, reader.stream.name
         self.published: Published | None = None

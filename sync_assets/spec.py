@@ -30,14 +30,15 @@ from sync_assets.windows import Incremental
 # Names become asset keys, file names and table names, so they are kept to a safe alphabet.
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
-# The only placeholders a path may hold: fields of the parent record, e.g. /surveys/{parent[id]}/responses.
-PARENT_FIELD = re.compile(r"\{parent\[([A-Za-z0-9_]+)\]\}")
+# The only placeholders a request may hold: fields of the parent record (/surveys/{parent[id]}/responses), or
+# the value of a for_each list (/quotes/{each[symbol]}).
+PARENT_FIELD = re.compile(r"\{(parent|each)\[([A-Za-z0-9_]+)\]\}")
 
 
 def _filled(value: Any, parent_record: dict[str, Any] | None) -> Any:
     if parent_record is None or not isinstance(value, str):
         return value
-    return PARENT_FIELD.sub(lambda m: str(parent_record.get(m.group(1), "")), value)
+    return PARENT_FIELD.sub(lambda m: str(parent_record.get(m.group(2), "")), value)
 
 
 class Parent(BaseModel):
@@ -69,6 +70,15 @@ class CustomTransform(BaseModel):
         return call(self.class_path, "transform", self._impl, record, parent_record)
 
 
+class ForEach(BaseModel):
+    """A fixed list the stream is read over: once per value (per combination, with several lists), the value
+    filling ``{each[field]}`` in the path, parameters, headers or body (e.g. one read per ticker symbol)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    field: str = Field(pattern=r"^[A-Za-z0-9_]+$", description="The placeholder's name: {each[field]}.")
+    values: list[str | int] = Field(min_length=1)
+
+
 class Stream(BaseModel):
     """One endpoint read as one table (and, in Dagster, one asset)."""
 
@@ -80,12 +90,18 @@ class Stream(BaseModel):
     paginator: Paginator = Field(default_factory=NoPagination)
     incremental: Incremental | None = Field(None, description="Omit for a resumable full refresh.")
     parent: Parent | None = Field(None, description="Read once per parent record; path uses {parent[field]}.")
+    for_each: list[ForEach] = Field(
+        default_factory=list, description="Read once per value of fixed lists (a full refresh over them); the "
+                                          "request uses {each[field]}.")
     chunk_pages: int = Field(10, ge=1, description="Pages per partition (checkpoint chunk) of a full refresh.")
     params: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Query parameters; a substream's may use {parent[field]}.")
     headers: dict[str, str] = Field(
         default_factory=dict,
         description="Sent with this stream's requests (over the source's); may use {parent[field]}.")
+    ignore_statuses: list[int] = Field(
+        default_factory=list, description="HTTP error statuses read as an empty last page, not a failure (e.g. 404 "
+                                          "for a child that went away between the parent's read and its own).")
     method: Literal["GET", "POST"] = "GET"
     body: dict[str, Any] | None = Field(None, description="POST: the JSON body; its strings may use {parent[field]}.")
     params_in: Literal["query", "body"] = Field(
@@ -118,33 +134,51 @@ class Stream(BaseModel):
         out = [self._transform(record, parent_record) for record in records]
         return [record for record in out if record is not None]
 
+    @field_validator("ignore_statuses")
+    @classmethod
+    def _ignorable(cls, statuses: list[int]) -> list[int]:
+        wrong = [status for status in statuses if not 400 <= status < 600 or status == 429]
+        if wrong:
+            raise ValueError(f"ignore_statuses takes HTTP error statuses (4xx, 5xx) but 429, which the budget "
+                             f"handles; got {wrong}")
+        return statuses
+
     @model_validator(mode="after")
     def _path_fits_parent(self) -> Stream:
-        uses_parent = [f"{where} {name}" for where, values in (("param", self.params), ("header", self.headers))
-                       for name, value in values.items() if isinstance(value, str) and PARENT_FIELD.search(value)]
-        if self.body is not None and PARENT_FIELD.search(json.dumps(self.body)):
-            uses_parent.append("body")
-        if (uses_parent or self.include_from_parent) and self.parent is None:
-            what = ", ".join(uses_parent) or "include_from_parent"
+        texts = {"path": self.path, **{f"param {k}": v for k, v in self.params.items() if isinstance(v, str)},
+                 **{f"header {k}": v for k, v in self.headers.items()}}
+        if self.body is not None:
+            texts["body"] = json.dumps(self.body)
+        used = {(kind, field) for text in texts.values() for kind, field in PARENT_FIELD.findall(text)}
+        by_parent = [where for where, text in texts.items()
+                     if any(kind == "parent" for kind, _ in PARENT_FIELD.findall(text))]
+        if (by_parent or self.include_from_parent) and self.parent is None:
+            what = ", ".join(by_parent) or "include_from_parent"
             raise ValueError(f"{what} uses the parent record, but the stream has no parent; "
                              "add parent: {stream: ...}")
+        lists = {each.field for each in self.for_each}
+        unknown = sorted(field for kind, field in used if kind == "each" and field not in lists)
+        if unknown:
+            raise ValueError(f"the request uses {{each[{unknown[0]}]}}, but no for_each list has field "
+                             f"{unknown[0]!r}; add for_each: [{{field: {unknown[0]}, values: [...]}}]")
         if self.method == "GET" and (self.body is not None or self.params_in == "body"):
             raise ValueError("body and params_in: body need method: POST (a GET request has no body)")
-        placeholders = re.findall(r"\{[^}]*\}", self.path)
-        bad = [p for p in placeholders if not PARENT_FIELD.fullmatch(p)]
+        bad = [p for p in re.findall(r"\{[^}]*\}", self.path) if not PARENT_FIELD.fullmatch(p)]
         if bad:
-            raise ValueError(f"path placeholders must look like {{parent[field]}}; found {', '.join(bad)}")
-        if placeholders and self.parent is None:
-            raise ValueError("path uses {parent[...]} but the stream has no parent; add parent: {stream: ...}")
+            raise ValueError(f"path placeholders must look like {{parent[field]}} or {{each[field]}}; found "
+                             f"{', '.join(bad)}")
         if self.parent is not None and self.incremental is not None:
             raise ValueError("a substream takes its windows from its parent; remove its incremental block")
+        if self.for_each and (self.incremental is not None or self.parent is not None):
+            raise ValueError("for_each is supported on full-refresh streams without a parent (not yet on "
+                             "incremental streams or substreams)")
         return self
 
     def path_for(self, parent_record: dict[str, Any] | None) -> str:
         """The request path, with the parent record's fields filled in (URL-quoted)."""
         if parent_record is None:
             return self.path
-        return PARENT_FIELD.sub(lambda m: quote(str(parent_record.get(m.group(1), "")), safe=""), self.path)
+        return PARENT_FIELD.sub(lambda m: quote(str(parent_record.get(m.group(2), "")), safe=""), self.path)
 
     def params_for(self, parent_record: dict[str, Any] | None) -> dict[str, Any]:
         """The query parameters, with the parent record's fields filled in (requests encodes them)."""
@@ -277,6 +311,9 @@ class ApiSource(BaseModel):
 
     def kind_of(self, stream: Stream) -> str:
         """How ``stream`` is synced, in words (asset descriptions, ``sync-assets check``)."""
+        if stream.for_each:
+            return (f"resumable full refresh for each {' x '.join(each.field for each in stream.for_each)}: one "
+                    "read per value, checkpointed per value")
         if stream.parent is not None and self.stream(stream.parent.stream).incremental is None:
             return (f"substream of {stream.parent.stream}: a resumable full refresh over its published parents, "
                     "checkpointed per parent")

@@ -13,7 +13,9 @@ partition is published (data and state together) once all of its parents are don
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -26,7 +28,7 @@ from typing import Any
 from sync_assets.concurrency import completed
 from sync_assets.errors import ConfigurationError, SyncError, SyncSystemError
 from sync_assets.http import RequestStats
-from sync_assets.reader import Page, StreamReader
+from sync_assets.reader import Page, PageSource, StreamReader
 from sync_assets.records import dig
 from sync_assets.spec import Stream
 from sync_assets.storage import PartitionState, Published, Stage, Store, TableSpec
@@ -178,9 +180,10 @@ def _publish_ready(
 
 
 class ParentPages:
-    """A substream of a full-refresh parent, read as pages: page *i* is the children of the parent at *i*
-    among ``listing()`` (the parent's published snapshot in Dagster, a read of the parent in Airbyte's
-    protocol), ordered by the parent's identity (``parent_id``).
+    """A stream read once per parent, as pages: page *i* is the records read for the parent at *i* among
+    ``listing()``, ordered by the parent's ``identity``. The parents are a full-refresh parent's records (its
+    published snapshot in Dagster, a read of it in Airbyte's protocol), or the combinations of a stream's
+    ``for_each`` lists.
 
     The token of a page is its parent's identity, so a refresh that resumes (in a later run, after the
     parent published a new snapshot) continues after the last parent it finished, as keyset pagination
@@ -190,8 +193,9 @@ class ParentPages:
 
     random_access = True
 
-    def __init__(self, reader: StreamReader, parent: Stream, listing: Callable[[], Iterable[dict[str, Any]]]) -> None:
-        self.reader, self.parent, self._listing = reader, parent, listing
+    def __init__(self, reader: StreamReader, identity: Callable[[dict[str, Any]], str],
+                 listing: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        self.reader, self._identity, self._listing = reader, identity, listing
         self._parents: list[tuple[str, dict[str, Any]]] | None = None
         self._lock = threading.Lock()
 
@@ -203,7 +207,7 @@ class ParentPages:
         """(identity, record) of every parent, in identity order; listed once."""
         with self._lock:
             if self._parents is None:
-                by_id = {parent_id(self.parent, record): record for record in self._listing()}
+                by_id = {self._identity(record): record for record in self._listing()}
                 self._parents = sorted(by_id.items())
             return self._parents
 
@@ -226,7 +230,29 @@ class ParentPages:
             yield Page(children, None if index == 0 else ident, following, total_pages=total)
 
 
-def published_parents(store: Store, reader: StreamReader, parent: Stream) -> Callable[[], Iterator[dict[str, Any]]]:
+Listing = Callable[[], Iterable[dict[str, Any]]]
+"""How a full refresh over parents finds them: the parent's published snapshot, or a read of the parent."""
+
+
+def refresh_pages(reader: StreamReader, parents_of: Callable[[Stream], Listing]) -> PageSource:
+    """What a full refresh of ``reader``'s stream reads: its API's pages, or one page per parent (of a
+    full-refresh parent, listed by ``parents_of``) or per combination of its ``for_each`` values."""
+    stream = reader.stream
+    if stream.parent is not None:
+        parent = reader.source.stream(stream.parent.stream)
+        return ParentPages(reader, functools.partial(parent_id, parent), parents_of(parent))
+    if stream.for_each:
+        fields = [each.field for each in stream.for_each]
+
+        def combinations() -> Iterator[dict[str, Any]]:
+            for values in itertools.product(*(each.values for each in stream.for_each)):
+                yield dict(zip(fields, values, strict=True))
+
+        return ParentPages(reader, lambda record: json.dumps([record[f] for f in fields]), combinations)
+    return reader
+
+
+def published_parents(store: Store, reader: StreamReader, parent: Stream) -> Listing:
     """The listing of a parent's published snapshot, refused with advice while it has none."""
     table = TableSpec.of(reader.source, parent)
 

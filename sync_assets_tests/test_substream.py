@@ -12,6 +12,7 @@ import requests
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
+from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader, open_client
 from sync_assets.refresh import ChunkResult, FullRefresh
 from sync_assets.spec import ApiSource, source_from_dict
@@ -177,3 +178,34 @@ def test_a_substream_of_a_full_refresh_parent_is_refreshed_over_its_published_pa
     assert finished.published is not None and finished.refresh == failing.refresh  # the same refresh, resumed
     assert len([r for r in second if r.checkpoint is not None]) == sum(1 for r in first if r.error is not None)
     assert sorted(r["id"] for r in stored(store, "survey_responses")) == truth  # each child once
+
+
+def test_for_each_reads_a_stream_once_per_combination_of_its_lists_as_a_resumable_full_refresh(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+) -> None:
+    api, store = demo_api(surveys=50), open_store(store_location)
+    ids = [3, 17, 42, 999]  # survey 999 does not exist: 404, ignored
+    responses = {**STREAMS[1], "parent": None, "path": "/v3/surveys/{each[survey_id]}/responses",
+                 "ignore_statuses": [404],
+                 "params": {"per_page": "{each[size]}"},
+                 "paginator": {"type": "page_number", "size_param": None, "size": None},  # to an empty page
+                 "for_each": [{"field": "survey_id", "values": ids}, {"field": "size", "values": [5, 100]}],
+                 "chunk_pages": 2}
+    src = source_from_dict(make_source_data(api.url, [responses]))
+    assert src.refreshes(src.stream("survey_responses"))
+    assert src.kind_of(src.stream("survey_responses")).startswith("resumable full refresh for each survey_id x size")
+    client = open_client(src, tmp_path)
+    runner = FullRefresh(StreamReader(src, src.stream("survey_responses"), client), store, concurrency=4)
+    results = list(runner.run())
+    client.close()
+    assert runner.published is not None and len(results) == 4  # 8 combinations, 2 a chunk
+    truth = sorted(r["id"] for survey in ids[:3] for r in data.survey_responses(0, survey))
+    assert sorted(r["id"] for r in stored(store, "survey_responses")) == sorted(truth * 2)  # each size reads all
+    with pytest.raises(ConfigurationError, match=r"no for_each list has field 'page'"):
+        source_from_dict(make_source_data(api.url, [{**responses, "path": "/v3/surveys/{each[page]}/responses"}]))
+    unignored = source_from_dict(make_source_data(api.url, [{**responses, "ignore_statuses": []}]))
+    client = open_client(unignored, tmp_path)
+    reader = StreamReader(unignored, unignored.stream("survey_responses"), client)
+    with pytest.raises(ConfigurationError, match="404 Not Found"):  # not ignored: a failure, as before
+        list(reader.pages(RequestStats(), parent={"survey_id": 999, "size": 5}))
+    client.close()

@@ -16,7 +16,7 @@ from sync_assets.airbyte_manifest.resolve import read_manifest
 from sync_assets.airbyte_manifest.translate import Unsupported, load_manifest
 from sync_assets.errors import ConfigurationError
 
-_STAND_INS = {"integer": 1, "number": 1, "boolean": False, "array": [], "object": {}}
+_STAND_INS = {"integer": 1, "number": 1, "boolean": False, "object": {}}
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ def _stand_in(prop: dict[str, Any]) -> Any:
                 for key, value in (options[0].get("properties") or {}).items() if isinstance(value, dict)}
     kind = prop.get("type")
     kind = next((k for k in kind if k != "null"), "string") if isinstance(kind, list) else kind
+    if kind == "array":  # one item: a list of values that fans a stream out must not be empty
+        return [_stand_in(prop["items"]) if isinstance(prop.get("items"), dict) else "x-check-stand-in"]
     if kind in _STAND_INS:
         return _STAND_INS[kind]
     if prop.get("format") == "date" or "%Y-%m-%d$" in str(prop.get("pattern_descriptor", "")):

@@ -20,7 +20,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from sync_assets.airbyte_manifest.interpolation import Template, TemplateFailed, parse_duration, str_to_datetime
+from sync_assets.airbyte_manifest.interpolation import (
+    Template,
+    TemplateFailed,
+    literal,
+    parse_duration,
+    str_to_datetime,
+)
 from sync_assets.airbyte_manifest.resolve import PARAMETERS, read_manifest
 from sync_assets.errors import ConfigurationError
 from sync_assets.redaction import register_secret
@@ -32,10 +38,11 @@ SUPPORTED = (
     "DeclarativeSource, DeclarativeStream, SimpleRetriever, HttpRequester, RecordSelector, DpathExtractor, "
     "RecordFilter, InlineSchemaLoader, DefaultPaginator (CursorPagination, PageIncrement, OffsetIncrement), "
     "NoPagination, RequestOption (request_parameter, header), RequestPath, DatetimeBasedCursor, MinMaxDatetime, "
-    "SubstreamPartitionRouter with one ParentStreamConfig, ApiKeyAuthenticator, "
+    "SubstreamPartitionRouter with one ParentStreamConfig, ListPartitionRouters (on full refreshes), "
+    "ApiKeyAuthenticator, "
     "BearerAuthenticator, BasicHttpAuthenticator, OAuthAuthenticator (no refresh_token_updater), "
     "SelectiveAuthenticator, NoAuth, DefaultErrorHandler, CompositeErrorHandler, HttpResponseFilter "
-    "(RETRY, RATE_LIMITED, FAIL), ExponentialBackoffStrategy, ConstantBackoffStrategy, WaitTimeFromHeader, "
+    "(RETRY, RATE_LIMITED, FAIL, IGNORE), ExponentialBackoffStrategy, ConstantBackoffStrategy, WaitTimeFromHeader, "
     "AddFields, RemoveFields, KeysToLower, Spec, CheckStream, $ref, $parameters"
 )
 
@@ -285,7 +292,8 @@ class _Translator:
             out["description"] = f"Airbyte stream {name!r}"
         slice_names = self._incremental(component, out, where)
         partition = self._partition(retriever, out, where)
-        request = {"stream_slice": {**slice_names, **{field: f"{{parent[{key}]}}" for field, key in partition.items()}},
+        request = {"stream_slice": {**slice_names, **{field: f"{{{kind}[{key}]}}"
+                                                      for field, (kind, key) in partition.items()}},
                    "next_page_token": {"next_page_token": _TOKEN}}
         self._requester(retriever.get("requester") or {}, out, f"{where}.retriever.requester", request)
         self._selector(retriever.get("record_selector") or {}, out, f"{where}.retriever.record_selector")
@@ -350,7 +358,7 @@ class _Translator:
             out["body"] = body
         self._shared("_auth", self._authenticator(requester.get("authenticator"), f"{where}.authenticator"),
                      where, "authenticator")
-        self._shared("_retry", self._error_handler(requester.get("error_handler"), f"{where}.error_handler"),
+        self._shared("_retry", self._error_handler(requester.get("error_handler"), f"{where}.error_handler", out),
                      where, "error_handler")
 
     def _mapping(self, value: Any, where: str, parameters: Mapping[str, Any], request: dict[str, Any],
@@ -509,9 +517,10 @@ class _Translator:
                                               parameters), prefix="")
         return settings
 
-    def _error_handler(self, handler: Any, where: str) -> dict[str, Any]:
+    def _error_handler(self, handler: Any, where: str, out: dict[str, Any]) -> dict[str, Any]:
         """Error handlers onto the engine's retries: 429 and 5xx are retried (with the API's wait headers
-        honoured) and other 4xx fail, which is what most handlers spell out; anything else is refused."""
+        honoured) and other 4xx fail, which is what most handlers spell out; IGNORE becomes the stream's
+        ``ignore_statuses``; anything else is refused."""
         if not handler:
             return {}
         kind = self._expect(handler, ("DefaultErrorHandler", "CompositeErrorHandler"), where)
@@ -538,27 +547,32 @@ class _Translator:
                         raise Unsupported("WaitTimeFromHeader.regex", f"{at}.backoff_strategies")
                     headers.append(str(strategy.get("header")))
             for filter_ in one.get("response_filters") or []:
-                self._response_filter(filter_, f"{at}.response_filters")
+                ignored = self._response_filter(filter_, f"{at}.response_filters")
+                if ignored:
+                    out["ignore_statuses"] = sorted({*out.get("ignore_statuses", []), *ignored})
         settings: dict[str, Any] = {"retry": retry} if retry else {}
         if headers:
             defaults = ["Retry-After", "RateLimit-Reset", "RateLimit", "X-RateLimit-Reset"]
             settings["rate_limit_headers"] = {"reset": list(dict.fromkeys([*headers, *defaults]))}
         return settings
 
-    def _response_filter(self, filter_: dict[str, Any], where: str) -> None:
+    def _response_filter(self, filter_: dict[str, Any], where: str) -> set[int]:
+        """The statuses the filter ignores (read as an empty last page); nothing for what our retries do."""
         self._expect(filter_, "HttpResponseFilter", where)
         action = filter_.get("action")
         codes = set(filter_.get("http_codes") or [])
         matches = codes or filter_.get("error_message_contains") or filter_.get("predicate")
         if not matches:
-            return  # matches no response: the CDK's default handling applies, and so does ours
+            return set()  # matches no response: the CDK's default handling applies, and so does ours
         if filter_.get("error_message_contains") or filter_.get("predicate"):
             raise Unsupported("an HttpResponseFilter matched by message or predicate", where)
         retried = {code for code in codes if code == 429 or code >= 500}
         if action in ("RETRY", "RATE_LIMITED") and retried == codes:
-            return
+            return set()
         if action == "FAIL" and not retried:
-            return
+            return set()
+        if action == "IGNORE" and 429 not in codes and all(400 <= code < 600 for code in codes):
+            return codes
         raise Unsupported(f"{action} for HTTP {', '.join(map(str, sorted(codes)))}", where)
 
     # --- records ----------------------------------------------------------------------------------------------
@@ -570,11 +584,11 @@ class _Translator:
         parameters = extractor.get(PARAMETERS) or {}
         path = [self.plain(step, f"{where}.extractor.field_path", parameters) for step in
                 extractor.get("field_path") or []]
-        if any(step == "*" or "." in step for step in path):
-            raise Unsupported("a field_path with '*' or a '.' in a key", f"{where}.extractor.field_path")
+        if any("." in step for step in path):
+            raise Unsupported("a field_path with a '.' in a key", f"{where}.extractor.field_path")
         out["records_path"] = ".".join(path)
 
-    def _transformations(self, steps: list[Any], selector: dict[str, Any], partition: dict[str, str],
+    def _transformations(self, steps: list[Any], selector: dict[str, Any], partition: dict[str, tuple[str, str]],
                          out: dict[str, Any], where: str, parameters: Mapping[str, Any]) -> None:
         record_filter = selector.get("record_filter")
         condition = None
@@ -602,7 +616,8 @@ class _Translator:
             return
         out["transform"] = {"class": "sync_assets.airbyte_manifest.parts:RecordPipeline",
                             "options": {"steps": kept, "condition": condition, "parameters": dict(parameters),
-                                        "partition": partition, "config": self.config.plain, "stream": out["name"]}}
+                                        "partition": {field: key for field, (_, key) in partition.items()},
+                                        "config": self.config.plain, "stream": out["name"]}}
 
     def _record_template(self, text: Any, where: str) -> None:
         template = Template(str(text), where)
@@ -732,16 +747,25 @@ class _Translator:
                 raise ConfigurationError(f"{where}: {text!r} is not a date in the format {fmt!r}; fix the config "
                                          "value it comes from") from None
 
-    def _partition(self, retriever: dict[str, Any], out: dict[str, Any], where: str) -> dict[str, str]:
+    def _partition(self, retriever: dict[str, Any], out: dict[str, Any], where: str) -> dict[str, tuple[str, str]]:
+        """The stream's partition router as a parent or for_each lists; its partition fields, each with the
+        placeholder kind (parent or each) and the key in the record that fills it."""
         router = retriever.get("partition_router")
         if not router:
             return {}
         at = f"{where}.retriever.partition_router"
-        if isinstance(router, list) and len(router) == 1:
-            router = router[0]
-        if isinstance(router, list):
-            raise Unsupported("several partition routers", at)
-        self._expect(router, "SubstreamPartitionRouter", at)
+        routers = router if isinstance(router, list) else [router]
+        kinds = [self._expect(r, ("SubstreamPartitionRouter", "ListPartitionRouter"), at) for r in routers]
+        if set(kinds) == {"ListPartitionRouter"}:
+            if out.get("incremental"):
+                raise Unsupported("a ListPartitionRouter on an incremental stream", at)
+            fields: dict[str, tuple[str, str]] = {}
+            for index, one in enumerate(routers):
+                fields.update(self._list_router(one, out, f"{at}[{index}]" if len(routers) > 1 else at))
+            return fields
+        if len(routers) > 1:
+            raise Unsupported("several partition routers with a SubstreamPartitionRouter among them", at)
+        router = routers[0]
         configs = router.get("parent_stream_configs") or []
         if len(configs) != 1:
             raise Unsupported(f"{len(configs)} parent_stream_configs (one is supported)", at)
@@ -764,12 +788,34 @@ class _Translator:
             if config.get(unsupported):
                 raise Unsupported(f"ParentStreamConfig.{unsupported}", f"{at}.{unsupported}")
         out["parent"] = {"stream": self.names[parent_name]}
-        option = config.get("request_option")
-        if option:
-            self._expect(option, "RequestOption", f"{at}.request_option")
-            name = self.plain(option.get("field_name"), f"{at}.request_option.field_name", parameters)
-            target = {"request_parameter": "params", "header": "headers"}.get(option.get("inject_into"))
-            if target is None:
-                raise Unsupported(f"a partition injected into {option.get('inject_into')}", f"{at}.request_option")
-            out.setdefault(target, {})[name] = f"{{parent[{key}]}}"
-        return {field: key}
+        self._partition_option(config.get("request_option"), f"{{parent[{key}]}}", out, f"{at}.request_option",
+                               parameters)
+        return {field: ("parent", key)}
+
+    def _list_router(self, router: dict[str, Any], out: dict[str, Any], at: str) -> dict[str, tuple[str, str]]:
+        parameters = router.get(PARAMETERS) or {}
+        field = self.plain(router.get("cursor_field"), f"{at}.cursor_field", parameters)
+        if not re.fullmatch(r"[A-Za-z0-9_]+", field):
+            raise Unsupported(f"a cursor_field that is not a plain name ({field!r})", f"{at}.cursor_field")
+        values = router.get("values")
+        if isinstance(values, str):
+            values = literal(self.plain(values, f"{at}.values", parameters))
+        if not isinstance(values, list) or not values or not all(isinstance(v, str | int) for v in values):
+            raise ConfigurationError(f"{at}.values: expected a non-empty list of strings or numbers, got "
+                                     f"{values!r}; check the config values it comes from")
+        out.setdefault("for_each", []).append({"field": field, "values": values})
+        self._partition_option(router.get("request_option"), f"{{each[{field}]}}", out, f"{at}.request_option",
+                               parameters)
+        return {field: ("each", field)}
+
+    def _partition_option(self, option: Any, placeholder: str, out: dict[str, Any], where: str,
+                          parameters: Mapping[str, Any]) -> None:
+        """A partition's value sent as a query parameter or a header (RequestOption)."""
+        if not option:
+            return
+        self._expect(option, "RequestOption", where)
+        name = self.plain(option.get("field_name"), f"{where}.field_name", parameters)
+        target = {"request_parameter": "params", "header": "headers"}.get(str(option.get("inject_into")))
+        if target is None:
+            raise Unsupported(f"a partition injected into {option.get('inject_into')}", where)
+        out.setdefault(target, {})[name] = placeholder

@@ -85,7 +85,10 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
                      "survey_responses": "substream of surveys",
                      "stock_prices": "incremental on date, daily windows", "customers": "resumable full refresh",
                      "orders": "resumable full refresh", "events": "resumable full refresh",
-                     "all_surveys": "resumable full refresh", "all_survey_responses": "substream of all_surveys"}
+                     "all_surveys": "resumable full refresh", "all_survey_responses": "substream of all_surveys",
+                     "chosen_survey_responses": "resumable full refresh for each survey_id"}
+    chosen = manifest.stream("chosen_survey_responses")
+    assert chosen.for_each[0].values == [3, 17, 42, 999] and chosen.ignore_statuses == [404]  # the spec's default
     assert "checkpointed per parent" in manifest.kind_of(manifest.stream("all_survey_responses"))
     prices = manifest.stream("stock_prices").incremental
     assert prices is not None and prices.end_inclusive and prices.param_format == "%Y-%m-%d"
@@ -127,10 +130,10 @@ CONFIG = {"base_url": "http://127.0.0.1:1", "api_key": "k", "start_date": "2024-
 @pytest.mark.parametrize(("change", "named"), [
     ({"paginator": {"type": "DefaultPaginator", "pagination_strategy": {"type": "CustomPaginationStrategy"}}},
      "stream customers.retriever.paginator.pagination_strategy: component 'CustomPaginationStrategy'"),
-    ({"partition_router": {"type": "ListPartitionRouter", "values": ["a"], "cursor_field": "x"}},
-     "stream customers.retriever.partition_router: component 'ListPartitionRouter'"),
-    ({"record_selector": {"type": "RecordSelector", "extractor": {"type": "DpathExtractor", "field_path": ["*"]}}},
-     "stream customers.retriever.record_selector.extractor.field_path: a field_path with '*'"),
+    ({"partition_router": {"type": "CartesianProductStreamSlicer", "stream_slicers": []}},
+     "stream customers.retriever.partition_router: component 'CartesianProductStreamSlicer'"),
+    ({"record_selector": {"type": "RecordSelector", "extractor": {"type": "DpathExtractor", "field_path": ["a.b"]}}},
+     "stream customers.retriever.record_selector.extractor.field_path: a field_path with a '.' in a key"),
 ])
 def test_anything_unsupported_is_refused_naming_the_stream_the_place_and_the_component(
     tmp_path: Path, change: dict[str, Any], named: str
@@ -165,13 +168,12 @@ def test_a_source_yaml_names_a_manifest_its_config_and_our_own_settings(
 def test_manifest_check_tells_which_manifests_translate_and_what_blocks_the_others(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    blocked = _manifest_with(tmp_path, {"partition_router": {"type": "ListPartitionRouter", "values": ["a"],
-                                                             "cursor_field": "x"}})
+    blocked = _manifest_with(tmp_path, {"partition_router": {"type": "GroupingPartitionRouter"}})
     assert cli_main(["manifest", "check", str(MANIFEST.parent), str(blocked)]) == 2
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("translates: 8 streams (2 incremental, 1 substream of surveys, 4 resumable full refresh, "
-                           "1 substream of all_surveys)")
-    assert "unsupported: stream customers.retriever.partition_router: component 'ListPartitionRouter'" in out[1]
+    assert out[0].endswith("translates: 9 streams (2 incremental, 1 substream of surveys, 4 resumable full refresh, "
+                           "1 substream of all_surveys, 1 resumable full refresh for each survey_id)")
+    assert "unsupported: stream customers.retriever.partition_router: component 'GroupingPartitionRouter'" in out[1]
     assert out[2] == "1 of 2 manifests translate"
     assert cli_main(["manifest", "check", str(MANIFEST)]) == 0
 
