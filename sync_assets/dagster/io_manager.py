@@ -44,6 +44,13 @@ class SyncStoreIOManager(ConfigurableIOManager):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._store = self.open_for(context.instance)
 
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """The store's connections go with the step: a process that runs many steps (a Celery worker)
+        would otherwise keep every step's."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
     def open_for(self, instance: DagsterInstance | None) -> Store:
         """The store this IO manager points at, for ``instance`` (also used outside resource setup)."""
         location = _resolved(self.url) or _resolved(self.base_dir)

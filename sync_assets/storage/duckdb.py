@@ -87,6 +87,21 @@ def _sqlite_connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _write_ahead_log(path: Path, patience: float = 60.0) -> None:
+    """Put the bookkeeping database in WAL mode (readers never wait for writers). SQLite answers "locked" at
+    once, without its busy timeout, when processes opening a new store switch it together: tried again."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with contextlib.closing(_sqlite_connect(path)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class DuckDBStore(Store):
     """Parquet partitions, DuckDB views, SQLite bookkeeping, all under ``root``; many processes at once."""
 
@@ -103,8 +118,7 @@ class DuckDBStore(Store):
             (root / folder).mkdir(parents=True, exist_ok=True)
         self.spool_dir = root / "spool"  # beside the tables: the same disk, not a RAM-backed /tmp
         path = root / "state.sqlite"
-        with contextlib.closing(_sqlite_connect(path)) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
+        _write_ahead_log(path)
         self.state = StateDB(Dialect(connect=lambda: _sqlite_connect(path), begin="BEGIN IMMEDIATE", blob="BLOB",
                                      one_writer=True))
         with self.state.transaction() as db:  # which file holds each partition: this backend's own bookkeeping

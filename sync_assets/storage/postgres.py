@@ -90,10 +90,15 @@ class PostgresStore(Store):
                                          "check SYNC_ASSETS_STORE_URL (or the IO manager's url)") from None
             return conn
 
-        with connect() as conn:
+        # One process at a time creates what a new database lacks: CREATE ... IF NOT EXISTS is not safe
+        # against itself in PostgreSQL (two at once collide in the catalog's unique indexes).
+        schema_lock = f"SELECT pg_advisory_xact_lock({_lock_id('sync-assets:state schema')})"
+        with connect() as conn, conn.transaction():
+            conn.execute(schema_lock)
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
         self._connect = connect
-        self.state = StateDB(Dialect(connect=connect, begin="BEGIN", blob="BYTEA", placeholder="%s"))
+        self.state = StateDB(Dialect(connect=connect, begin="BEGIN", blob="BYTEA", placeholder="%s",
+                                     schema_lock=schema_lock))
         self._prepared: set[str] = set()  # streams whose table this process has checked against their columns
 
     def __repr__(self) -> str:
@@ -145,7 +150,10 @@ class PostgresStore(Store):
             return merged, drift  # the table is as this process last left it: no DDL, no catalog query
         name, current = self._table(table), self._table(table, "_current")
         with_view = bool(table.primary_key) and table.kind == "partitions"
-        db.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.source)}")
+        db.execute("SELECT 1 FROM pg_namespace WHERE nspname = ?", (table.source,))
+        if not db.fetchall():  # a source's streams create its schema at once: one of them does (held to commit)
+            db.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(f"schema:{table.source}"),))
+            db.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.source)}")
         db.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
                    (table.source, table.stream))
         present = {row[0] for row in db.fetchall()}

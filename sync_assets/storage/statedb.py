@@ -39,6 +39,10 @@ class Dialect:
     begin: str  # starts a write transaction that takes the write lock at once
     blob: str  # the column type of staged pages
     placeholder: str = "?"
+    schema_lock: str | None = None
+    """Run first in the transaction that creates the tables (PostgreSQL: an advisory lock), so that
+    processes opening a new store at once create each table once: ``IF NOT EXISTS`` alone races there.
+    SQLite's ``BEGIN IMMEDIATE`` already takes its one write lock."""
     one_writer: bool = False
     """The database has one write lock (SQLite): threads of a process take turns on a lock of their own
     first, because SQLite makes a waiting writer sleep in growing steps (up to 100 ms) however soon
@@ -130,8 +134,13 @@ class StateDB:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self._local = threading.local()
+        self._opened: list[Any] = []  # every connection of every thread, so that close() releases them all
+        self._opened_lock = threading.Lock()
+        self._generation = 0  # bumped by close(): a thread's connection from before is not used again
         self._writer = threading.Lock() if dialect.one_writer else contextlib.nullcontext()
         with self.transaction() as db:
+            if dialect.schema_lock:
+                db.execute(dialect.schema_lock)
             for statement in SCHEMA.format(blob=dialect.blob).split(";"):
                 if statement.strip():
                     db.execute(statement)
@@ -140,11 +149,14 @@ class StateDB:
 
     def _connection(self, purpose: str = "conn") -> Any:
         """This thread's connection for ``purpose``: statements and transactions, or reading stages."""
-        conn = getattr(self._local, purpose, None)
-        if conn is None:
+        held = getattr(self._local, purpose, None)
+        if held is None or held[0] != self._generation:
             conn = self.dialect.connect()
-            setattr(self._local, purpose, conn)
-        return conn
+            with self._opened_lock:
+                self._opened.append(conn)
+                held = (self._generation, conn)
+            setattr(self._local, purpose, held)
+        return held[1]
 
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
@@ -170,11 +182,14 @@ class StateDB:
             conn.commit()  # end the read transaction: PostgreSQL would hold its snapshot otherwise
 
     def close(self) -> None:
-        for purpose in ("conn", "reader"):
-            conn = getattr(self._local, purpose, None)
-            if conn is not None:
+        """Close every connection this object opened, in any thread (a step's threads are gone by now; a
+        process that runs many steps, a Celery worker, must not keep theirs). Usable again afterwards."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+            self._generation += 1
+        for conn in opened:
+            with contextlib.suppress(Exception):  # a connection the server dropped is closed already
                 conn.close()
-                setattr(self._local, purpose, None)
 
     # --- partitions ---
 

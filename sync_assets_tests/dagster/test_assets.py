@@ -1,7 +1,7 @@
 """Incremental streams as date-window partitions, run for real on a temporary Dagster instance."""
 
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -16,6 +16,7 @@ from sync_assets.dagster.assets import add_partition_metadata
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.storage import TableSpec
 from sync_assets.windows import parse_cursor
+from sync_assets_tests.conftest import postgres_database
 from sync_assets_tests.dagster.helpers import SURVEYS, demo_defs, run, store_of
 from sync_assets_tests.helpers import stored
 
@@ -306,3 +307,27 @@ def test_code_versions_follow_the_stream_declaration() -> None:
     assert before == versions(demo_source()) and all(before.values())  # stable, and set on every asset
     changed = {name for name in before if before[name] != after[name]}
     assert changed == {"surveys", "survey_responses"}  # the substream reads the parents the edit changed
+
+
+@pytest.fixture
+def postgres_store() -> Iterator[str]:
+    yield from postgres_database()
+
+
+def test_a_process_that_runs_many_steps_keeps_no_store_connection_of_the_earlier_ones(
+    surveys_api: DemoApi, instance: DagsterInstance, postgres_store: str
+) -> None:
+    """As a Celery worker does: one process, step after step, against a PostgreSQL store."""
+    import psycopg
+
+    def connections() -> int:
+        database = postgres_store.rsplit("/", 1)[1]
+        with psycopg.connect(postgres_store, autocommit=True) as admin:
+            row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                                (database,)).fetchone()
+        return int(row[0]) if row else -1
+
+    defs = demo_defs(surveys_api, postgres_store)
+    for day in range(1, 21):
+        assert run(defs, instance, partition=f"2024-01-{day:02d}").success
+        assert connections() == 0  # every step's store connections released when the step ended

@@ -349,7 +349,6 @@ def test_processes_publishing_other_partitions_of_one_stream_at_once_lose_none(s
     """Partitions share files (DuckDB's groups) or a table (PostgreSQL): four processes, ten days each, at once."""
     from concurrent.futures import ProcessPoolExecutor
 
-    open_store(store_location).close()  # the schema, before the processes race to create it
     with ProcessPoolExecutor(4) as pool:
         for done in [pool.submit(_publish_days, store_location, first, 10) for first in range(0, 40, 10)]:
             done.result()
@@ -357,3 +356,34 @@ def test_processes_publishing_other_partitions_of_one_stream_at_once_lose_none(s
     days = _days(40, 3)
     assert sorted(r["id"] for r in store.records(ORDERS, [key for key, _ in days])) == list(range(120))
     assert query(store, "SELECT count(*) FROM shop.orders") == [(120,)]
+
+
+def _open_and_publish(location: str, worker: int, start: Any) -> None:
+    """Open a store that may not exist yet and publish a day of one of two streams, as a step process does."""
+    start.wait(60)  # every process started and imported: they open the store at the same moment
+    store = open_store(location)
+    table = ORDERS if worker % 2 else TableSpec("shop", "refunds", primary_key=("id",), cursor=True)
+    records = [order(worker * 10 + i) for i in range(3)]
+    stage = store.private_stage(table, f"2024-01-{worker + 1:02d}")
+    stage.append(records, cursors=[r["updated"] for r in records])
+    store.publish_partition(stage, PartitionState(f"2024-01-{worker + 1:02d}", None, 3, 1, 1, 0, None,
+                                                  datetime.now(UTC)))
+    store.close()
+
+
+def test_eight_processes_opening_a_fresh_store_at_once_all_succeed(store_location: str) -> None:
+    """A new store database (its state schema, tables, a source's schema, two streams' tables) created by
+    whichever of eight processes gets there first, every one of them at the same moment."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(8)
+    workers = [context.Process(target=_open_and_publish, args=(store_location, n, start)) for n in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [worker.exitcode for worker in workers] == [0] * 8
+    store = open_store(store_location)
+    assert query(store, "SELECT count(*) FROM shop.orders") == [(12,)]
+    assert query(store, "SELECT count(*) FROM shop.refunds") == [(12,)]
