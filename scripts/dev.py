@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The README's two commands: `python3 scripts/dev.py demo` and `python3 scripts/dev.py test`.
+"""The README's two commands: `python3 scripts/dev.py demo` and `python3 scripts/dev.py test`,
+and `python3 scripts/dev.py ui`, the demo in Dagster's UI.
 
 Each creates (or reuses) the virtualenv `.venv` next to this repo and installs the package into it,
 so that a fresh machine needs nothing but Python 3.11+. The install is redone only when
@@ -19,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-DEMO_DIR = ROOT / ".demo"
+DEMO_DIR = Path(os.environ.get("SYNC_ASSETS_DEMO_DIR") or ROOT / ".demo")  # the tests use one of their own
 DEMO_TOKEN = "demo-token"
 DEMO_RANGE = "2024-01-01...2024-01-31"  # January, as one run
 DEMO_TABLES = ("stock_prices", "surveys", "surveys_current", "survey_responses", "customers", "orders", "events")
@@ -48,6 +49,27 @@ def ensure_venv(extras: str) -> None:
     stamp.write_text(wanted)
 
 
+def start_demo_api() -> tuple[subprocess.Popen[str], str]:
+    """The demo API on a free port, as the demo runs it: (the process, its URL)."""
+    api = subprocess.Popen(
+        [str(BIN / "sync-assets"), "demo-api", "--port", "0", "--token", DEMO_TOKEN, "--latency-ms", "20",
+         "--rate-limit", "50/1", "--customers", "5000"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert api.stdout is not None
+    banner = api.stdout.readline().strip()  # "demo API listening on http://127.0.0.1:PORT"
+    if "http://" not in banner:
+        api.terminate()
+        sys.exit("the demo API did not start")
+    print(banner, flush=True)
+    return api, banner[banner.index("http://"):]
+
+
+def demo_env(home: Path, url: str) -> dict[str, str]:
+    """What the demo's Dagster processes need: the instance, and the API's address and token."""
+    return {**os.environ, "DAGSTER_HOME": str(home), "SYNC_ASSETS_DEMO_URL": url, "SYNC_ASSETS_DEMO_TOKEN": DEMO_TOKEN}
+
+
 def demo() -> int:
     """Start the demo API, materialize the demo assets through the Dagster CLI, say where data landed."""
     ensure_venv("dev")
@@ -55,20 +77,9 @@ def demo() -> int:
     home = DEMO_DIR / "dagster_home"
     home.mkdir(parents=True)
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    api = subprocess.Popen(
-        [str(BIN / "sync-assets"), "demo-api", "--port", "0", "--token", DEMO_TOKEN, "--latency-ms", "20",
-         "--rate-limit", "50/1", "--customers", "5000"],
-        stdout=subprocess.PIPE, text=True,
-    )
+    api, url = start_demo_api()
     try:
-        assert api.stdout is not None
-        banner = api.stdout.readline().strip()  # "demo API listening on http://127.0.0.1:PORT"
-        if "http://" not in banner:
-            print("the demo API did not start", file=sys.stderr)
-            return 1
-        print(banner, flush=True)
-        env = {**os.environ, "DAGSTER_HOME": str(home), "SYNC_ASSETS_DEMO_URL": banner[banner.index("http://"):],
-               "SYNC_ASSETS_DEMO_TOKEN": DEMO_TOKEN}
+        env = demo_env(home, url)
         for command in (
             # the incremental streams and the substream: January as one run, windows read 10 at a time
             [str(BIN / "dagster"), "asset", "materialize", "-m", "sync_assets.definitions", "--select",
@@ -93,8 +104,29 @@ def demo() -> int:
     code = subprocess.run([str(BIN / "sync-assets"), "sql", query], env=env, cwd=ROOT).returncode
     if code != 0:
         return code
-    print(f"\nDagster instance: {home}  (browse it: DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml)")
+    print(f"\nDagster instance: {home}  (browse it, every button working: python3 scripts/dev.py ui)")
     return 0
+
+
+def ui() -> int:
+    """The demo in Dagster's UI (`dagster dev`), with the demo API running and everything set that its
+    buttons need (the instance, the API's address and token); Ctrl-C stops both. Keeps what the demo synced."""
+    ensure_venv("dev")
+    home = DEMO_DIR / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    port = os.environ.get("DAGSTER_UI_PORT", "3000")
+    api, url = start_demo_api()
+    print(f"Dagster UI: http://127.0.0.1:{port}  (instance {home}; Ctrl-C stops it and the demo API)", flush=True)
+    try:
+        return subprocess.run([str(BIN / "dagster"), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
+                               "-p", port], env=demo_env(home, url), cwd=ROOT).returncode
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        api.terminate()
+        api.wait(timeout=10)
 
 
 def ensure_cdk() -> Path | None:
@@ -133,10 +165,11 @@ def test(pytest_args: list[str]) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
+    commands = {"demo": demo, "ui": ui, "test": lambda: test(sys.argv[2:])}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
         return 2
-    return demo() if sys.argv[1] == "demo" else test(sys.argv[2:])
+    return commands[sys.argv[1]]()
 
 
 if __name__ == "__main__":

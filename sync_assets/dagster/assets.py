@@ -256,7 +256,8 @@ def build_incremental_asset(
         failed = [(r.key, r.error) for r in results if r.error is not None]
         if failed:
             raise base.fail_keeping(context, done, failed, len(results), common)
-        yield base.output(context, done, {**common, **run_metadata([], started)})
+        if done:
+            yield base.output(context, done, {**common, **run_metadata([], started)})
         yield from base.check_results(published)
 
     return _sync
@@ -301,21 +302,24 @@ def build_refresh_asset(
     partitions_def = DynamicPartitionsDefinition(name=chunk_partitions_name(source, stream))
     base = _StreamAsset(source, stream, translator, api_key, store_key)
 
-    @base.define(partitions_def, {"sync_assets/kind": "full_refresh"}, deps=list(deps))
+    # A run for any chunk does the useful thing: it continues the running refresh, or starts the next one.
+    # Chunks of a refresh that is over cannot be read again; such a run reports the chunks it did read, and
+    # nothing for the key it was asked for (no output: not a failure, and nothing for run retries to repeat).
+    @base.define(partitions_def, {"sync_assets/kind": "full_refresh"}, deps=list(deps), output_required=False)
     def _refresh(context: AssetExecutionContext) -> Iterator[Any]:
         started = time.monotonic()
         api, store, reader = base.open(context)
         targets = set(context.partition_keys)
         current = store.state.next_refresh(source.name, stream.name)
         running = store.state.latest_refresh(source.name, stream.name, "running") is not None
-        if not running and chunk_key(current, 0) not in targets:
-            raise Failure(description=f"no refresh of {source.name}/{stream.name} is running; materialize "
-                                      f"{chunk_key(current, 0)} to start one", allow_retries=False)
         other = sorted(key for key in targets if refresh_of(key) != current)
         if other:
-            raise Failure(description=f"{other[0]} is a chunk of another refresh than the one this run would work "
-                                      f"on (refresh {current}); materialize the chunks of refresh {current}",
-                          allow_retries=False)
+            context.log.info(f"{other[0]} is a chunk of refresh {refresh_of(other[0])}, which is over; this run "
+                             f"{'continues' if running else 'starts'} refresh {current} instead, and reports its "
+                             "chunks as they finish")
+        elif not running and chunk_key(current, 0) not in targets:
+            context.log.info(f"no refresh of {source.name}/{stream.name} is running: this run starts refresh "
+                             f"{current} from its first chunk")
         earlier = _finished_earlier(store, source, stream, current, targets)  # before a publish drops the stages
         refresh = FullRefresh(reader, store, api.concurrency)
         results: list[ChunkResult] = []
@@ -325,7 +329,7 @@ def build_refresh_asset(
                 context.log.error(f"{result.key} of refresh {result.refresh} failed: {result.error}")
                 continue
             _register_chunks(context, store, source, stream, partitions_def)
-            if result.key not in targets:
+            if result.key not in targets:  # the targets are reported by the output
                 context.log_event(AssetMaterialization(asset_key=base.key, partition=result.key,
                                                        metadata=chunk_metadata(result)))
         _register_chunks(context, store, source, stream, partitions_def, prune=refresh.published is not None)
@@ -337,7 +341,8 @@ def build_refresh_asset(
         failed = [(r.key, r.error) for r in results if r.error is not None]
         if failed:
             raise base.fail_keeping(context, done, failed, len(results), common)
-        yield base.output(context, done, {**common, **run_metadata([], started)})
+        if done:
+            yield base.output(context, done, {**common, **run_metadata([], started)})
         yield from base.check_results(published)
 
     return _refresh
@@ -407,7 +412,8 @@ def build_substream_asset(
         failed = [(r.key, r.error) for r in results if r.error is not None]
         if failed:
             raise base.fail_keeping(context, done, failed, len(results), common)
-        yield base.output(context, done, {**common, **run_metadata([], started)})
+        if done:
+            yield base.output(context, done, {**common, **run_metadata([], started)})
         yield from base.check_results(published)
 
     return _children

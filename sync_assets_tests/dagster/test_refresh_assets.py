@@ -104,13 +104,22 @@ def test_downstream_loads_the_previous_snapshot_while_a_refresh_fails(
     assert downstream_load(demo_defs(healthy), instance) == data.all_customers(0, COUNT)
 
 
-def test_a_refresh_starts_only_from_its_first_chunk(
+def test_materializing_any_chunk_continues_or_starts_the_current_refresh_and_never_fails_for_it(
     demo_api: Callable[..., DemoApi], instance: DagsterInstance
 ) -> None:
-    result = refresh(demo_defs(demo_api(customers=COUNT)), instance, partition=chunk_key(1, 2))
-    assert not result.success
-    failure = result.failure_data_for_node("demo__customers")
-    assert failure is not None and f"materialize {chunk_key(1, 0)} to start one" in str(failure.error)
+    defs = demo_defs(demo_api(customers=COUNT))
+    first = refresh(defs, instance, partition=chunk_key(1, 2))  # none runs: refresh 1 starts from its first chunk
+    assert first.success
+    store = store_of(instance)
+    published = store.state.latest_refresh("demo", "customers", "published")
+    assert published is not None and published.refresh == 1
+    assert {chunk_key(1, c) for c in published.chunks} <= instance.get_materialized_partitions(CUSTOMERS)
+    stale = refresh(defs, instance, partition=chunk_key(1, 0))  # a chunk of a refresh that is over
+    assert stale.success  # not a failure: refresh 2 ran instead, and the asset is not marked failed
+    published = store.state.latest_refresh("demo", "customers", "published")
+    assert published is not None and published.refresh == 2
+    assert {chunk_key(2, c) for c in published.chunks} <= instance.get_materialized_partitions(CUSTOMERS)
+    assert stored(store, "customers") == data.all_customers(0, COUNT)
 
 
 def test_each_refresh_has_partitions_of_its_own_so_the_ui_shows_how_far_the_running_one_got(
