@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -33,6 +34,7 @@ from dagster import (
     MetadataValue,
     Output,
     PartitionsDefinition,
+    PreviewWarning,
     TimeWindowPartitionsDefinition,
     asset,
 )
@@ -79,25 +81,58 @@ class _StreamAsset:
         self.spec = translator.get_asset_spec(source, stream)
         self.key = self.spec.key
 
-    def checks(self) -> list[AssetCheckSpec]:
-        """Every stream asset's checks, evaluated on what each run published."""
-        checks = [AssetCheckSpec(SCHEMA_DRIFT_CHECK, asset=self.key,
+    def checks(self, partitions_def: PartitionsDefinition | None) -> list[AssetCheckSpec]:
+        """Every stream asset's checks: per partition for windows (each partition judged on its own rows),
+        on the published table for full refreshes (``partitions_def`` None)."""
+        checks = [AssetCheckSpec(SCHEMA_DRIFT_CHECK, asset=self.key, partitions_def=partitions_def,
                                  description="No column had to change type (the change is made; this says which).")]
         if self.stream.primary_keys:
-            checks.append(AssetCheckSpec(UNIQUE_KEY_CHECK, asset=self.key,
+            checks.append(AssetCheckSpec(UNIQUE_KEY_CHECK, asset=self.key, partitions_def=partitions_def,
                                          description="No primary key appears twice within a partition."))
         return checks
 
-    def check_results(self, published: Sequence[Published]) -> Iterator[AssetCheckResult]:
-        drift = [str(change) for p in published for change in p.drift]
-        yield AssetCheckResult(check_name=SCHEMA_DRIFT_CHECK, passed=not drift, severity=AssetCheckSeverity.WARN,
-                               metadata={"changed_columns": MetadataValue.json(drift)})
+    def _evaluations(self, published: Published) -> list[tuple[str, bool, dict[str, Any]]]:
+        """(check, passed, metadata) of what one publish (a partition, a snapshot, or a run's) stored."""
+        drift = [str(change) for change in published.drift]
+        results: list[tuple[str, bool, dict[str, Any]]] = [
+            (SCHEMA_DRIFT_CHECK, not drift, {"changed_columns": MetadataValue.json(drift)})]
         if self.stream.primary_keys:
-            duplicates = sum(p.duplicate_keys for p in published)
-            yield AssetCheckResult(
-                check_name=UNIQUE_KEY_CHECK, passed=duplicates == 0, severity=AssetCheckSeverity.WARN,
-                metadata={"duplicate_keys": duplicates, "primary_key": ", ".join(self.stream.primary_keys)},
-            )
+            results.append((UNIQUE_KEY_CHECK, published.duplicate_keys == 0,
+                            {"duplicate_keys": published.duplicate_keys,
+                             "primary_key": ", ".join(self.stream.primary_keys)}))
+        return results
+
+    def check_results(self, published: Sequence[Published]) -> Iterator[AssetCheckResult]:
+        """The checks of a full refresh: on what the run published (its snapshot), if anything."""
+        merged = Published({}, [d for p in published for d in p.drift], sum(p.duplicate_keys for p in published))
+        for name, passed, metadata in self._evaluations(merged):
+            yield AssetCheckResult(check_name=name, passed=passed, severity=AssetCheckSeverity.WARN, metadata=metadata)
+
+    def partition_check_results(self, context: AssetExecutionContext,
+                                published: Sequence[tuple[str, Published]]) -> Iterator[AssetCheckResult]:
+        """Each partition's checks, judged on that partition's rows. A run of one partition reports them as
+        its check results; a range run logs one evaluation per partition (Dagster attributes a check result
+        to a run's single partition only), then a result for the run as a whole, which names the partitions
+        that did not pass."""
+        if context.has_partition_key:
+            for _, one in published[:1]:
+                for name, passed, metadata in self._evaluations(one):
+                    yield AssetCheckResult(check_name=name, passed=passed, severity=AssetCheckSeverity.WARN,
+                                           metadata=metadata)
+            return
+        failing: dict[str, list[str]] = {}
+        for key, one in published:
+            for name, passed, metadata in self._evaluations(one):
+                context.log_event(AssetCheckEvaluation(asset_key=self.key, check_name=name, passed=passed,
+                                                       partition=key, severity=AssetCheckSeverity.WARN,
+                                                       metadata=metadata))
+                if not passed:
+                    failing.setdefault(name, []).append(key)
+        for name, _, _ in self._evaluations(Published({}, [], 0)):
+            keys = failing.get(name, [])
+            yield AssetCheckResult(check_name=name, passed=not keys, severity=AssetCheckSeverity.WARN,
+                                   metadata={"partitions_checked": len(published), "partitions_not_passed": len(keys),
+                                             "first_not_passed": MetadataValue.json(keys[:20])})
 
     def define(
         self, partitions_def: PartitionsDefinition, extra_metadata: dict[str, Any], **more: Any
@@ -106,8 +141,10 @@ class _StreamAsset:
         spec = self.spec
         identity = {"sync_assets/source": self.source.name, "sync_assets/stream": self.stream.name}
         with warnings.catch_warnings():
-            # single_run backfills are what make a partition range one run; Dagster flags the parameter beta.
+            # single_run backfills are what make a partition range one run; Dagster flags the parameter beta,
+            # and partitioned checks a preview.
             warnings.simplefilter("ignore", BetaWarning)
+            warnings.simplefilter("ignore", PreviewWarning)
             decorator: Callable[[Callable[..., Any]], AssetsDefinition] = asset(
                 key=self.key,
                 description=spec.description,
@@ -122,7 +159,8 @@ class _StreamAsset:
                 backfill_policy=BackfillPolicy.single_run(),
                 io_manager_key=self.store_key,
                 required_resource_keys={self.api_key, self.store_key},
-                check_specs=self.checks(),
+                check_specs=self.checks(None if isinstance(partitions_def, DynamicPartitionsDefinition)
+                                        else partitions_def),
                 **more,
             )
         return decorator
@@ -258,7 +296,7 @@ def build_incremental_asset(
             raise base.fail_keeping(context, done, failed, len(results), common)
         if done:
             yield base.output(context, done, {**common, **run_metadata([], started)})
-        yield from base.check_results(published)
+        yield from base.partition_check_results(context, [(r.key, r.published) for r in results if r.published])
 
     return _sync
 
@@ -395,7 +433,7 @@ def build_substream_asset(
     assert stream.parent is not None
     parent_stream = source.stream(stream.parent.stream)
     parent_incremental = parent_stream.incremental
-    assert parent_incremental is not None  # the spec allows incremental parents only
+    assert parent_incremental is not None  # a substream of a full-refresh parent is a refresh asset
     partitions_def = parent.partitions_def
     assert isinstance(partitions_def, TimeWindowPartitionsDefinition)
     base = _StreamAsset(source, stream, translator, api_key, store_key)
@@ -414,7 +452,7 @@ def build_substream_asset(
             raise base.fail_keeping(context, done, failed, len(results), common)
         if done:
             yield base.output(context, done, {**common, **run_metadata([], started)})
-        yield from base.check_results(published)
+        yield from base.partition_check_results(context, [(r.key, r.published) for r in results if r.published])
 
     return _children
 

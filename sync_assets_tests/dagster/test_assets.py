@@ -9,16 +9,27 @@ import polars as pl
 import pyarrow as pa
 import pytest
 import requests
-from dagster import AssetExecutionContext, AssetKey, DagsterInstance, DailyPartitionsDefinition, asset, materialize
+from dagster import (
+    AssetCheckKey,
+    AssetExecutionContext,
+    AssetKey,
+    DagsterInstance,
+    DailyPartitionsDefinition,
+    asset,
+    materialize,
+)
 from dagster._core.execution.context.metadata_logging import OutputMetadataAccumulator
 
+from sync_assets.dagster import SyncApiResource, build_definitions
 from sync_assets.dagster.assets import add_partition_metadata
 from sync_assets.demo_api import DemoApi, data
+from sync_assets.sources import demo_source
+from sync_assets.spec import Stream
 from sync_assets.storage import TableSpec
 from sync_assets.windows import parse_cursor
 from sync_assets_tests.conftest import postgres_database
 from sync_assets_tests.dagster.helpers import SURVEYS, demo_defs, run, store_of
-from sync_assets_tests.helpers import stored
+from sync_assets_tests.helpers import TOKEN, stored
 
 SURVEY_COUNT = 2000
 
@@ -275,8 +286,7 @@ def test_a_translator_renames_assets_and_cannot_drop_what_identifies_the_stream(
 ) -> None:
     from dagster import AssetSpec
 
-    from sync_assets.dagster import SyncAssetsTranslator, build_definitions
-    from sync_assets.sources import demo_source
+    from sync_assets.dagster import SyncAssetsTranslator
 
     class Prefixed(SyncAssetsTranslator):
         def get_asset_spec(self, source, stream):  # type: ignore[no-untyped-def]
@@ -292,8 +302,6 @@ def test_a_translator_renames_assets_and_cannot_drop_what_identifies_the_stream(
 
 
 def test_code_versions_follow_the_stream_declaration() -> None:
-    from sync_assets.dagster import build_definitions
-    from sync_assets.sources import demo_source
 
     def versions(source):  # type: ignore[no-untyped-def]
         return {spec.key.path[-1]: spec.code_version for spec in build_definitions(source).resolve_all_asset_specs()}
@@ -331,3 +339,20 @@ def test_a_process_that_runs_many_steps_keeps_no_store_connection_of_the_earlier
     for day in range(1, 21):
         assert run(defs, instance, partition=f"2024-01-{day:02d}").success
         assert connections() == 0  # every step's store connections released when the step ended
+
+
+def test_each_partition_of_a_range_run_gets_its_own_check_results(
+    surveys_api: DemoApi, instance: DagsterInstance
+) -> None:
+    source = demo_source()
+    surveys = Stream.model_validate({**source.stream("surveys").model_dump(by_alias=True),
+                                     "transform": "sync_assets_tests.plugins_for_tests:one_id_on_january_4"})
+    source = source.model_copy(update={"streams": [surveys]})
+    defs = build_definitions(source, api=SyncApiResource(base_url=surveys_api.url, credential=TOKEN, rate_limits=[]))
+    assert run(defs, instance, partition_range=("2024-01-03", "2024-01-05")).success
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(SURVEYS, "unique_primary_key"), limit=10)
+    by_partition = {record.partition: record.status.value for record in history}
+    assert by_partition == {"2024-01-03": "SUCCEEDED", "2024-01-04": "FAILED", "2024-01-05": "SUCCEEDED",
+                            None: "FAILED"}  # and the run as a whole, naming 2024-01-04
+    assert not any(record.status.value == "SKIPPED" for record in history)
