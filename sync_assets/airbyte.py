@@ -342,7 +342,7 @@ class Read:
             return self._windows(reader, state)
 
         def read_whole(parent: Stream) -> Listing:  # a full-refresh parent: read whole, then a page per parent
-            parents = StreamReader(self.source, parent, reader.client)
+            parents = refresh_pages(StreamReader(self.source, parent, reader.client), read_whole)  # at any depth
             return lambda: (record for page in parents.pages(RequestStats()) for record in page.records)
 
         return self._refresh(refresh_pages(reader, read_whole), self.states.get(stream.name))

@@ -297,16 +297,23 @@ class ApiSource(BaseModel):
             if parent is None:
                 raise ValueError(f"stream {stream.name!r} names parent {stream.parent.stream!r}, which is not a stream "
                                  f"of this source; use one of: {', '.join(by_name)}")
-            if parent.parent is not None:
-                raise ValueError(f"parent {parent.name!r} of {stream.name!r} is itself a substream; substreams of "
-                                 "substreams are not supported yet")
+            chain = [stream.name]
+            while parent is not None and parent.parent is not None:  # a substream of a substream...
+                if parent.name in chain:
+                    raise ValueError(f"streams {', '.join(chain)} name each other as parents: a cycle")
+                chain.append(parent.name)
+                parent = by_name.get(parent.parent.stream)
+            if len(chain) > 1 and parent is not None and parent.incremental is not None:
+                raise ValueError(f"parent {chain[1]!r} of {stream.name!r} is a substream of the incremental stream "
+                                 f"{parent.name!r}; substreams of such substreams are not supported yet (of a "
+                                 "full-refresh chain they are)")
         return self
 
     def refreshes(self, stream: Stream) -> bool:
-        """Whether ``stream`` is synced by full refreshes: it has no cursor, and no parent with one (a
-        substream of a full-refresh parent is refreshed over its parents)."""
+        """Whether ``stream`` is synced by full refreshes: it has no cursor, and no parent that is not
+        refreshed itself (a substream of a full-refresh parent is refreshed over its parents, at any depth)."""
         if stream.parent is not None:
-            return self.stream(stream.parent.stream).incremental is None
+            return self.refreshes(self.stream(stream.parent.stream))
         return stream.incremental is None
 
     def kind_of(self, stream: Stream) -> str:
@@ -314,7 +321,7 @@ class ApiSource(BaseModel):
         if stream.for_each:
             return (f"resumable full refresh for each {' x '.join(each.field for each in stream.for_each)}: one "
                     "read per value, checkpointed per value")
-        if stream.parent is not None and self.stream(stream.parent.stream).incremental is None:
+        if stream.parent is not None and self.refreshes(stream):
             return (f"substream of {stream.parent.stream}: a resumable full refresh over its published parents, "
                     "checkpointed per parent")
         if stream.parent is not None:

@@ -148,9 +148,9 @@ FULL_REFRESH_STREAMS: list[dict[str, Any]] = [
 ]
 
 
-def _refresh(api: DemoApi, stream: str, store: Store, state_dir: Path, **overrides: Any
-             ) -> tuple[FullRefresh, list[ChunkResult]]:
-    src = source_from_dict(make_source_data(api.url, FULL_REFRESH_STREAMS, **overrides))
+def _refresh(api: DemoApi, stream: str, store: Store, state_dir: Path, streams: list[dict[str, Any]] | None = None,
+             **overrides: Any) -> tuple[FullRefresh, list[ChunkResult]]:
+    src = source_from_dict(make_source_data(api.url, streams or FULL_REFRESH_STREAMS, **overrides))
     client = open_client(src, state_dir)
     runner = FullRefresh(StreamReader(src, src.stream(stream), client), store, concurrency=4)
     try:
@@ -209,3 +209,23 @@ def test_for_each_reads_a_stream_once_per_combination_of_its_lists_as_a_resumabl
     with pytest.raises(ConfigurationError, match="404 Not Found"):  # not ignored: a failure, as before
         list(reader.pages(RequestStats(), parent={"survey_id": 999, "size": 5}))
     client.close()
+
+
+def test_a_substream_of_a_full_refresh_substream_is_refreshed_over_its_parents_published_snapshot(
+    demo_api: Callable[..., DemoApi], tmp_path: Path
+) -> None:
+    api, store = demo_api(surveys=20), open_store(tmp_path / "store")
+    # each response's survey's responses again: a third level the demo API can serve
+    again = {**STREAMS[1], "name": "sibling_responses", "path": "/v3/surveys/{parent[survey_id]}/responses",
+             "parent": {"stream": "survey_responses"}, "chunk_pages": 25}
+    streams = [*FULL_REFRESH_STREAMS, again]
+    src = source_from_dict(make_source_data(api.url, streams))
+    assert src.refreshes(src.stream("sibling_responses"))
+    for stream in ("surveys", "survey_responses", "sibling_responses"):
+        assert _refresh(api, stream, store, tmp_path, streams=streams)[0].published is not None, stream
+    responses = stored(store, "survey_responses")
+    truth = sorted(r["id"] for response in responses for r in data.survey_responses(0, response["survey_id"]))
+    assert sorted(r["id"] for r in stored(store, "sibling_responses")) == truth
+    incremental_root = [STREAMS[0], STREAMS[1], {**again, "incremental": None}]
+    with pytest.raises(ConfigurationError, match="is a substream of the incremental stream 'surveys'"):
+        source_from_dict(make_source_data(api.url, incremental_root))

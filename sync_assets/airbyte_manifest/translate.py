@@ -778,8 +778,8 @@ class _Translator:
             raise Unsupported(f"a parent stream ({parent_name!r}) that is not one of the manifest's streams", at)
         if out.get("incremental"):
             raise Unsupported("a substream with its own incremental_sync", at)
-        if (self.manifest_streams[parent_name].get("retriever") or {}).get("partition_router"):
-            raise Unsupported(f"a parent ({parent_name}) that is itself a substream", at)
+        if self._windowed(parent_name):
+            raise Unsupported(f"a parent ({parent_name}) that is a substream of an incremental stream", at)
         key = self.plain(config.get("parent_key"), f"{at}.parent_key", parameters)
         field = self.plain(config.get("partition_field"), f"{at}.partition_field", parameters)
         if not re.fullmatch(r"[A-Za-z0-9_]+", key):
@@ -791,6 +791,17 @@ class _Translator:
         self._partition_option(config.get("request_option"), f"{{parent[{key}]}}", out, f"{at}.request_option",
                                parameters)
         return {field: ("parent", key)}
+
+    def _windowed(self, name: str) -> bool:
+        """Whether stream ``name`` is a substream whose chain of parents starts at an incremental stream."""
+        routers = (self.manifest_streams[name].get("retriever") or {}).get("partition_router")
+        for router in routers if isinstance(routers, list) else [routers] if routers else []:
+            for config in router.get("parent_stream_configs") or []:
+                grand = (config.get("stream") or {}).get("name")
+                if grand in self.manifest_streams and (self.manifest_streams[grand].get("incremental_sync")
+                                                       or self._windowed(grand)):
+                    return True
+        return False
 
     def _list_router(self, router: dict[str, Any], out: dict[str, Any], at: str) -> dict[str, tuple[str, str]]:
         parameters = router.get(PARAMETERS) or {}

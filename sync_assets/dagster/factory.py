@@ -59,13 +59,16 @@ def build_definitions(
             by_stream[stream.name] = build_incremental_asset(source, stream, translator, api_key, STORE_KEY)
         elif stream.parent is None:
             by_stream[stream.name] = build_refresh_asset(source, stream, translator, api_key, STORE_KEY)
-    for stream in source.streams:
-        if stream.parent is not None:
-            parent = by_stream[stream.parent.stream]
-            by_stream[stream.name] = (
-                build_refresh_asset(source, stream, translator, api_key, STORE_KEY, deps=[parent.key])
-                if source.refreshes(stream) else
-                build_substream_asset(source, stream, parent, translator, api_key, STORE_KEY))
+    waiting = [stream for stream in source.streams if stream.parent is not None]
+    while waiting:  # substreams once their parent is built (a parent may itself be a substream)
+        stream = next(s for s in waiting if s.parent is not None and s.parent.stream in by_stream)
+        waiting.remove(stream)
+        assert stream.parent is not None
+        parent = by_stream[stream.parent.stream]
+        by_stream[stream.name] = (
+            build_refresh_asset(source, stream, translator, api_key, STORE_KEY, deps=[parent.key])
+            if source.refreshes(stream) else
+            build_substream_asset(source, stream, parent, translator, api_key, STORE_KEY))
     assets = [by_stream[stream.name] for stream in source.streams]
     executor, dead_runs = _shared_with(store)
     refreshed = [(s.name, by_stream[s.name]) for s in source.streams if source.refreshes(s)]

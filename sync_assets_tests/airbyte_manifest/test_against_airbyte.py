@@ -35,8 +35,10 @@ pytestmark = [
 # the other tests compare it with the bundled source.
 STREAMS = {"surveys": "incremental", "survey_responses": "full_refresh", "customers": "full_refresh",
            "orders": "full_refresh", "events": "full_refresh", "all_surveys": "full_refresh",
-           "all_survey_responses": "full_refresh", "chosen_survey_responses": "full_refresh"}
-THROUGH_OUR_AIRBYTE_DOOR = {"all_survey_responses": "full_refresh", "chosen_survey_responses": "full_refresh"}
+           "all_survey_responses": "full_refresh", "chosen_survey_responses": "full_refresh",
+           "chosen_siblings": "full_refresh"}
+THROUGH_OUR_AIRBYTE_DOOR = {"all_survey_responses": "full_refresh", "chosen_survey_responses": "full_refresh",
+                            "chosen_siblings": "full_refresh"}
 START = "2024-01-01"
 
 

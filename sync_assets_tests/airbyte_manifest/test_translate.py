@@ -86,7 +86,8 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
                      "stock_prices": "incremental on date, daily windows", "customers": "resumable full refresh",
                      "orders": "resumable full refresh", "events": "resumable full refresh",
                      "all_surveys": "resumable full refresh", "all_survey_responses": "substream of all_surveys",
-                     "chosen_survey_responses": "resumable full refresh for each survey_id"}
+                     "chosen_survey_responses": "resumable full refresh for each survey_id",
+                     "chosen_siblings": "substream of chosen_survey_responses"}
     chosen = manifest.stream("chosen_survey_responses")
     assert chosen.for_each[0].values == [3, 17, 42, 999] and chosen.ignore_statuses == [404]  # the spec's default
     assert "checkpointed per parent" in manifest.kind_of(manifest.stream("all_survey_responses"))
@@ -171,8 +172,9 @@ def test_manifest_check_tells_which_manifests_translate_and_what_blocks_the_othe
     blocked = _manifest_with(tmp_path, {"partition_router": {"type": "GroupingPartitionRouter"}})
     assert cli_main(["manifest", "check", str(MANIFEST.parent), str(blocked)]) == 2
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("translates: 9 streams (2 incremental, 1 substream of surveys, 4 resumable full refresh, "
-                           "1 substream of all_surveys, 1 resumable full refresh for each survey_id)")
+    assert out[0].endswith("translates: 10 streams (2 incremental, 1 substream of surveys, 4 resumable full refresh, "
+                           "1 substream of all_surveys, 1 resumable full refresh for each survey_id, "
+                           "1 substream of chosen_survey_responses)")
     assert "unsupported: stream customers.retriever.partition_router: component 'GroupingPartitionRouter'" in out[1]
     assert out[2] == "1 of 2 manifests translate"
     assert cli_main(["manifest", "check", str(MANIFEST)]) == 0
