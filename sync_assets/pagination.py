@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from sync_assets.errors import SyncSystemError
-from sync_assets.plugins import call, load
+from sync_assets.plugins import build, call
 from sync_assets.records import dig
 
 if TYPE_CHECKING:
@@ -295,10 +295,7 @@ class CustomPaginator(_Paginator):
 
     @model_validator(mode="after")
     def _built(self) -> CustomPaginator:
-        try:
-            self._impl = load(self.class_path, "paginator")(**self.options)
-        except TypeError as exc:
-            raise ValueError(f"paginator {self.class_path} does not take these options: {exc}") from None
+        self._impl = build(self.class_path, "paginator", self.options)
         return self
 
     def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:

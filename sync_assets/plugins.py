@@ -36,6 +36,15 @@ def load(path: str, what: str) -> Any:
     return getattr(module, name)
 
 
+def build(path: str, what: str, options: dict[str, Any]) -> Any:
+    """An instance of the class at ``path`` built with ``options``; a ``ValueError`` (for pydantic to report)
+    when there is none, or it does not take them."""
+    try:
+        return load(path, what)(**options)
+    except TypeError as exc:
+        raise ValueError(f"{what} {path} does not take these options: {exc}") from None
+
+
 def call(path: str, what: str, fn: Any, *args: Any) -> Any:
     """``fn(*args)``, with anything it raises (but our own errors) named after the part."""
     try:

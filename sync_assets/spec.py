@@ -22,7 +22,7 @@ from sync_assets.auth import Auth
 from sync_assets.errors import ConfigurationError
 from sync_assets.http import RateLimitHeaders, RetryPolicy
 from sync_assets.pagination import NoPagination, Paginator
-from sync_assets.plugins import call, load
+from sync_assets.plugins import build, call, load
 from sync_assets.rate_limit import Rate, RateLimitStore
 from sync_assets.secrets import Text
 from sync_assets.windows import Incremental
@@ -60,10 +60,7 @@ class CustomTransform(BaseModel):
 
     @model_validator(mode="after")
     def _built(self) -> CustomTransform:
-        try:
-            self._impl = load(self.class_path, "transform")(**self.options)
-        except TypeError as exc:
-            raise ValueError(f"transform {self.class_path} does not take these options: {exc}") from None
+        self._impl = build(self.class_path, "transform", self.options)
         return self
 
     def __call__(self, record: dict[str, Any], parent_record: dict[str, Any] | None) -> Any:
