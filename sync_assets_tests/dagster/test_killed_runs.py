@@ -105,9 +105,10 @@ def test_runs_killed_while_holding_every_pool_slot_never_block_later_runs(
     """Three runs fill the pool of the shipped dagster.yaml (limit 3) and are SIGKILLed as the OOM killer
     would (the orchestrating process only); a fourth run, the one resuming the killed refresh, still runs."""
     # Long enough that all three are at work together, however late one of the CLIs starts on a loaded
-    # machine: 181 windows 10 at a time, and a refresh of 9 pages one at a time, at 3 s a request (about
-    # 54 and 27 s). The API speeds up for the run that resumes the refresh.
-    api = demo_api(customers=4500, surveys=3000, latency_ms=3000)
+    # machine. Requests follow the data (request slices), so it takes data: about 20,000 surveys a half year,
+    # 10 slices of some 20 pages each, and a refresh of 9 pages one at a time, at 3 s a request (about 60 and
+    # 27 s). The API speeds up for the run that resumes the refresh.
+    api = demo_api(customers=4500, surveys=40_000, latency_ms=3000)
     home = _home(tmp_path)
     env = {**_env(api, home), "SYNC_ASSETS_STORE_URL": store_location}
     instance = DagsterInstance.from_config(str(home))
