@@ -160,10 +160,6 @@ class Template:
         except TemplateError as exc:
             raise ConfigurationError(f"{where or 'a value'}: {text!r} is not valid Jinja: {exc}") from None
 
-    @property
-    def is_static(self) -> bool:
-        return self._compiled is None
-
     def depends_on(self, *names: str) -> bool:
         return bool(self.variables & set(names))
 
