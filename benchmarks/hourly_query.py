@@ -122,8 +122,8 @@ def main() -> None:
     print(f"| Parquet files | {files['sliced']} | {files['scheduled']} | {HOURS} |")
     print(f"| publishing | {sliced_seconds:.2f} s for the year | {per_hour * 1000:.0f} ms an hourly publish | |")
     for label, sql in QUERIES.items():
-        figures = [in_duckdb(sliced.catalog_path, sql, args.repeats),
-                   in_duckdb(scheduled.catalog_path, sql, args.repeats), in_duckdb(legacy, sql, args.repeats)]
+        figures = [in_duckdb(sliced.catalog.path, sql, args.repeats),
+                   in_duckdb(scheduled.catalog.path, sql, args.repeats), in_duckdb(legacy, sql, args.repeats)]
         print(f"| {label}, in DuckDB, s | " + " | ".join(f"{f:.3f}" for f in figures) + " |")
         print(f"| {label}, `sync-assets sql` wall, s | {through_cli(sliced.root, sql, args.repeats):.2f} | "
               f"{through_cli(scheduled.root, sql, args.repeats):.2f} | |")

@@ -29,20 +29,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sync_assets.demo_api import server as demo_server
 from sync_assets.errors import ConfigurationError, SyncError
-from sync_assets.http import RequestStats
-from sync_assets.reader import StreamReader, open_client
 from sync_assets.redaction import mask
-from sync_assets.spec import load_source
-from sync_assets.spooled import encode_record, spool_windows
-from sync_assets.windows import Window, as_utc, windows_between
 
 if TYPE_CHECKING:
+    from sync_assets.http import RequestStats
+    from sync_assets.reader import StreamReader
     from sync_assets.storage import Store
+    from sync_assets.windows import Window
 
 
 def _instant(text: str) -> datetime:
+    from sync_assets.windows import as_utc
+
     try:
         return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
@@ -50,6 +49,11 @@ def _instant(text: str) -> datetime:
 
 
 def _read(args: argparse.Namespace) -> int:
+    from sync_assets.http import RequestStats
+    from sync_assets.reader import StreamReader, open_client
+    from sync_assets.spec import load_source
+    from sync_assets.windows import windows_between
+
     source = load_source(args.source)
     stream = source.stream(args.stream)
     windows: list[Window] = []
@@ -90,6 +94,8 @@ def _write(reader: StreamReader, windows: list[Window], out: IO[str], totals: di
            stats: RequestStats) -> None:
     """An incremental stream's windows read through request slices (as a Dagster range run reads them),
     each slice written whole as it ends; any other stream page by page."""
+    from sync_assets.spooled import encode_record, spool_windows
+
     if reader.stream.incremental is None:
         for page in reader.pages(stats):
             out.writelines(encode_record(record) + "\n" for record in page.records)
@@ -111,6 +117,8 @@ def _write(reader: StreamReader, windows: list[Window], out: IO[str], totals: di
 
 
 def _check(args: argparse.Namespace) -> int:
+    from sync_assets.spec import load_source
+
     source = load_source(args.source)
     for stream in source.streams:
         print(f"{source.name}/{stream.name}: {stream.path} ({source.kind_of(stream)}; "
@@ -118,22 +126,29 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(args: argparse.Namespace) -> Store:
-    """The store that ``--store`` names (a folder or a postgresql:// URL), else the instance's."""
-    from sync_assets.storage import open_store
+def _store_location(args: argparse.Namespace) -> str:
+    """What ``--store`` names (a folder or a postgresql:// URL), else the instance's; checked to hold a store."""
     from sync_assets.storage.layout import store_dir
 
     location = args.store or os.environ.get("SYNC_ASSETS_STORE_URL")
     if location is None and not (os.environ.get("DAGSTER_HOME") or os.environ.get("SYNC_ASSETS_HOME")):
         raise ConfigurationError("pass --store, or set DAGSTER_HOME to the instance whose store to read")
-    if not str(location or "").startswith(("postgresql://", "postgres://")):
-        folder = Path(location) if location else store_dir()
-        if not (folder / "state.sqlite").exists():
-            raise ConfigurationError(f"{folder} holds no sync-assets store; sync something first, or pass --store")
-    return open_store(location)
+    if str(location or "").startswith(("postgresql://", "postgres://")):
+        return str(location)
+    folder = Path(location) if location else store_dir()
+    if not (folder / "state.sqlite").exists():
+        raise ConfigurationError(f"{folder} holds no sync-assets store; sync something first, or pass --store")
+    return str(folder)
+
+
+def _open_store(args: argparse.Namespace) -> Store:
+    from sync_assets.storage import open_store
+
+    return open_store(_store_location(args))
 
 
 def _state(args: argparse.Namespace) -> int:
+    from sync_assets.spec import load_source
     from sync_assets.state import airbyte_state_messages
 
     source = load_source(args.source)
@@ -143,16 +158,19 @@ def _state(args: argparse.Namespace) -> int:
 
 
 def _sql(args: argparse.Namespace) -> int:
+    """Only DuckDB and the store's bookkeeping are loaded: a query answers in about the time DuckDB takes to
+    load, not the engine's (benchmarks/RESULTS.md)."""
+    location = _store_location(args)
+    if location.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError("this store is in PostgreSQL: query its tables with psql or any PostgreSQL client")
     import duckdb
 
-    from sync_assets.storage.duckdb import DuckDBStore
+    from sync_assets.storage.catalog import Catalog
 
-    store = _open_store(args)
-    if not isinstance(store, DuckDBStore):
-        raise ConfigurationError("this store is in PostgreSQL: query its tables with psql or any PostgreSQL client")
-    store.apply_views()  # views that a publish could not create while the database was held open
+    catalog = Catalog(Path(location))
+    catalog.apply_views()  # views that a publish could not create while the database was held open
     try:
-        with duckdb.connect(str(store.catalog_path), read_only=True) as db:
+        with duckdb.connect(str(catalog.path), read_only=True) as db:
             relation = db.sql(args.query)
             if relation is not None:
                 relation.show(max_width=200)
@@ -172,6 +190,12 @@ def _manifest_check(args: argparse.Namespace) -> int:
     from sync_assets.airbyte_manifest import check
 
     return check.run(args.paths)
+
+
+def _demo_api(args: argparse.Namespace) -> int:
+    from sync_assets.demo_api import server
+
+    return server.main(args.server_arguments, prog="sync-assets demo-api")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,14 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     manifest_check.add_argument("paths", nargs="+", metavar="PATH", help="manifest.yaml files or connector folders")
     manifest_check.set_defaults(handler=_manifest_check)
 
-    demo = commands.add_parser("demo-api", help="serve the bundled demo API")
-    demo_server.add_arguments(demo)
-    demo.set_defaults(handler=demo_server.run)
+    # its options are the server's own, parsed by it: the server module loads only when it is asked for
+    demo = commands.add_parser("demo-api", help="serve the bundled demo API (see demo-api --help)", add_help=False)
+    demo.set_defaults(handler=_demo_api)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "demo-api":
+        args.server_arguments = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,3 +85,31 @@ def test_reading_a_substream_alone_is_refused_with_the_way_to_read_it(
     error = capsys.readouterr().err
     assert "substream of 'surveys'" in error and "sync-assets airbyte" in error and "{parent[id]}" not in error
     assert api.stats()["requests"] == 0  # refused before any request, rather than a 404 that blames the path
+
+
+def test_sql_queries_the_stores_views_and_loads_no_more_than_duckdb(tmp_path: Path) -> None:
+    """A query should cost what DuckDB costs to load: not Arrow, HTTP or the source models."""
+    from sync_assets.storage.duckdb import DuckDBStore
+    from sync_assets_tests.storage.test_stores import order, publish
+
+    publish(DuckDBStore(tmp_path / "store"), "2024-01-01", [order(1), order(2)])
+    probe = (
+        "import sys\n"
+        "from sync_assets.cli import main\n"
+        "code = main(['sql', 'SELECT count(*) AS n, max(id) AS top FROM shop.orders', '--store', sys.argv[1]])\n"
+        "heavy = ('pyarrow', 'requests', 'pydantic_core', 'sync_assets.spec', 'sync_assets.http', 'dagster')\n"
+        "print('loaded:', [m for m in heavy if m in sys.modules and m != 'pydantic_core'], code)\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "store")], capture_output=True, text=True,
+                           check=True).stdout
+    assert re.search(r"│\s+2\s+│\s+2\s+│", shown), shown  # count 2, top id 2
+    assert shown.strip().endswith("loaded: [] 0"), shown
+
+
+def test_sql_names_what_to_do_when_there_is_no_store_to_query(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["sql", "SELECT 1", "--store", str(tmp_path)]) == 2
+    assert "holds no sync-assets store; sync something first, or pass --store" in capsys.readouterr().err
+    assert main(["sql", "SELECT 1", "--store", "postgresql://127.0.0.1/test"]) == 2
+    assert "query its tables with psql" in capsys.readouterr().err

@@ -1139,9 +1139,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def main(argv: list[str] | None = None, prog: str = "python -m sync_assets.demo_api.server") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Serve the sync-assets demo HTTP API.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(
-        prog="python -m sync_assets.demo_api.server", description="Serve the sync-assets demo HTTP API."
-    )
-    add_arguments(_parser)
-    sys.exit(run(_parser.parse_args()))
+    sys.exit(main())

@@ -35,7 +35,6 @@ import logging
 import os
 import shutil
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -45,7 +44,6 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -53,7 +51,10 @@ import pyarrow.parquet as pq
 from sync_assets.concurrency import page_work
 from sync_assets.errors import ConfigurationError
 from sync_assets.schema import CURSOR_COLUMN, EXTRACTED_AT_COLUMN, PARTITION_COLUMN, arrow_schema, conform
-from sync_assets.storage import (
+from sync_assets.storage.catalog import Catalog
+from sync_assets.storage.layout import chunk_key, legacy_store_dir, quote, safe_name
+from sync_assets.storage.statedb import Cursor
+from sync_assets.storage.store import (
     KeyTally,
     Part,
     PartitionState,
@@ -64,42 +65,15 @@ from sync_assets.storage import (
     TableSpec,
     Tallies,
 )
-from sync_assets.storage.layout import chunk_key, legacy_store_dir, quote, safe_name
-from sync_assets.storage.statedb import Cursor, Dialect, StateDB
 
 log = logging.getLogger(__name__)
 
 _LOCK_PATIENCE_SECONDS = 2.0  # a stage lock held this long is another run, not a passing probe
-_CATALOG_PATIENCE_SECONDS = 10.0
-_CATALOG_LOCK = threading.Lock()
 _ROW_GROUP = 65_536  # rows held before a Parquet row group is written: memory stays bounded, files stay few-grouped
 _GROUP_ROWS = 50_000
 """New partitions join a group file while it holds fewer rows than this: files follow the data, not the
 partition count (a year of hourly partitions of 5 rows is one file), and replacing a partition rewrites at
 most a group's worth of rows beside it."""
-
-
-def _sqlite_connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-    # WAL without a sync per commit: a killed process loses nothing committed; a power loss may lose the
-    # last commits, whole (page and checkpoint together), so a resumed read fetches those pages again.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
-
-
-def _write_ahead_log(path: Path, patience: float = 60.0) -> None:
-    """Put the bookkeeping database in WAL mode (readers never wait for writers). SQLite answers "locked" at
-    once, without its busy timeout, when processes opening a new store switch it together: tried again."""
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            with contextlib.closing(_sqlite_connect(path)) as conn:
-                conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 class DuckDBStore(Store):
@@ -117,18 +91,14 @@ class DuckDBStore(Store):
         for folder in ("tables", "locks", "spool"):
             (root / folder).mkdir(parents=True, exist_ok=True)
         self.spool_dir = root / "spool"  # beside the tables: the same disk, not a RAM-backed /tmp
-        path = root / "state.sqlite"
-        _write_ahead_log(path)
-        self.state = StateDB(Dialect(connect=lambda: _sqlite_connect(path), begin="BEGIN IMMEDIATE", blob="BLOB",
-                                     one_writer=True))
+        self.catalog = Catalog(root)
+        self.state = self.catalog.state
         with self.state.transaction() as db:  # which file holds each partition: this backend's own bookkeeping
             db.execute("CREATE TABLE IF NOT EXISTS sync_partition_files (source TEXT NOT NULL, stream TEXT NOT NULL, "
                        "partition_key TEXT NOT NULL, file TEXT NOT NULL, PRIMARY KEY (source, stream, partition_key))")
-        self.catalog_path = root / "warehouse.duckdb"
         # One publish at a time in a process: they take SQLite's one write lock and sync one folder anyway,
         # and threads that queue here once cost less than threads meeting at each of a publish's steps.
         self._publishing = threading.Lock()
-        self._views: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"DuckDBStore({str(self.root)!r})"
@@ -379,66 +349,7 @@ class DuckDBStore(Store):
         return ";\n".join(statements)
 
     def _ensure_views(self, table: TableSpec) -> None:
-        sql = self.view_sql(table)
-        if self._views.get(table.name) == sql:
-            return
-        with self.state.transaction() as db:
-            db.execute("SELECT sql, applied FROM sync_views WHERE source = ? AND stream = ?",
-                       (table.source, table.stream))
-            row = db.fetchone()
-            if row is None or row[0] != sql:
-                db.execute("INSERT INTO sync_views (source, stream, sql, applied) VALUES (?, ?, ?, 0) "
-                           "ON CONFLICT (source, stream) DO UPDATE SET sql = excluded.sql, applied = 0",
-                           (table.source, table.stream, sql))
-            elif row[1]:
-                self._views[table.name] = sql
-                return
-        self.apply_views()
-
-    def apply_views(self, patience: float = _CATALOG_PATIENCE_SECONDS) -> bool:
-        """Create the views not yet in the DuckDB database; ``False`` if that could not be done now.
-
-        Never raises for the database itself: the data is already published when this runs, and a
-        view that is late must not fail the sync (the next publish, or ``sync-assets sql``, catches up).
-        """
-        with _CATALOG_LOCK:  # threads of one process share one DuckDB instance; one writer at a time
-            try:
-                return self._apply_views(patience)
-            except duckdb.Error as exc:
-                log.warning("the views of the store %s could not be created now (%s); the data is stored, and "
-                            "the next publish, or `sync-assets sql`, tries again", self.root, exc)
-                return False
-
-    def _apply_views(self, patience: float) -> bool:
-        pending = self.state.rows("SELECT source, stream, sql FROM sync_views WHERE applied = 0")
-        if not pending:
-            return True
-        deadline, warned = time.monotonic() + patience, False
-        while True:
-            try:
-                catalog = duckdb.connect(str(self.catalog_path))
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise
-                if time.monotonic() > deadline:
-                    log.warning("the views of %s are not created yet: %s is open in another process (%s). The "
-                                "data is stored; the next publish, or `sync-assets sql`, creates them",
-                                ", ".join(f"{s}.{t}" for s, t, _ in pending), self.catalog_path, exc)
-                    return False
-                if not warned:
-                    log.warning("waiting for %s, which another process holds open: %s", self.catalog_path, exc)
-                    warned = True
-                time.sleep(0.2)
-        with catalog:
-            for *_, sql in pending:
-                catalog.execute(sql)
-        with self.state.transaction() as db:
-            for source, stream, sql in pending:
-                db.execute("UPDATE sync_views SET applied = 1 WHERE source = ? AND stream = ? AND sql = ?",
-                           (source, stream, sql))
-                self._views[f"{source}/{stream}"] = sql
-        return True
+        self.catalog.ensure_view(table.source, table.stream, self.view_sql(table))
 
 
 def _legacy_name(key: str) -> str:

@@ -41,7 +41,9 @@ from sync_assets.schema import (
     arrow_schema,
     merge_schemas,
 )
-from sync_assets.storage import (
+from sync_assets.storage.layout import quote, safe_name
+from sync_assets.storage.statedb import Cursor, Dialect, StateDB
+from sync_assets.storage.store import (
     KeyTally,
     Part,
     PartitionState,
@@ -52,8 +54,6 @@ from sync_assets.storage import (
     TableSpec,
     Tallies,
 )
-from sync_assets.storage.layout import quote, safe_name
-from sync_assets.storage.statedb import Cursor, Dialect, StateDB
 
 STATE_SCHEMA = "sync_assets"
 _SQL_TYPES = {BOOLEAN: "BOOLEAN", INTEGER: "BIGINT", NUMBER: "DOUBLE PRECISION", STRING: "TEXT",

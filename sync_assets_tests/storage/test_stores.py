@@ -43,7 +43,7 @@ def order(n: int, updated: datetime = DAY, **more: Any) -> dict[str, Any]:
 def query(store: Store, sql: str) -> list[tuple[Any, ...]]:
     """What a user querying the backend's tables sees (DuckDB's views, or PostgreSQL's tables)."""
     if isinstance(store, DuckDBStore):
-        with duckdb.connect(str(store.catalog_path), read_only=True) as db:
+        with duckdb.connect(str(store.catalog.path), read_only=True) as db:
             return [tuple(row) for row in db.sql(sql).fetchall()]
     return [tuple(row) for row in store.state.rows(sql)]
 
@@ -203,8 +203,8 @@ def test_a_database_held_open_elsewhere_delays_only_the_views_never_the_data(
 ) -> None:
     store = DuckDBStore(tmp_path / "store")
     publish(store, "2024-01-01", [order(1)])  # the views exist now; later publishes need no lock at all
-    monkeypatch.setattr("sync_assets.storage.duckdb._CATALOG_PATIENCE_SECONDS", 0.5)
-    holder = _hold_open(str(store.catalog_path), 30)
+    monkeypatch.setattr("sync_assets.storage.catalog.CATALOG_PATIENCE_SECONDS", 0.5)
+    holder = _hold_open(str(store.catalog.path), 30)
     try:
         publish(store, "2024-01-02", [order(2)])  # an existing stream: no catalog write, no wait
         refunds = TableSpec("shop", "refunds", primary_key=("id",), cursor=True)
@@ -215,7 +215,7 @@ def test_a_database_held_open_elsewhere_delays_only_the_views_never_the_data(
     finally:
         holder.kill()
         holder.wait()
-    assert store.apply_views()  # what the next publish, or `sync-assets sql`, does
+    assert store.catalog.apply_views()  # what the next publish, or `sync-assets sql`, does
     assert query(store, "SELECT id FROM shop.refunds") == [(3,)]
     assert query(store, "SELECT count(*) FROM shop.orders") == [(2,)]
 
@@ -223,7 +223,7 @@ def test_a_database_held_open_elsewhere_delays_only_the_views_never_the_data(
 def test_a_publish_waits_for_the_database_and_says_so(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
     store = DuckDBStore(tmp_path / "store")
     store.state.rows("SELECT 1")  # the store exists before the database is held
-    holder = _hold_open(str(store.catalog_path), 1.0)
+    holder = _hold_open(str(store.catalog.path), 1.0)
     try:
         with caplog.at_level("WARNING"):
             publish(store, "2024-01-01", [order(1)])
