@@ -58,8 +58,8 @@ def main() -> None:
             assert window.state is not None
             parents = window.state.records
             started = time.perf_counter()
-            (result,) = sync_substream(StreamReader(src, src.stream("responses"), client), store,
-                                       src.stream("surveys"), [DAY], args.concurrency)
+            (result,) = sync_substream(StreamReader(src, src.stream("responses"), client), store, [DAY],
+                                       args.concurrency)
             walls.append(time.perf_counter() - started)
             assert result.state is not None and result.parents == parents
             client.close()

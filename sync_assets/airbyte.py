@@ -227,7 +227,7 @@ def _first_page(source: ApiSource, stream: Stream, client: HttpClient) -> list[d
     if stream.parent is None:
         return next(iter(reader.pages(RequestStats(), window=window))).records
     for parent in _first_page(source, source.stream(stream.parent.stream), client)[:10]:  # one with children
-        records = next(iter(reader.pages(RequestStats(), parent=parent))).records
+        records = next(iter(reader.pages(RequestStats(), window=window, parent=parent))).records
         if records:
             return records
     return []
@@ -274,8 +274,7 @@ def _primary_key(stream: Stream) -> list[list[str]]:
 
 
 def catalog_stream(source: ApiSource, stream: Stream, schema: dict[str, Any]) -> dict[str, Any]:
-    windowed = stream.incremental is not None or (
-        stream.parent is not None and source.stream(stream.parent.stream).incremental is not None)
+    windowed = not source.refreshes(stream)
     entry: dict[str, Any] = {
         "name": stream.name, "namespace": source.name, "json_schema": schema,
         "supported_sync_modes": ["full_refresh", "incremental"] if windowed else ["full_refresh"],
@@ -340,12 +339,13 @@ class Read:
             return self._substream(reader, state)
         if stream.incremental is not None:
             return self._windows(reader, state)
+        return self._refresh(refresh_pages(reader, lambda p: self._read_whole(p, reader.client)),
+                             self.states.get(stream.name))
 
-        def read_whole(parent: Stream) -> Listing:  # a full-refresh parent: read whole, then a page per parent
-            parents = refresh_pages(StreamReader(self.source, parent, reader.client), read_whole)  # at any depth
-            return lambda: (record for page in parents.pages(RequestStats()) for record in page.records)
-
-        return self._refresh(refresh_pages(reader, read_whole), self.states.get(stream.name))
+    def _read_whole(self, parent: Stream, client: HttpClient) -> Listing:
+        """A full-refresh parent's records, read whole from the API (its own parents too, at any depth)."""
+        parents = refresh_pages(StreamReader(self.source, parent, client), lambda p: self._read_whole(p, client))
+        return lambda: (record for page in parents.pages(RequestStats()) for record in page.records)
 
     def _running(self, stream: Stream, records: int) -> None:
         """RUNNING, once, when the stream's first records go out."""
@@ -396,15 +396,21 @@ class Read:
         return True
 
     def _substream(self, reader: StreamReader, state: dict[str, Any] | None) -> bool:
-        """Parents listed through request slices (concurrently, as an incremental stream's are), then
-        window by window each parent's children fetched concurrently, and a STATE after each so that a
-        restarted read skips the parents done."""
+        """Window by window, each parent's children fetched concurrently, and a STATE after each so that a
+        restarted read skips the parents done. The windows are the parent's, its records listed through
+        request slices (concurrently, as an incremental stream's are); or, over a full-refresh parent, the
+        child's own, each read for every parent (the parent read whole once)."""
         stream = reader.stream
         assert stream.parent is not None
         parent = self.source.stream(stream.parent.stream)
         done = covered_windows(state)
         partial = (state or {}).get("in_progress") or {}
-        # a substream's parent is incremental (the source refuses others): its windows are the partitions
+        if stream.incremental is not None:  # the source refuses windows of its own under a windowed parent
+            everyone = list(self._read_whole(parent, reader.client)())
+            ok = True
+            for window in uncovered_windows(stream.incremental, [w for w, _ in done], datetime.now(UTC)):
+                ok &= self._children(reader, parent, window, everyone, done, partial)
+            return ok
         assert parent.incremental is not None
         windows = uncovered_windows(parent.incremental, [w for w, _ in done], datetime.now(UTC))
         ok = True
@@ -427,12 +433,13 @@ class Read:
     def _children(self, reader: StreamReader, parent: Stream, window: Window, parents: list[dict[str, Any]],
                   done: list[tuple[Window, datetime | None]], partial: dict[str, Any]) -> bool:
         stream = reader.stream
-        finished = _parents_done(partial, parent, parents)
+        finished = _parents_done(partial, parent, parents, window)
         todo = [record for record in parents if parent_id(parent, record) not in finished]
 
         def children(record: dict[str, Any]) -> tuple[str, list[dict[str, Any]] | Exception]:
             try:
-                return parent_id(parent, record), [c for p in reader.pages(RequestStats(), parent=record)
+                own = window if stream.incremental is not None else None
+                return parent_id(parent, record), [c for p in reader.pages(RequestStats(), window=own, parent=record)
                                                    for c in p.records]
             except SyncError as exc:
                 return parent_id(parent, record), exc
@@ -455,19 +462,26 @@ class Read:
         return ok
 
 
-def _parents_done(partial: dict[str, Any], parent: Stream, parents: list[dict[str, Any]]) -> set[str]:
-    """Which of ``parents`` an interrupted read already emitted the children of: those its ``in_progress``
-    names whose cursor value lies in the range it was reading. The range, not a slice: a resumed read may
-    cut its slices differently. (A state of an older release names the start of one window.)"""
-    assert parent.incremental is not None
+def _parents_done(partial: dict[str, Any], parent: Stream, parents: list[dict[str, Any]], window: Window) -> set[str]:
+    """Which of ``parents`` an interrupted read already emitted the children of, in ``window``.
+
+    A windowed parent: those its ``in_progress`` names whose cursor value lies in the range it was
+    reading. The range, not a slice: a resumed read may cut its slices differently. (A state of an older
+    release names the start of one window.) A full-refresh parent: every window lists every parent, so
+    the names hold only if it was reading this very window."""
     named = set(partial.get("parents_done", []))
     if not named:
         return set()
     if "start" in partial:
         reading = Window(parse_cursor(partial["start"]), parse_cursor(partial["end"]))
-    else:
+    elif parent.incremental is not None:
         start = parse_cursor(partial["window"])
         reading = Window(start, window_after(start, parent.incremental.window))
+    else:
+        return set()
+    if parent.incremental is None:
+        return {ident for record in parents if (ident := parent_id(parent, record)) in named} \
+            if reading == window else set()
     return {ident for record in parents if (ident := parent_id(parent, record)) in named
             and reading.contains(record_instant(record, parent.incremental))}
 

@@ -164,8 +164,6 @@ class Stream(BaseModel):
         if bad:
             raise ValueError(f"path placeholders must look like {{parent[field]}} or {{each[field]}}; found "
                              f"{', '.join(bad)}")
-        if self.parent is not None and self.incremental is not None:
-            raise ValueError("a substream takes its windows from its parent; remove its incremental block")
         if self.for_each and (self.incremental is not None or self.parent is not None):
             raise ValueError("for_each is supported on full-refresh streams without a parent (not yet on "
                              "incremental streams or substreams)")
@@ -300,15 +298,25 @@ class ApiSource(BaseModel):
                     raise ValueError(f"streams {', '.join(chain)} name each other as parents: a cycle")
                 chain.append(parent.name)
                 parent = by_name.get(parent.parent.stream)
-            if len(chain) > 1 and parent is not None and parent.incremental is not None:
-                raise ValueError(f"parent {chain[1]!r} of {stream.name!r} is a substream of the incremental stream "
-                                 f"{parent.name!r}; substreams of such substreams are not supported yet (of a "
-                                 "full-refresh chain they are)")
+        for stream in self.streams:  # every parent exists and no chain loops: what kind each stream is, is known
+            if stream.parent is None:
+                continue
+            direct = by_name[stream.parent.stream]
+            if stream.incremental is not None and not self.refreshes(direct):
+                raise ValueError(f"stream {stream.name!r} has an incremental block, and its parent {direct.name!r} "
+                                 "has windows: a substream of a windowed parent takes the parent's windows. Remove "
+                                 "its incremental block (windows of its own go with a full-refresh parent)")
+            if direct.parent is not None and not self.refreshes(direct):
+                raise ValueError(f"parent {direct.name!r} of {stream.name!r} is a substream with windows; substreams "
+                                 "of such substreams are not supported yet (of a full-refresh chain they are)")
         return self
 
     def refreshes(self, stream: Stream) -> bool:
         """Whether ``stream`` is synced by full refreshes: it has no cursor, and no parent that is not
-        refreshed itself (a substream of a full-refresh parent is refreshed over its parents, at any depth)."""
+        refreshed itself (a substream of a full-refresh parent is refreshed over its parents, at any depth,
+        unless it has windows of its own)."""
+        if stream.incremental is not None:
+            return False
         if stream.parent is not None:
             return self.refreshes(self.stream(stream.parent.stream))
         return stream.incremental is None
@@ -321,6 +329,9 @@ class ApiSource(BaseModel):
         if stream.parent is not None and self.refreshes(stream):
             return (f"substream of {stream.parent.stream}: a resumable full refresh over its published parents, "
                     "checkpointed per parent")
+        if stream.parent is not None and stream.incremental is not None:
+            return (f"substream of {stream.parent.stream} with {stream.incremental.window} windows on "
+                    f"{stream.incremental.cursor_field}: each window read once per published parent")
         if stream.parent is not None:
             return f"substream of {stream.parent.stream}: one read per parent record, partitioned as its parent"
         if stream.incremental is not None:

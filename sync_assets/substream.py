@@ -2,7 +2,9 @@
 
 A substream of an **incremental** parent has the parent's windows (``sync_substream``). A substream of a
 **full-refresh** parent is itself a resumable full refresh (``refresh.FullRefresh``) whose pages are its
-parents (``ParentPages``).
+parents (``ParentPages``), unless it has windows of its own (an ``incremental`` block: a report per
+account per day): then each of its windows is read once per parent of the parent's published snapshot
+(``sync_substream`` again), which is Airbyte's cursor per partition laid out as Dagster partitions.
 
 The parents come from the store (what the parent asset synced), never from the parent's API again.
 Children are fetched on the one scheduler (``concurrency``), shared by all partitions of the run
@@ -70,25 +72,34 @@ def parent_id(parent: Stream, record: dict[str, Any]) -> str:
 
 
 def sync_substream(
-    reader: StreamReader, store: Store, parent: Stream, partitions: Sequence[tuple[str, Window | None]],
-    concurrency: int,
+    reader: StreamReader, store: Store, partitions: Sequence[tuple[str, Window | None]], concurrency: int,
 ) -> Iterator[PartitionResult]:
     """Sync the children of every parent in ``partitions``; yields each partition as it is published.
 
-    The parents are listed from the store as threads free up (the listing stays lazy), each one's
-    children fetched as a unit of the one scheduler, and a partition is published as soon as every
+    The parents are listed from the store as threads free up (the listing stays lazy): a windowed
+    parent's partition of the same key, or a full-refresh parent's published snapshot, whole for each of
+    the child's own windows. Each parent's children are fetched as a unit of the one scheduler (for the
+    child's window, when it has windows of its own), and a partition is published as soon as every
     parent it listed is answered.
     """
     source, child = reader.source.name, reader.stream.name
-    table, parent_table = TableSpec.of(reader.source, reader.stream), TableSpec.of(reader.source, parent)
+    assert reader.stream.parent is not None
+    parent = reader.source.stream(reader.stream.parent.stream)
+    table = TableSpec.of(reader.source, reader.stream)
+    snapshot, parent_table = published_parents(store, reader, parent), TableSpec.of(reader.source, parent)
+
+    def parents_of(key: str) -> Iterable[dict[str, Any]]:
+        return snapshot() if reader.source.refreshes(parent) else store.records(parent_table, [key])
+
+    own_windows = reader.stream.incremental is not None
     results = {key: PartitionResult(key, window) for key, window in partitions}
     stages: dict[str, Stage] = {}
     open_keys: dict[str, int] = {key: 0 for key, _ in partitions}  # parents handed out and not answered yet
     listed: set[str] = set()  # partitions whose parents are all handed out
 
     def units() -> Iterator[tuple[str, str, dict[str, Any]]]:
-        for key, ident, record, earlier_keys in _parents(store, parent_table, parent, [k for k, _ in partitions],
-                                                         stages, results):
+        for key, ident, record, earlier_keys in _parents(parents_of, parent, [k for k, _ in partitions], stages,
+                                                         results):
             listed.update(earlier_keys)
             if results[key].error is None:
                 open_keys[key] += 1
@@ -98,7 +109,7 @@ def sync_substream(
     def children(unit: tuple[str, str, dict[str, Any]]) -> tuple[str, str, _Answer | Exception]:
         key, ident, record = unit
         try:
-            return key, ident, _children(reader, record)
+            return key, ident, _children(reader, record, results[key].window if own_windows else None)
         except Exception as exc:
             return key, ident, exc
 
@@ -128,7 +139,7 @@ _Answer = tuple[list[dict[str, Any]], int, RequestStats]
 
 
 def _parents(
-    store: Store, parent_table: TableSpec, parent: Stream, keys: list[str], stages: dict[str, Stage],
+    parents_of: Callable[[str], Iterable[dict[str, Any]]], parent: Stream, keys: list[str], stages: dict[str, Stage],
     results: dict[str, PartitionResult],
 ) -> Iterator[tuple[str, str, dict[str, Any], list[str]]]:
     """(key, parent id, parent record, keys fully listed so far) for every parent not done yet."""
@@ -136,7 +147,7 @@ def _parents(
     for key in keys:
         seen: set[str] = set()  # a parent listed twice in its partition (pages shifted under the read)
         try:
-            for record in store.records(parent_table, [key]):
+            for record in parents_of(key):
                 ident = parent_id(parent, record)
                 if ident in stages[key].items or ident in seen:
                     results[key].parents_skipped += 1
@@ -148,10 +159,11 @@ def _parents(
         listed = [*listed, key]
 
 
-def _children(reader: StreamReader, record: dict[str, Any]) -> _Answer:
-    """One parent's children, the pages they took, and what the requests cost."""
+def _children(reader: StreamReader, record: dict[str, Any], window: Window | None) -> _Answer:
+    """One parent's children (in ``window``, for a child with windows of its own), the pages they took,
+    and what the requests cost."""
     stats, children, pages = RequestStats(), [], 0
-    for page in reader.pages(stats, parent=record):
+    for page in reader.pages(stats, window=window, parent=record):
         children.extend(page.records)
         pages += 1
     return children, pages, stats

@@ -28,6 +28,15 @@ REFRESH_STREAMS: list[dict[str, Any]] = [
 ]
 
 
+TICKERS = {"name": "tickers", "path": "/v1/tickers", "records_path": "data", "primary_key": "symbol"}
+TICKER_PRICES = {
+    "name": "ticker_prices", "path": "/v1/prices", "records_path": "data", "primary_key": ["ticker", "date"],
+    "parent": {"stream": "tickers"}, "params": {"ticker": "{parent[symbol]}", "limit": 2},
+    "paginator": {"type": "next_url", "url_path": "next"},
+    "incremental": {"cursor_field": "date", "start": "2024-01-01", "start_param": "start_date",
+                    "end_param": "end_date", "end_inclusive": True, "param_format": "date"}}
+
+
 def make_source_data(url: str, streams: list[dict[str, Any]] | None = None, **overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "name": "demo",

@@ -79,7 +79,7 @@ def main() -> int:
             results = list(sync_windows(reader, store, todo, concurrency=4))
         else:
             assert stream.parent is not None
-            results = list(sync_substream(reader, store, source.stream(stream.parent.stream), todo, concurrency=4))
+            results = list(sync_substream(reader, store, todo, concurrency=4))
         errors = [r.error for r in results if r.error is not None]
         print(f"{len(results) - len(errors)} of {len(todo)} committed; errors: {errors}", flush=True)
         return 1 if errors else 0

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from airbyte_protocol.models import AirbyteMessage, ConfiguredAirbyteCatalog, Co
 
 from sync_assets.cli import main
 from sync_assets.demo_api import DemoApi, data
-from sync_assets_tests.helpers import TOKEN
+from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, TOKEN
 
 BIN = Path(sys.executable).parent
 START = "2024-01-01T00:00:00Z"
@@ -271,3 +271,39 @@ def test_engine_logs_become_log_messages_and_nothing_else_reaches_stdout(
     assert code == 0 and _records(messages, "customers") == data.all_customers(3, 230)
     assert logs and all(log["level"] == "WARN" and "retrying in" in log["message"] for log in logs)
     assert TOKEN not in json.dumps(messages)
+
+
+def test_a_substream_with_windows_of_its_own_reads_them_per_parent_and_resumes_by_parent(
+    files: Path, api: DemoApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Over a full-refresh parent (read whole first), each of the child's windows once per parent; a state
+    taken mid-window skips the parents done in that window, and only there."""
+    source = {**SOURCE, "streams": [TICKERS, TICKER_PRICES]}
+    (files / "source.yaml").write_text(yaml.safe_dump(source))
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=3)
+    config = _write(files / "config.json", {"SYNC_TEST_URL": api.url, "SYNC_TEST_TOKEN": TOKEN,
+                                            "start_date": f"{first.isoformat()}T00:00:00Z"})
+    catalog = _catalog(files, ticker_prices="incremental")
+    code, full = _airbyte(files, capsys, "read", "--config", str(config), "--catalog", str(catalog))
+    assert code == 0
+    truth = data.price_rows(0, first, today - timedelta(days=1))  # three whole days; today is not over
+    assert sorted(map(str, _records(full, "ticker_prices"))) == sorted(map(str, truth))
+    assert api.stats()["by_path"]["/v1/prices"] == 3 * len(data.TICKERS)
+
+    progress = next(m for m in full if m["type"] == "STATE"
+                    and len(m["state"]["stream"]["stream_state"].get("in_progress", {}).get("parents_done", [])) == 2)
+    reading = progress["state"]["stream"]["stream_state"]["in_progress"]
+    done = {json.loads(p)[0] for p in reading["parents_done"]}
+    api.reset_stats()
+    code, resumed = _airbyte(files, capsys, "read", "--config", str(config), "--catalog", str(catalog), "--state",
+                             str(_write(files / "state.json", [progress])))
+    assert code == 0
+    day = reading["start"][:10]
+    expected = [r for r in _records(full, "ticker_prices") if not (r["date"] == day and r["ticker"] in done)]
+    expected = [r for r in expected if r["date"] >= day]  # the state covers the days before the one in progress
+    assert sorted(map(str, _records(resumed, "ticker_prices"))) == sorted(map(str, expected))
+
+    code, again = _airbyte(files, capsys, "read", "--config", str(config), "--catalog", str(catalog), "--state",
+                           str(_write(files / "state.json", _last_states(resumed))))
+    assert code == 0 and _records(again, "ticker_prices") == []

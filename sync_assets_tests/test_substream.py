@@ -20,7 +20,7 @@ from sync_assets.storage import Store, TableSpec, open_store
 from sync_assets.substream import PartitionResult, sync_substream
 from sync_assets.sync import sync_windows
 from sync_assets.windows import Window
-from sync_assets_tests.helpers import make_source_data, stored
+from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, make_source_data, stored
 
 SURVEYS = 4000  # about 11 a day
 PAGE = {"type": "page_number", "size": 100, "total_path": "total"}
@@ -49,7 +49,7 @@ def sync_parents(api: DemoApi, store: Store, state_dir: Path) -> None:
 def sync_children(src: ApiSource, store: Store, state_dir: Path) -> list[PartitionResult]:
     client = open_client(src, state_dir)
     reader = StreamReader(src, src.stream("survey_responses"), client)
-    results = list(sync_substream(reader, store, src.stream("surveys"), DAYS, concurrency=8))
+    results = list(sync_substream(reader, store, DAYS, concurrency=8))
     client.close()
     return results
 
@@ -227,5 +227,33 @@ def test_a_substream_of_a_full_refresh_substream_is_refreshed_over_its_parents_p
     truth = sorted(r["id"] for response in responses for r in data.survey_responses(0, response["survey_id"]))
     assert sorted(r["id"] for r in stored(store, "sibling_responses")) == truth
     incremental_root = [STREAMS[0], STREAMS[1], {**again, "incremental": None}]
-    with pytest.raises(ConfigurationError, match="is a substream of the incremental stream 'surveys'"):
+    with pytest.raises(ConfigurationError, match="'survey_responses' of 'sibling_responses' is a substream with"):
         source_from_dict(make_source_data(api.url, incremental_root))
+
+
+def test_a_substream_with_windows_of_its_own_reads_each_window_once_per_parent_of_the_snapshot(
+    api: DemoApi, tmp_path: Path, store_location: str
+) -> None:
+    """A report per account per day: the windows are the child's, the parents the parent's published snapshot."""
+    store, streams = open_store(store_location), [TICKERS, TICKER_PRICES]
+    src = source_from_dict(make_source_data(api.url, streams))
+    child = src.stream("ticker_prices")
+    assert not src.refreshes(child) and "each window read once per published parent" in src.kind_of(child)
+    days = [(f"2024-03-{d:02d}", Window(datetime(2024, 3, d, tzinfo=UTC), datetime(2024, 3, d + 1, tzinfo=UTC)))
+            for d in (4, 5, 6)]
+    client = open_client(src, tmp_path)
+    try:
+        (refused,) = sync_substream(StreamReader(src, child, client), store, days[:1], concurrency=4)
+        assert "'tickers' has published none yet: refresh 'tickers' first" in str(refused.error)
+        assert _refresh(api, "tickers", store, tmp_path, streams=streams)[0].published is not None
+        results = list(sync_substream(StreamReader(src, child, client), store, days, concurrency=4))
+    finally:
+        client.close()
+    assert all(r.error is None for r in results) and {r.key for r in results} == {k for k, _ in days}
+    assert all(r.parents == len(data.TICKERS) for r in results)
+    for key, window in days:
+        truth = data.price_rows(0, window.start.date(), window.start.date())  # the API's end is inclusive
+        assert sorted(map(str, stored(store, "ticker_prices", [key]))) == sorted(map(str, truth)), key
+    with pytest.raises(ConfigurationError, match="its parent 'surveys' has windows"):
+        source_from_dict(make_source_data(api.url, [STREAMS[0], {**STREAMS[1], "incremental": TICKER_PRICES[
+            "incremental"]}]))

@@ -776,8 +776,10 @@ class _Translator:
         parent_name = parent.get("name") if isinstance(parent, dict) else None
         if parent_name not in self.manifest_streams:
             raise Unsupported(f"a parent stream ({parent_name!r}) that is not one of the manifest's streams", at)
-        if out.get("incremental"):
-            raise Unsupported("a substream with its own incremental_sync", at)
+        parent_windows = self.manifest_streams[parent_name].get("incremental_sync") or self._windowed(parent_name)
+        if out.get("incremental") and parent_windows:  # windows of its own go with a full-refresh parent
+            raise Unsupported("a substream with its own incremental_sync under an incremental parent (a cursor per "
+                              "parent over the parent's windows)", at)
         if self._windowed(parent_name):
             raise Unsupported(f"a parent ({parent_name}) that is a substream of an incremental stream", at)
         key = self.plain(config.get("parent_key"), f"{at}.parent_key", parameters)

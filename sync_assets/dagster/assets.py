@@ -429,12 +429,13 @@ def build_substream_asset(
     source: ApiSource, stream: Stream, parent: AssetsDefinition, translator: SyncAssetsTranslator, api_key: str,
     store_key: str,
 ) -> AssetsDefinition:
-    """A child stream: depends on its parent asset, has its partitions, reads its records from the store."""
+    """A child stream: depends on its parent asset, reads its parents from the store, and has its parent's
+    windows, or its own (over a full-refresh parent's snapshot)."""
     assert stream.parent is not None
     parent_stream = source.stream(stream.parent.stream)
-    parent_incremental = parent_stream.incremental
-    assert parent_incremental is not None  # a substream of a full-refresh parent is a refresh asset
-    partitions_def = parent.partitions_def
+    windows = stream.incremental or parent_stream.incremental
+    assert windows is not None  # a substream with no windows anywhere is a refresh asset
+    partitions_def = partitions_for(stream.incremental) if stream.incremental else parent.partitions_def
     assert isinstance(partitions_def, TimeWindowPartitionsDefinition)
     base = _StreamAsset(source, stream, translator, api_key, store_key)
 
@@ -442,8 +443,8 @@ def build_substream_asset(
     def _children(context: AssetExecutionContext) -> Iterator[Any]:
         started = time.monotonic()
         api, store, reader = base.open(context)
-        partitions = [(key, window_for(partitions_def, key, parent_incremental)) for key in context.partition_keys]
-        results = list(sync_substream(reader, store, parent_stream, partitions, api.concurrency))
+        partitions = [(key, window_for(partitions_def, key, windows)) for key in context.partition_keys]
+        results = list(sync_substream(reader, store, partitions, api.concurrency))
         published = [r.published for r in results if r.published]
         common = run_metadata(published)
         done = [(r.key, substream_metadata(r)) for r in results if r.state is not None]

@@ -55,10 +55,9 @@ def build_definitions(
     api_key = api_resource_key(source)
     by_stream: dict[str, AssetsDefinition] = {}
     for stream in source.streams:  # parents first: a substream takes its parent's partitions (or depends on it)
-        if stream.incremental is not None:
-            by_stream[stream.name] = build_incremental_asset(source, stream, translator, api_key, STORE_KEY)
-        elif stream.parent is None:
-            by_stream[stream.name] = build_refresh_asset(source, stream, translator, api_key, STORE_KEY)
+        if stream.parent is None:
+            by_stream[stream.name] = (build_incremental_asset if stream.incremental else build_refresh_asset)(
+                source, stream, translator, api_key, STORE_KEY)
     waiting = [stream for stream in source.streams if stream.parent is not None]
     while waiting:  # substreams once their parent is built (a parent may itself be a substream)
         stream = next(s for s in waiting if s.parent is not None and s.parent.stream in by_stream)

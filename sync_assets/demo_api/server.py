@@ -377,6 +377,11 @@ class _Endpoints:
             next_url = query.url_with(request.base_url, request.path, "page_token", next_token)
         return _Page({"data": list(islice(rows, limit)), "next": next_url}, "data")
 
+    def tickers(self, request: _Request) -> _Page:
+        """``GET /v1/tickers``: the instruments ``/v1/prices?ticker=`` reports on, in one page, as a list of
+        accounts or campaigns is before a report per account per day."""
+        return _Page({"data": [{"symbol": ticker, "name": f"{ticker} Inc."} for ticker in data.TICKERS]}, "data")
+
     def surveys(self, request: _Request, max_results: int = 0) -> _Page:
         """Also as Stripe-style APIs take it: ``modified[gte]`` / ``modified[lt]`` in epoch milliseconds, and
         newest first with ``sort=desc``; ``max_results`` cuts what a query finds, as a search endpoint does."""
@@ -496,6 +501,7 @@ _Endpoint = Callable[[_Endpoints, _Request], _Page]
 # (path pattern, route template used as the /stats by_path key, endpoint)
 _ROUTES: tuple[tuple[re.Pattern[str], str, _Endpoint], ...] = (
     (re.compile(r"/v1/prices"), "/v1/prices", _Endpoints.prices),
+    (re.compile(r"/v1/tickers"), "/v1/tickers", _Endpoints.tickers),
     (re.compile(r"/v3/surveys"), "/v3/surveys", _Endpoints.surveys),
     (re.compile(r"/v3/surveys/([^/]+)/responses"), "/v3/surveys/{id}/responses", _Endpoints.survey_responses),
     (re.compile(r"/v3/responses"), "/v3/responses", _Endpoints.responses),

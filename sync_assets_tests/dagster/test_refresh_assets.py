@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from dagster import (
     AssetIn,
     AssetKey,
     DagsterInstance,
+    DailyPartitionsDefinition,
     Definitions,
     ExecuteInProcessResult,
     asset,
@@ -23,14 +25,14 @@ from dagster import (
     materialize,
 )
 
-from sync_assets.dagster import chunk_partitions_name
+from sync_assets.dagster import build_definitions, chunk_partitions_name
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.home import home_under
 from sync_assets.sources import demo_source
 from sync_assets.storage.layout import chunk_key, chunk_scope, store_dir
 from sync_assets_tests.dagster.helpers import SURVEYS, demo_defs, run, store_of
 from sync_assets_tests.dagster.test_cli_runs import BIN, REPO, _env, _home
-from sync_assets_tests.helpers import stored
+from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, make_source, stored
 
 CUSTOMERS = AssetKey(["demo", "customers"])
 RESPONSES = AssetKey(["demo", "survey_responses"])
@@ -162,6 +164,26 @@ def test_a_substream_runs_with_its_parent_and_reads_it_from_the_store(
     expected = sorted(r["id"] for p in parents for r in data.survey_responses(0, p["id"]))
     assert sorted(r["id"] for r in stored(store, "survey_responses", keys)) == expected
     assert instance.get_materialized_partitions(RESPONSES) == set(keys)
+
+
+def test_a_substream_with_windows_of_its_own_is_partitioned_by_them_and_reads_the_parents_snapshot(
+    api: DemoApi, instance: DagsterInstance
+) -> None:
+    source = make_source(api, [TICKERS, TICKER_PRICES], rate_limits=[])
+    defs = build_definitions(source)
+    prices, tickers = AssetKey(["demo", "ticker_prices"]), AssetKey(["demo", "tickers"])
+    prices_def = defs.get_assets_def(prices)
+    assert prices_def.partitions_def == DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC")
+    assert tickers in prices_def.asset_deps[prices]
+    name = chunk_partitions_name(source, source.stream("tickers"))
+    instance.add_dynamic_partitions(name, [chunk_key(1, 0)])
+    assert run(defs, instance, tickers, partition=chunk_key(1, 0)).success
+    assert run(defs, instance, prices, partition_range=("2024-03-04", "2024-03-06")).success
+    keys = ["2024-03-04", "2024-03-05", "2024-03-06"]
+    assert instance.get_materialized_partitions(prices) == set(keys)
+    for key in keys:
+        truth = data.price_rows(0, date.fromisoformat(key), date.fromisoformat(key))
+        assert sorted(map(str, stored(store_of(instance), "ticker_prices", [key]))) == sorted(map(str, truth))
 
 
 def test_the_refresh_sensor_starts_and_resumes_refreshes(
