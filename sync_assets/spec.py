@@ -321,6 +321,12 @@ class ApiSource(BaseModel):
             return self.refreshes(self.stream(stream.parent.stream))
         return stream.incremental is None
 
+    def windows_of(self, stream: Stream) -> Incremental | None:
+        """The windows ``stream`` is partitioned by: its own, or its parent's (a substream of a windowed parent)."""
+        if stream.incremental is not None or stream.parent is None:
+            return stream.incremental
+        return self.windows_of(self.stream(stream.parent.stream))
+
     def kind_of(self, stream: Stream) -> str:
         """How ``stream`` is synced, in words (asset descriptions, ``sync-assets check``)."""
         if stream.for_each:

@@ -84,6 +84,11 @@ class Incremental(BaseModel):
         None, gt=timedelta(0), description="What an inclusive end parameter subtracts from the window's end "
                                            "(ISO 8601 duration, e.g. PT0.001S); by default the smallest step "
                                            "param_format can write (a day, a second, a millisecond).")
+    lookback: timedelta | None = Field(
+        None, gt=timedelta(0), description="How long after a window ends its records may still appear or change "
+                                           "(ISO 8601 duration, e.g. P3D): the schedule re-syncs every window "
+                                           "that ended within it, and an Airbyte read starts that far back "
+                                           "from where its state ends.")
     cursor_formats: list[str] = Field(
         default_factory=list, description="strptime patterns the cursor field's values may be written in "
                                           "(e.g. %d/%m/%Y %H:%M), tried in order before ISO 8601 and epoch "
@@ -178,10 +183,14 @@ def uncovered_windows(incremental: Incremental, covered: list[Window], end: date
 
     ``end`` (usually now) is first cut down to a step the API's parameters can say: with ``date``
     parameters a window ending at 04:31 would ask for nothing of its last day, yet count as covering
-    it, and the next read would start at 04:31 and drop that morning's records.
+    it, and the next read would start at 04:31 and drop that morning's records. Windows that ended
+    within the stream's ``lookback`` of ``end`` do not count as covered: their records may still change.
     """
     step = incremental.granularity
     end = _EPOCH + (as_utc(end) - _EPOCH) // step * step
+    if incremental.lookback is not None:
+        settled = window_floor(end - incremental.lookback, incremental.window)
+        covered = [Window(w.start, min(w.end, settled)) for w in covered if w.start < settled]
     cursor = as_utc(incremental.start)
     todo: list[Window] = []
     for done in [*merge_windows(covered), Window(end, end)]:

@@ -100,6 +100,18 @@ def test_uncovered_windows_fill_the_gaps_and_end_where_the_parameters_can_say() 
     assert uncovered_windows(times, [], now)[-1] == Window(utc(2024, 1, 5), datetime(2024, 1, 5, 4, 31, 54, tzinfo=UTC))
 
 
+def test_windows_that_ended_within_the_lookback_are_read_again() -> None:
+    """An Airbyte read from a state: records may still arrive for the last ``lookback`` of it."""
+    incremental = Incremental(cursor_field="t", start=utc(2024, 1, 1), start_param="from", end_param="to",
+                              lookback=timedelta(days=2))
+    now = datetime(2024, 1, 10, 6, tzinfo=UTC)
+    covered = [Window(utc(2024, 1, 1), datetime(2024, 1, 9, 23, tzinfo=UTC))]
+    todo = uncovered_windows(incremental, covered, now)
+    # the 8th ended within two days of now (06:00 on the 10th): read again from its start, whole
+    assert todo[0] == Window(utc(2024, 1, 8), utc(2024, 1, 9)) and todo[-1].end == now and len(todo) == 3
+    assert uncovered_windows(incremental.model_copy(update={"lookback": None}), covered, now)[0].start == covered[0].end
+
+
 def test_a_record_without_a_timestamp_is_a_system_error() -> None:
     incremental = Incremental(cursor_field="meta.updated", start=utc(2024, 1, 1))
     with pytest.raises(SyncSystemError, match="cursor field 'meta.updated'"):

@@ -298,6 +298,7 @@ class _Translator:
         self._requester(retriever.get("requester") or {}, out, f"{where}.retriever.requester", request)
         self._selector(retriever.get("record_selector") or {}, out, f"{where}.retriever.record_selector")
         self._paginator(retriever.get("paginator"), out, f"{where}.retriever.paginator")
+        self._placed(out, where)
         self._transformations(component.get("transformations") or [], retriever.get("record_selector") or {},
                               partition, out, where, parameters)
         key = component.get("primary_key")
@@ -350,6 +351,7 @@ class _Translator:
                              out)
         if params:
             out["params"] = {**out.get("params", {}), **params}
+            self._place(out, "query", f"{where}.request_parameters")
         if headers:
             out["headers"] = {**out.get("headers", {}), **{key: str(value) for key, value in headers.items()}}
         if body:
@@ -402,10 +404,10 @@ class _Translator:
         incremental = out.get("incremental")
         if incremental is None:
             raise Unsupported("a window bound in a stream without incremental_sync", where)
-        if where.endswith("request_parameters"):
-            incremental[setting] = name
-        else:
-            raise Unsupported("a window bound outside the query parameters", where)
+        if not where.endswith(("request_parameters", "request_body_json")):
+            raise Unsupported("a window bound outside the query parameters and the JSON body", where)
+        incremental[setting] = name
+        self._place(out, "query" if where.endswith("request_parameters") else "body", where)
 
     def _placeholders(self, text: str, where: str) -> str:
         markers = [m for m in _MARKER.findall(text) if not m.startswith("\x00secret:")]
@@ -643,10 +645,10 @@ class _Translator:
                             f"{where}.pagination_strategy")
         token_option = paginator.get("page_token_option") or {}
         token_kind = self._expect(token_option, ("RequestOption", "RequestPath"), f"{where}.page_token_option")
-        token_param = self._request_parameter(token_option, f"{where}.page_token_option", parameters) \
+        token_param = self._request_parameter(token_option, f"{where}.page_token_option", parameters, out) \
             if token_kind == "RequestOption" else None
         size_option = paginator.get("page_size_option")
-        size_param = self._request_parameter(size_option, f"{where}.page_size_option", parameters) \
+        size_param = self._request_parameter(size_option, f"{where}.page_size_option", parameters, out) \
             if size_option else None
         size_text = strategy.get("page_size")
         size = int(self.plain(size_text, f"{where}.pagination_strategy.page_size", parameters)) \
@@ -672,13 +674,38 @@ class _Translator:
                                             "page_size": size, "path_token": token_kind == "RequestPath",
                                             "parameters": dict(parameters), "stream": out["name"]}}
 
-    def _request_parameter(self, option: Any, where: str, parameters: Mapping[str, Any]) -> str:
+    def _request_parameter(self, option: Any, where: str, parameters: Mapping[str, Any], out: dict[str, Any]) -> str:
+        """A page or window option's name; sent in the query or in the JSON body (see ``_placed``)."""
         self._expect(option, "RequestOption", where)
-        if option.get("inject_into") != "request_parameter":
-            raise Unsupported(f"a page option injected into {option.get('inject_into')}", where)
+        place = {"request_parameter": "query", "body_json": "body"}.get(str(option.get("inject_into")))
+        if place is None:
+            raise Unsupported(f"a request option injected into {option.get('inject_into')}", where)
         if option.get("field_path"):
             raise Unsupported("RequestOption.field_path", where)
+        self._place(out, place, where)
         return self.plain(option.get("field_name"), f"{where}.field_name", parameters)
+
+    @staticmethod
+    def _place(out: dict[str, Any], place: str, where: str) -> None:
+        out.setdefault("_places", {})[where] = place
+
+    @staticmethod
+    def _placed(out: dict[str, Any], where: str) -> None:
+        """Where the stream's options go: the engine sends a stream's parameters, window bounds and page
+        options together, in the query or (``params_in: body``) in the JSON body, so a manifest that puts
+        some in each is refused."""
+        places: dict[str, str] = out.pop("_places", {})
+        body = [at for at, place in places.items() if place == "body"]
+        if not body:
+            return
+        query = [at for at, place in places.items() if place == "query"]
+        if query:
+            inside = [at.removeprefix(f"{where}.") for at in (body[0], query[0])]  # within the stream
+            raise Unsupported(f"request options both in the JSON body ({inside[0]}) and in the query ({inside[1]})",
+                              where)
+        if out.get("method") != "POST":
+            raise Unsupported("request options in the JSON body of a GET request", body[0])
+        out["params_in"] = "body"
 
     # --- windows and partitions ----------------------------------------------------------------------------------
 
@@ -689,7 +716,7 @@ class _Translator:
         at = f"{where}.incremental_sync"
         self._expect(cursor, "DatetimeBasedCursor", at)
         parameters = cursor.get(PARAMETERS) or {}
-        for unsupported in ("lookback_window", "clamping", "global_substream_cursor", "is_client_side_incremental",
+        for unsupported in ("clamping", "global_substream_cursor", "is_client_side_incremental",
                             "is_compare_strictly"):
             if cursor.get(unsupported):
                 raise Unsupported(f"DatetimeBasedCursor.{unsupported}", f"{at}.{unsupported}")
@@ -713,6 +740,9 @@ class _Translator:
             incremental["window"] = window or ("hourly" if length < timedelta(days=1) else "daily")
             if window is None:
                 incremental["max_slice"] = length
+        lookback = cursor.get("lookback_window")
+        if lookback:
+            incremental["lookback"] = parse_duration(self.plain(lookback, f"{at}.lookback_window", parameters))
         granularity = cursor.get("cursor_granularity")
         if granularity and step:
             length = parse_duration(self.plain(granularity, f"{at}.cursor_granularity", parameters))
@@ -723,7 +753,7 @@ class _Translator:
         out["incremental"] = incremental
         for option, setting in (("start_time_option", "start_param"), ("end_time_option", "end_param")):
             if cursor.get(option):
-                incremental[setting] = self._request_parameter(cursor[option], f"{at}.{option}", parameters)
+                incremental[setting] = self._request_parameter(cursor[option], f"{at}.{option}", parameters, out)
         start_name = self.plain(cursor.get("partition_field_start") or "start_time", at, parameters)
         end_name = self.plain(cursor.get("partition_field_end") or "end_time", at, parameters)
         return {start_name: _START, end_name: _END}
@@ -831,4 +861,6 @@ class _Translator:
         target = {"request_parameter": "params", "header": "headers"}.get(str(option.get("inject_into")))
         if target is None:
             raise Unsupported(f"a partition injected into {option.get('inject_into')}", where)
+        if target == "params":
+            self._place(out, "query", where)
         out.setdefault(target, {})[name] = placeholder

@@ -433,7 +433,7 @@ def build_substream_asset(
     windows, or its own (over a full-refresh parent's snapshot)."""
     assert stream.parent is not None
     parent_stream = source.stream(stream.parent.stream)
-    windows = stream.incremental or parent_stream.incremental
+    windows = source.windows_of(stream)
     assert windows is not None  # a substream with no windows anywhere is a refresh asset
     partitions_def = partitions_for(stream.incremental) if stream.incremental else parent.partitions_def
     assert isinstance(partitions_def, TimeWindowPartitionsDefinition)

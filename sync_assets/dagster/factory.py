@@ -76,7 +76,7 @@ def build_definitions(
         sensors.append(build_refresh_sensor(source, refreshed, STORE_KEY, refresh_every))
     return Definitions(
         assets=assets,
-        schedules=build_schedules(source, assets, schedule_lookback),
+        schedules=build_schedules(source, [(s, by_stream[s.name]) for s in source.streams], schedule_lookback),
         sensors=sensors,
         resources={
             api_key: api or SyncApiResource.for_source(source),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from sync_assets_tests.helpers import TOKEN
 MANIFEST = Path(__file__).parent / "manifests" / "demo" / "manifest.yaml"
 DEMO_SOURCE = Path(__file__).parents[2] / "sync_assets" / "sources" / "demo.yaml"
 JANUARY_WEEK = Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC))
+EVERYTHING = Window(datetime(2020, 1, 1, tzinfo=UTC), datetime.now(UTC))
 
 
 @pytest.fixture
@@ -76,6 +77,9 @@ def test_every_stream_reads_what_the_bundled_source_reads_with_the_manifests_tra
     survey = surveys[0]
     assert _read(manifest, "survey_responses", tmp_path, parent=survey) == _read(ours, "survey_responses", tmp_path,
                                                                                  parent=survey)
+    # window bounds and page numbers in a POST's JSON body (the page size of 100 makes several pages)
+    searched = _read(manifest, "searched_surveys", tmp_path, window=EVERYTHING)
+    assert searched == _read(ours, "surveys", tmp_path, window=EVERYTHING) and len(searched) > 100
 
 
 def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, ApiSource]) -> None:
@@ -87,13 +91,19 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
                      "orders": "resumable full refresh", "events": "resumable full refresh",
                      "all_surveys": "resumable full refresh", "all_survey_responses": "substream of all_surveys",
                      "chosen_survey_responses": "resumable full refresh for each survey_id",
-                     "chosen_siblings": "substream of chosen_survey_responses"}
+                     "chosen_siblings": "substream of chosen_survey_responses",
+                     "searched_surveys": "incremental on date_modified, daily windows",
+                     "tickers": "resumable full refresh",
+                     "ticker_prices": "substream of tickers with daily windows on date"}
     chosen = manifest.stream("chosen_survey_responses")
     assert chosen.for_each[0].values == [3, 17, 42, 999] and chosen.ignore_statuses == [404]  # the spec's default
     assert "checkpointed per parent" in manifest.kind_of(manifest.stream("all_survey_responses"))
     prices = manifest.stream("stock_prices").incremental
     assert prices is not None and prices.end_inclusive and prices.param_format == "%Y-%m-%d"
     assert manifest.stream("survey_responses").path == "/v3/surveys/{parent[id]}/responses"
+    searched = manifest.stream("searched_surveys")
+    assert searched.params_in == "body" and searched.method == "POST"
+    assert searched.incremental is not None and searched.incremental.lookback == timedelta(days=3)
     assert manifest.retry.max_attempts == 8 and manifest.rate_limit_headers.reset[0] == "Retry-After"
     assert TOKEN not in repr(manifest) and "DEMO_KEY" in repr(manifest.auth)  # read when a client is built
 
@@ -172,9 +182,9 @@ def test_manifest_check_tells_which_manifests_translate_and_what_blocks_the_othe
     blocked = _manifest_with(tmp_path, {"partition_router": {"type": "GroupingPartitionRouter"}})
     assert cli_main(["manifest", "check", str(MANIFEST.parent), str(blocked)]) == 2
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("translates: 10 streams (2 incremental, 1 substream of surveys, 4 resumable full refresh, "
+    assert out[0].endswith("translates: 13 streams (3 incremental, 1 substream of surveys, 5 resumable full refresh, "
                            "1 substream of all_surveys, 1 resumable full refresh for each survey_id, "
-                           "1 substream of chosen_survey_responses)")
+                           "1 substream of chosen_survey_responses, 1 substream of tickers with daily windows)")
     assert "unsupported: stream customers.retriever.partition_router: component 'GroupingPartitionRouter'" in out[1]
     assert out[2] == "1 of 2 manifests translate"
     assert cli_main(["manifest", "check", str(MANIFEST)]) == 0

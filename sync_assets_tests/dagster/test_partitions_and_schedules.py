@@ -44,6 +44,21 @@ def test_the_schedule_requests_the_newest_windows_as_one_range_run() -> None:
     assert keys == {"demo/stock_prices", "demo/surveys", "demo/survey_responses"}  # the substream goes with its parent
 
 
+def test_the_schedule_also_re_syncs_every_window_that_ended_within_a_streams_lookback() -> None:
+    source = demo_source()
+    surveys = source.stream("surveys")
+    assert surveys.incremental is not None
+    late = surveys.model_copy(update={"incremental": surveys.incremental.model_copy(
+        update={"lookback": timedelta(days=5, hours=1)})})
+    source = source.model_copy(update={"streams": [late if s.name == "surveys" else s for s in source.streams]})
+    (schedule,) = build_definitions(source, schedule_lookback=2).schedules
+    tick = datetime(2024, 5, 10, 0, 15, tzinfo=UTC)
+    (request,) = schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=tick)).run_requests or []
+    # the windows ending after 2024-05-04 23:15: the 4th (ends at midnight on the 5th) to the 9th
+    assert request.tags["dagster/asset_partition_range_start"] == "2024-05-04"
+    assert request.tags["dagster/asset_partition_range_end"] == "2024-05-09"
+
+
 def test_a_stream_starting_in_the_future_has_no_partitions_yet() -> None:
     incremental = Incremental(cursor_field="t", start=datetime(2999, 1, 1, tzinfo=UTC))
     assert partitions_for(incremental).get_partition_keys(current_time=datetime(2026, 11, 22, tzinfo=UTC)) == []
