@@ -5,18 +5,21 @@ Each kind is a small pydantic model (the YAML ``auth: {type: ...}`` block) whose
 turns env references into the headers and query parameters to send. Resolution happens once per
 client, and every secret value is registered for masking on the way. A renewing kind resolves to a
 ``TokenSource``: one per client, shared by its threads, that fetches the token when first needed,
-again shortly before it expires, and once more when the API answers 401.
+again shortly before it expires, and once more when the API answers 401. ``resolve`` is given the API's
+``SharedBoard`` (``rate_limit``): OAuth2 refresh tokens that the provider rotates are renewed through it,
+one process at a time, the newest kept there for every other process and the next run.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,6 +29,9 @@ from sync_assets.plugins import call, load
 from sync_assets.records import dig
 from sync_assets.redaction import mask, mask_url, register_secret
 from sync_assets.secrets import Env, Secret, Text, resolve_secret, resolve_text
+
+if TYPE_CHECKING:
+    from sync_assets.rate_limit import SharedBoard
 
 
 class HeaderSource(Protocol):
@@ -129,26 +135,55 @@ class OAuth2Auth(BaseModel):
     client_id: Text
     client_secret: Secret
     refresh_token: Secret | None = Field(None, description="Use the refresh token grant.")
+    rotating: bool = Field(
+        False, description="The provider answers a new refresh token with each access token and the one used "
+                           "stops working: the newest is kept in the API's shared state (rate_limit_store), used "
+                           "by one process at a time and found by the next run; refresh_token is only the first.")
+    refresh_token_path: str = Field("refresh_token", description="Where the answer holds the new refresh token.")
     scopes: list[str] = Field(default_factory=list)
     extra: dict[str, str] = Field(default_factory=dict, description="More fields of the token request body.")
 
-    def resolve(self) -> ResolvedAuth:
+    @model_validator(mode="after")
+    def _rotation_needs_a_refresh_token(self) -> OAuth2Auth:
+        if self.rotating and self.refresh_token is None:
+            raise ValueError("rotating: true needs refresh_token (the first one); without it the client "
+                             "credentials grant is used, and there is nothing to rotate")
+        return self
+
+    def resolve(self, shared: SharedBoard | None = None) -> ResolvedAuth:
         url = resolve_text(self.token_url, "auth.token_url")
         form = {"client_id": resolve_text(self.client_id, "auth.client_id"),
                 "client_secret": resolve_secret(self.client_secret, "auth.client_secret"), **self.extra}
-        if self.refresh_token is not None:
-            form.update(grant_type="refresh_token",
-                        refresh_token=resolve_secret(self.refresh_token, "auth.refresh_token"))
+        first = resolve_secret(self.refresh_token, "auth.refresh_token") if self.refresh_token is not None else None
+        if first is not None:
+            form.update(grant_type="refresh_token", refresh_token=first)
         else:
             form["grant_type"] = "client_credentials"
         if self.scopes:
             form["scope"] = " ".join(self.scopes)
+        what = "the OAuth2 token endpoint"
 
         def fetch() -> tuple[str, float | None]:
-            body = _token_request(url, "the OAuth2 token endpoint", data=form)
-            return _token_from(body, "access_token", "expires_in", "the OAuth2 token endpoint")
+            return _token_from(_token_request(url, what, data=form), "access_token", "expires_in", what)
 
-        return ResolvedAuth(tokens=TokenSource(fetch, "Authorization", "Bearer "))
+        if not self.rotating:
+            return ResolvedAuth(tokens=TokenSource(fetch, "Authorization", "Bearer "))
+        if shared is None:
+            raise ConfigurationError("auth.rotating needs the API's shared state to keep the newest refresh token: "
+                                     "open the client with sync_assets.open_client")
+        # one chain per first token: a new one in the config (a re-authorization) starts a new chain
+        slot = "oauth2-refresh-token:" + hashlib.sha256(f"{url} {form['client_id']} {first}".encode()).hexdigest()
+
+        def renew(kept: str | None) -> tuple[str, tuple[str, float | None]]:
+            answer = _token_request(url, what, data={**form, "refresh_token": kept or first})
+            newest = dig(answer, self.refresh_token_path)
+            if not isinstance(newest, str) or not newest:
+                raise ConfigurationError(f"{what} answered no new refresh token at {self.refresh_token_path!r}; set "
+                                         "refresh_token_path, or rotating: false if the provider does not rotate them")
+            register_secret(newest)
+            return newest, _token_from(answer, "access_token", "expires_in", what)
+
+        return ResolvedAuth(tokens=TokenSource(lambda: shared.rotate(slot, renew), "Authorization", "Bearer "))
 
 
 class SessionTokenAuth(BaseModel):
@@ -169,7 +204,7 @@ class SessionTokenAuth(BaseModel):
     header: str = "Authorization"
     prefix: str = "Bearer "
 
-    def resolve(self) -> ResolvedAuth:
+    def resolve(self, shared: SharedBoard | None = None) -> ResolvedAuth:
         url = resolve_text(self.login_url, "auth.login_url")
         body = {name: resolve_secret(value, f"auth.body.{name}") for name, value in self.body.items()}
         sent: dict[str, Any] = {"json": body} if self.body_format == "json" else {"data": body}
@@ -192,7 +227,7 @@ class BearerAuth(BaseModel):
     type: Literal["bearer"] = "bearer"
     token: Secret
 
-    def resolve(self) -> ResolvedAuth:
+    def resolve(self, shared: SharedBoard | None = None) -> ResolvedAuth:
         return ResolvedAuth(headers={"Authorization": f"Bearer {resolve_secret(self.token, 'auth.token')}"})
 
 
@@ -205,7 +240,7 @@ class ApiKeyAuth(BaseModel):
     name: str = Field("X-API-Key", description="Header or query parameter name.")
     location: Literal["header", "query"] = "header"
 
-    def resolve(self) -> ResolvedAuth:
+    def resolve(self, shared: SharedBoard | None = None) -> ResolvedAuth:
         key = resolve_secret(self.key, "auth.key")
         if self.location == "query":
             return ResolvedAuth(query_params={self.name: key})
@@ -220,7 +255,7 @@ class BasicAuth(BaseModel):
     username: Text
     password: Secret
 
-    def resolve(self) -> ResolvedAuth:
+    def resolve(self, shared: SharedBoard | None = None) -> ResolvedAuth:
         user = resolve_text(self.username, "auth.username")
         password = resolve_secret(self.password, "auth.password")
         encoded = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -274,7 +309,7 @@ class CustomAuth(BaseModel):
         load(self.class_path, "auth")
         return self
 
-    def resolve(self) -> ResolvedAuth:
+    def resolve(self, shared: SharedBoard | None = None) -> ResolvedAuth:
         options = {name: resolve_secret(value, f"auth.options.{name}") if isinstance(value, Env) else value
                    for name, value in self.options.items()}
         try:

@@ -9,7 +9,9 @@ memory would give each process the whole budget. The budget therefore lives in a
 
 Budgets are moving windows (pyrate-limiter's sliding log), several at once (``10/s`` and
 ``1000/h``). A 429's ``Retry-After`` is published to the same store as a *pause*, so every worker
-of that API waits, not just the one that was told.
+of that API waits, not just the one that was told. The same store keeps what else every worker of an
+API must share (the ``SharedBoard``): a refresh token that the provider rotates, renewed by one worker at
+a time and kept for the next run.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
-from filelock import Timeout
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pyrate_limiter import Limiter
 from pyrate_limiter import Rate as PyrateRate
@@ -82,17 +85,33 @@ class RateLimitStore(BaseModel):
         return cls(kind=kind, url=Env(env=SHARED_BUDGET_ENV))
 
 
-class _PauseBoard(Protocol):
-    def get(self) -> float: ...
-    def set(self, until: float) -> None: ...
+T = TypeVar("T")
+Renewal = Callable[[str | None], tuple[str, T]]
+"""Given the value kept in a slot (None: nothing kept yet), what to keep instead and what to hand back."""
 
 
-class _SqlitePauseBoard:
+class SharedBoard(Protocol):
+    """What every worker of an API shares besides its budget, in the budget's store."""
+
+    def get(self) -> float:
+        """Until when (epoch seconds) the API is paused after a 429."""
+
+    def set(self, until: float) -> None:
+        """Pause the API until ``until``, unless it already is for longer."""
+
+    def rotate(self, slot: str, renew: Renewal[T]) -> T:
+        """Run ``renew`` on the value kept in ``slot`` and keep what it returns, one worker at a time
+        across every process and machine of the store: a value used once (a rotating refresh token) is
+        never used twice, and the next run finds the newest."""
+
+
+class _SqliteBoard:
     def __init__(self, path: Path, key: str) -> None:
-        self._key = key
+        self._key, self._path = key, path
         self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         self._conn.execute("CREATE TABLE IF NOT EXISTS pauses (key TEXT PRIMARY KEY, until REAL NOT NULL)")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS rotations (slot TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
     def get(self) -> float:
         with self._lock:
@@ -107,8 +126,19 @@ class _SqlitePauseBoard:
                 (self._key, until),
             )
 
+    def rotate(self, slot: str, renew: Renewal[T]) -> T:
+        # A file lock, not SQLite's: the budget's buckets share this database, and a token request must
+        # not hold their writes up.
+        with self._lock, FileLock(self._path.with_name(f"{self._path.name}.rotation.lock"), timeout=300):
+            slot = f"{self._key}:{slot}"
+            row = self._conn.execute("SELECT value FROM rotations WHERE slot = ?", (slot,)).fetchone()
+            kept, result = renew(row[0] if row else None)
+            self._conn.execute("INSERT INTO rotations (slot, value) VALUES (?, ?) "
+                               "ON CONFLICT(slot) DO UPDATE SET value = excluded.value", (slot, kept))
+        return result
 
-class _PostgresPauseBoard:
+
+class _PostgresBoard:
     def __init__(self, pool: Any, key: str) -> None:
         self._pool, self._key = pool, key
         with pool.connection() as conn, conn.transaction():
@@ -117,6 +147,8 @@ class _PostgresPauseBoard:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS sync_assets_pauses (key TEXT PRIMARY KEY, until DOUBLE PRECISION)"
             )
+            conn.execute("CREATE TABLE IF NOT EXISTS sync_assets_rotations (slot TEXT PRIMARY KEY, "
+                         "value TEXT NOT NULL)")
 
     def get(self) -> float:
         with self._pool.connection() as conn:
@@ -131,12 +163,22 @@ class _PostgresPauseBoard:
                 (self._key, until),
             )
 
+    def rotate(self, slot: str, renew: Renewal[T]) -> T:
+        slot = f"{self._key}:{slot}"
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"sync_assets_rotation:{slot}",))
+            row = conn.execute("SELECT value FROM sync_assets_rotations WHERE slot = %s", (slot,)).fetchone()
+            kept, result = renew(row[0] if row else None)
+            conn.execute("INSERT INTO sync_assets_rotations (slot, value) VALUES (%s, %s) ON CONFLICT (slot) "
+                         "DO UPDATE SET value = EXCLUDED.value", (slot, kept))
+        return result
 
-class _RedisPauseBoard:
+
+class _RedisBoard:
     """A one-member sorted set: ``ZADD GT`` only ever moves the pause later, atomically."""
 
     def __init__(self, client: Any, key: str) -> None:
-        self._client, self._key = client, f"sync_assets:pause:{key}"
+        self._client, self._api, self._key = client, key, f"sync_assets:pause:{key}"
 
     def get(self) -> float:
         value = self._client.zscore(self._key, "until")
@@ -145,6 +187,14 @@ class _RedisPauseBoard:
     def set(self, until: float) -> None:
         self._client.zadd(self._key, {"until": until}, gt=True)
         self._client.expireat(self._key, int(until) + 60, gt=True)
+
+    def rotate(self, slot: str, renew: Renewal[T]) -> T:
+        key = f"sync_assets:rotation:{self._api}:{slot}"
+        with self._client.lock(f"{key}:lock", timeout=300, blocking_timeout=300):
+            value = self._client.get(key)
+            kept, result = renew(value.decode() if value is not None else None)
+            self._client.set(key, kept)
+        return result
 
 
 class _ThreadsFirstLock:
@@ -280,7 +330,7 @@ class SharedRateLimiter:
 
             state_dir.mkdir(parents=True, exist_ok=True)
             path = state_dir / "rate_limits.sqlite"
-            self._board: _PauseBoard = _SqlitePauseBoard(path, self.key)
+            self.board: SharedBoard = _SqliteBoard(path, self.key)
             if not rates:
                 return None
             bucket = SQLiteBucket.init_from_file(rates, table=table, db_path=str(path), use_file_lock=True)
@@ -297,14 +347,14 @@ class SharedRateLimiter:
             # Not autocommit: pyrate-limiter takes its table locks per transaction.
             pool = ConnectionPool(url, min_size=1, max_size=4, open=True)
             self._closers.append(pool)
-            self._board = _PostgresPauseBoard(pool, self.key)
+            self.board = _PostgresBoard(pool, self.key)
             return PostgresBucket(pool, table, rates) if rates else None
         import redis
         from pyrate_limiter import RedisBucket
 
         client = redis.Redis.from_url(url)
         self._closers.append(client)
-        self._board = _RedisPauseBoard(client, self.key)
+        self.board = _RedisBoard(client, self.key)
         return RedisBucket.init(rates, client, f"sync_assets:rate:{self.key}") if rates else None
 
     def acquire(self) -> float:
@@ -318,7 +368,7 @@ class SharedRateLimiter:
     def pause(self, seconds: float) -> None:
         """Tell every worker of this API to hold off for ``seconds`` (a 429's Retry-After)."""
         until = time.time() + seconds
-        self._board.set(until)
+        self.board.set(until)
         self._pause_until = max(self._pause_until, until)
 
     def _wait_out_pause(self) -> None:
@@ -328,7 +378,7 @@ class SharedRateLimiter:
         while True:
             now = time.monotonic()
             if now - self._pause_seen_at >= _PAUSE_POLL_SECONDS:
-                self._pause_until = max(self._pause_until, self._board.get())
+                self._pause_until = max(self._pause_until, self.board.get())
                 self._pause_seen_at = now
             remaining = self._pause_until - time.time()
             if remaining <= 0:

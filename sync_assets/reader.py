@@ -33,7 +33,6 @@ log = get_logger(__name__)
 
 def open_client(source: ApiSource, state_dir: Path | None = None) -> HttpClient:
     """The source's client: credentials resolved from the environment now, budget shared via the store."""
-    auth = source.auth.resolve() if source.auth else None
     base_url = resolve_text(source.base_url, "base_url")
     if not base_url.startswith(("http://", "https://")):
         raise ConfigurationError(f"base_url of source {source.name!r} must start with http:// or https://")
@@ -46,6 +45,11 @@ def open_client(source: ApiSource, state_dir: Path | None = None) -> HttpClient:
         source.rate_limit_key or source.name, source.rate_limits, budget_store,
         state_dir or sync_assets_home(), margin_seconds=source.rate_limit_margin_seconds,
     )
+    try:
+        auth = source.auth.resolve(limiter.board) if source.auth else None
+    except BaseException:
+        limiter.close()
+        raise
     return HttpClient(
         base_url, auth or ResolvedAuth(), limiter, source.retry, headers=source.headers,
         verify_tls=source.verify_tls, max_connections=source.concurrency,

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
 from sync_assets_tests.helpers import TOKEN, make_source, read_all
 from sync_assets_tests.test_pagination import CUSTOMERS
+from sync_assets_tests.test_rate_limit import STORES, _run_readers, _source_file
 
 AUTH_KINDS: dict[str, dict[str, Any]] = {
     "bearer": {"type": "bearer", "token": {"env": "DEMO_TOKEN_FOR_TEST"}},
@@ -141,3 +144,31 @@ def test_a_token_revoked_mid_run_is_renewed_once_then_refused(demo_api: Callable
         read_all(make_source(api, [CUSTOMERS], auth=_renewing(api, "client_credentials")), "customers", tmp_path)
     stats = api.stats()
     assert stats["tokens_issued"] == 2 and stats["responses_401"] == 2  # the first token, one renewal, no storm
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", STORES)
+def test_rotating_refresh_tokens_are_renewed_one_process_at_a_time_and_kept_for_the_next_run(
+    store: dict[str, str], demo_api: Callable[..., DemoApi], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each refresh answers a new refresh token and kills the one used: three processes renewing at once must
+    never send the same one twice, and a later run must start from the newest, wherever the budget lives."""
+    api = demo_api(token_lifetime=0.4, latency_ms=30, rotate_refresh_tokens=True, customers=300)
+    secret = {"env": "DEMO_TOKEN_FOR_TEST"}
+    auth = {"type": "oauth2", "token_url": f"{api.url}/oauth/token", "client_id": "demo-client",
+            "client_secret": secret, "refresh_token": secret, "rotating": True}
+    source = yaml.safe_load(_source_file(tmp_path, api, store, f"t{uuid.uuid4().hex[:12]}").read_text())
+    source.update(auth=auth, rate_limits=[])
+    path = tmp_path / "rotating.yaml"
+    path.write_text(yaml.safe_dump(source))
+    state = tmp_path / "state"
+    assert _run_readers(path, [state] * 3, tmp_path) == [data.all_customers(0, 300)] * 3  # 30 pages, ~1 s each
+    first = api.stats()
+    # every process renewed as its token expired, and not one refresh was refused
+    assert first["tokens_issued"] >= 4 and first["token_requests"] == first["tokens_issued"], first
+    assert _run_readers(path, [state], tmp_path) == [data.all_customers(0, 300)]  # the next run: the newest token
+    assert api.stats()["token_requests"] == api.stats()["tokens_issued"]
+    # the control: the token in the config was used up by the first refresh
+    monkeypatch.setenv("DEMO_TOKEN_FOR_TEST", TOKEN)
+    with pytest.raises(ConfigurationError, match="refused our credentials"):
+        read_all(make_source(api, [CUSTOMERS], auth={**auth, "rotating": False}), "customers", tmp_path)

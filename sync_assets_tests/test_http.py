@@ -119,7 +119,7 @@ def test_429_without_retry_after_backs_off_exponentially_and_pauses_every_worker
     from sync_assets.rate_limit import RateLimitStore, SharedRateLimiter
 
     other_worker = SharedRateLimiter("demo", [], RateLimitStore(), tmp_path)
-    assert other_worker._board.get() > time.time() - 1.5  # the backoff was published as a shared pause
+    assert other_worker.board.get() > time.time() - 1.5  # the backoff was published as a shared pause
 
 
 def test_a_retry_after_beyond_the_budget_fails_at_once(demo_api: Callable[..., DemoApi], tmp_path: Path) -> None:

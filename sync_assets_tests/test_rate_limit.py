@@ -211,3 +211,43 @@ def test_an_announced_budget_refills_at_its_reset_and_holds_nobody_back_when_not
     assert waiter.ticket() is None
     silent.answered(2, None, True, None)  # a 2xx without headers: this API announces no budget
     assert waiter.ticket() == 3 and all(_Taker(silent).ticket() is not None for _ in range(20))
+
+
+ROTATIONS = 6
+
+
+def _rotate_many(store: dict[str, str], state_dir: str, key: str) -> list[str]:
+    """In a process of its own: rotate a slot ROTATIONS times, each renewal slow; what each one was given."""
+    limiter = SharedRateLimiter(key, [], RateLimitStore(**store), Path(state_dir))
+    given: list[str] = []
+
+    def renew(kept: str | None) -> tuple[str, None]:
+        given.append(kept or "0")
+        time.sleep(0.02)  # a token request's round trip: time for another process to come in, if it could
+        return str(int(kept or "0") + 1), None
+
+    try:
+        for _ in range(ROTATIONS):
+            limiter.board.rotate("refresh", renew)
+    finally:
+        limiter.close()
+    return given
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_rotated_value_is_renewed_by_one_process_at_a_time_and_never_handed_out_twice(
+    store: dict[str, str], tmp_path: Path
+) -> None:
+    """What a rotating refresh token needs of the budget's store: each value used once, the newest kept."""
+    import multiprocessing
+
+    key = f"t{uuid.uuid4().hex[:12]}"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        given = pool.starmap(_rotate_many, [(store, str(tmp_path), key)] * 4)
+    handed_out = [value for one in given for value in one]
+    assert sorted(handed_out, key=int) == [str(n) for n in range(4 * ROTATIONS)]  # each value exactly once
+    limiter = SharedRateLimiter(key, [], RateLimitStore(**store), tmp_path)
+    try:
+        assert limiter.board.rotate("refresh", lambda kept: (kept or "", kept)) == str(4 * ROTATIONS)
+    finally:
+        limiter.close()

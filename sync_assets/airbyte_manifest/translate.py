@@ -37,10 +37,10 @@ from sync_assets.windows import as_utc
 SUPPORTED = (
     "DeclarativeSource, DeclarativeStream, SimpleRetriever, HttpRequester, RecordSelector, DpathExtractor, "
     "RecordFilter, InlineSchemaLoader, DefaultPaginator (CursorPagination, PageIncrement, OffsetIncrement), "
-    "NoPagination, RequestOption (request_parameter, header), RequestPath, DatetimeBasedCursor, MinMaxDatetime, "
+    "NoPagination, RequestOption (request_parameter, header, body_json), RequestPath, DatetimeBasedCursor, MinMaxDatetime, "
     "SubstreamPartitionRouter with one ParentStreamConfig, ListPartitionRouters (on full refreshes), "
     "ApiKeyAuthenticator, "
-    "BearerAuthenticator, BasicHttpAuthenticator, OAuthAuthenticator (no refresh_token_updater), "
+    "BearerAuthenticator, BasicHttpAuthenticator, OAuthAuthenticator (refresh_token_updater included), "
     "SelectiveAuthenticator, NoAuth, DefaultErrorHandler, CompositeErrorHandler, HttpResponseFilter "
     "(RETRY, RATE_LIMITED, FAIL, IGNORE), ExponentialBackoffStrategy, ConstantBackoffStrategy, WaitTimeFromHeader, "
     "AddFields, RemoveFields, KeysToLower, Spec, CheckStream, $ref, $parameters"
@@ -455,7 +455,7 @@ class _Translator:
             return {"type": "api_key", "name": name, "location": location,
                     "key": self.secret(auth.get("api_token"), f"{where}.api_token", parameters)}
         # OAuthAuthenticator
-        for unsupported in ("refresh_token_updater", "token_expiry_date_format", "profile_assertion",
+        for unsupported in ("token_expiry_date_format", "profile_assertion",
                             "use_profile_assertion", "refresh_request_headers"):
             if auth.get(unsupported):
                 raise Unsupported(f"OAuthAuthenticator.{unsupported}", f"{where}.{unsupported}")
@@ -470,6 +470,11 @@ class _Translator:
             "scopes": list(auth.get("scopes") or []), "extra": extra}
         if grant == "refresh_token":
             settings["refresh_token"] = self.secret(auth.get("refresh_token"), f"{where}.refresh_token", parameters)
+            updater = auth.get("refresh_token_updater")
+            if updater:  # the CDK writes the newest back into the config; the engine keeps it in the shared state
+                name = self.plain(updater.get("refresh_token_name") or "refresh_token",
+                                  f"{where}.refresh_token_updater.refresh_token_name", parameters)
+                settings.update(rotating=True, refresh_token_path=name)
         elif grant != "client_credentials":
             raise Unsupported(f"the OAuth grant {grant!r}", f"{where}.grant_type")
         if (auth.get("access_token_name") or "access_token") != "access_token" or \

@@ -96,6 +96,10 @@ class DemoApiConfig:
     refresh token) and ``POST /login`` (JSON ``{"username": "demo", "password": <token>}``) hand out
     short-lived tokens that every endpoint accepts until they expire, as SaaS APIs do."""
     search_max_results: int = 0
+    rotate_refresh_tokens: bool = False
+    """With ``token_lifetime``, the refresh token grant answers a new refresh token each time and the one it
+    was given stops working at once (``400 invalid_grant`` afterwards), as providers that rotate them do: a
+    client must keep the newest where its next run, and its other processes, find it."""
     """``POST /v3/surveys/search`` answers at most this many surveys for a query (0 = all), and says no more
     exist past them, as search endpoints that stop at 1,000 or 10,000 hits do."""
     chaos: bool = False
@@ -783,6 +787,7 @@ class _HttpServer(ThreadingHTTPServer):
         self.endpoints = _Endpoints(config)
         self._accepted, self._accepted_lock = 0, threading.Lock()
         self._issued: dict[str, float] = {}  # token -> when it expires (monotonic)
+        self._refresh_token = self.config.token  # the one refresh token that works, when they rotate
         self._connections: set[Any] = set()
         self._connections_lock = threading.Lock()
         super().__init__((config.host, config.port), _RequestHandler)
@@ -818,6 +823,14 @@ class _HttpServer(ThreadingHTTPServer):
         self.stats.reset()
         self.limiter.reset()
         self.pauses.reset()
+
+    def exchange_refresh_token(self, offered: str | None) -> str | None:
+        """The next refresh token if ``offered`` is the current one (it then stops working); else None."""
+        with self._accepted_lock:
+            if offered is None or offered != self._refresh_token:
+                return None
+            self._refresh_token = f"refresh-{random.getrandbits(64):016x}"
+            return self._refresh_token
 
     def issue_token(self) -> str:
         token = f"issued-{random.getrandbits(64):016x}"
@@ -866,6 +879,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.server.reset_stats()
             self._send(_json_reply(200, self.server.stats.snapshot()))
         elif (method, url.path) in (("POST", "/oauth/token"), ("POST", "/login")) and self.server.config.token_lifetime:
+            time.sleep(self.server.config.latency_ms / 1000)  # a token endpoint is no faster than the API
             self._send(self._token(url.path))
         else:
             path_key, endpoint, path_args = _route(url.path)
@@ -890,14 +904,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
                                      "expires_in": server.config.token_lifetime})
         form = dict(parse_qsl(body.decode()))
         grant = form.get("grant_type")
-        good = (grant == "client_credentials" and form.get("client_id") == "demo-client"
-                and form.get("client_secret") == secret) or (
+        rotated = None
+        if grant == "refresh_token" and server.config.rotate_refresh_tokens:
+            rotated = server.exchange_refresh_token(form.get("refresh_token"))
+            if rotated is None:  # used already, or never issued: what rotating providers answer
+                return _json_reply(400, {"error": "invalid_grant", "error_description": "refresh token is not valid"})
+        good = rotated is not None or (grant == "client_credentials" and form.get("client_id") == "demo-client"
+                                       and form.get("client_secret") == secret) or (
             grant == "refresh_token" and form.get("refresh_token") == secret)
         if not good:
             return _json_reply(400 if grant not in ("client_credentials", "refresh_token") else 401,
                                {"error": "invalid_client" if grant else "unsupported_grant_type"})
-        return _json_reply(200, {"access_token": server.issue_token(), "token_type": "bearer",
-                                 "expires_in": server.config.token_lifetime})
+        answer = {"access_token": server.issue_token(), "token_type": "bearer",
+                  "expires_in": server.config.token_lifetime}
+        return _json_reply(200, {**answer, "refresh_token": rotated} if rotated else answer)
 
     def _guarded(
         self, method: str, path: str, query: _Query, endpoint: _Endpoint | None, path_args: tuple[str, ...],
@@ -1103,6 +1123,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve POST /oauth/token and POST /login, handing out tokens that live this long")
     parser.add_argument("--search-max-results", type=int, default=0, metavar="N",
                         help="POST /v3/surveys/search finds at most N surveys per query, as search endpoints do")
+    parser.add_argument("--rotate-refresh-tokens", action="store_true",
+                        help="with --token-lifetime, each refresh token grant answers a new refresh token and the "
+                             "old one stops working")
     parser.add_argument("--chaos", action="store_true",
                         help="mix faults into every endpoint, reproducibly from --seed: 5xx at 20%%, bursts of "
                              "429s, connection resets, cut-off and trickling bodies")
@@ -1117,7 +1140,7 @@ def _config_from_args(args: argparse.Namespace) -> DemoApiConfig:
         customers=args.customers, orders=args.orders, events=args.events, surveys=args.surveys,
         cursor_cycle=args.cursor_cycle, revoke_after=args.revoke_after, rate_limit_style=args.rate_limit_style,
         chaos=args.chaos, chaos_cycles=args.chaos_cycles, token_lifetime=args.token_lifetime,
-        search_max_results=args.search_max_results,
+        search_max_results=args.search_max_results, rotate_refresh_tokens=args.rotate_refresh_tokens,
     )
 
 

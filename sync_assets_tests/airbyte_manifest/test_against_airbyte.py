@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from dagster import EnvVar
 
 from sync_assets.airbyte_manifest import load_manifest
+from sync_assets.auth import OAuth2Auth
 from sync_assets.cli import main as cli_main
 from sync_assets.demo_api import DemoApi
 from sync_assets.spec import ApiSource
@@ -112,3 +114,40 @@ def test_airbyte_and_sync_assets_read_the_same_records_from_the_demo_manifest(
     for stream in STREAMS:
         assert theirs[stream], f"Airbyte read no {stream}"
         assert _normalised(ours[stream]) == _normalised(theirs[stream]), stream
+
+
+OAUTH_MANIFEST = MANIFEST.parent.parent / "demo_oauth" / "manifest.yaml"
+
+
+def test_refresh_tokens_that_rotate_read_the_same_records_through_airbyte_and_sync_assets(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each runner against its own API (the same data): a refresh token works once, so they cannot share one.
+    Airbyte writes the newest into its config (CONTROL messages); we keep it in the API's shared state, so
+    a second read, a new client in effect a new run, starts from it."""
+    rotating = {"token": TOKEN, "token_lifetime": 0.5, "latency_ms": 40, "rotate_refresh_tokens": True,
+                "customers": 300}
+    theirs_api, ours_api = demo_api(**rotating), demo_api(**rotating)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"base_url": theirs_api.url, "client_id": "demo-client", "client_secret": TOKEN,
+                                  "credentials": {"refresh_token": TOKEN}}))
+    env = {key: value for key, value in os.environ.items() if key != "DEPLOYMENT_MODE"}
+    done = subprocess.run([RUNNER, "read", "--config", str(config), "--catalog", str(_catalog(tmp_path, {
+        "customers": "full_refresh"})), "--manifest-path", str(OAUTH_MANIFEST)], capture_output=True, text=True,
+        timeout=300, env=env, cwd=tmp_path)
+    messages = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = [m["record"]["data"] for m in messages if m["type"] == "RECORD"]
+    assert theirs_api.stats()["tokens_issued"] >= 2  # Airbyte rotated too
+
+    monkeypatch.setenv("DEMO_SECRET", TOKEN)
+    source = load_manifest(OAUTH_MANIFEST, {"base_url": ours_api.url, "client_id": "demo-client",
+                                            "client_secret": EnvVar("DEMO_SECRET"),
+                                            "credentials": {"refresh_token": EnvVar("DEMO_SECRET")}})
+    assert isinstance(source.auth, OAuth2Auth) and source.auth.rotating
+    first = _read(source, "customers", tmp_path)
+    assert ours_api.stats()["tokens_issued"] >= 2
+    assert _normalised(first) == _normalised(theirs) and len(first) == 300
+    assert _normalised(_read(source, "customers", tmp_path)) == _normalised(theirs)  # the next run: the newest
+    stats = ours_api.stats()
+    assert stats["token_requests"] == stats["tokens_issued"]  # not one refresh refused
