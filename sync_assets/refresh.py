@@ -54,6 +54,7 @@ class FullRefresh:
         self.table = TableSpec.of(reader.source, reader.stream)
         self.source, self.stream = reader.source.name, reader.stream.name
         self.published: Published | None = None
+        self.rows: int | None = None  # the published snapshot's, once this run publishes it
         self._followed: set[int] | None = None  # set by run()
         self._lock = threading.Lock()  # chunks are handed in by the chunks being read
 
@@ -158,3 +159,4 @@ class FullRefresh:
         last = checkpoints[-1]
         if all(c is not None and c.done for c in checkpoints) and last is not None and last.token is None:
             self.published = self.store.publish_refresh(self.table, self.refresh, len(checkpoints))
+            self.rows = sum(c.records for c in checkpoints if c is not None)

@@ -26,6 +26,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
+    AssetObservation,
     AssetsDefinition,
     BackfillPolicy,
     BetaWarning,
@@ -225,30 +226,36 @@ def add_partition_metadata(
     step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)
 
 
-def sync_metadata(records: int, pages: int, stats: Sequence[RequestStats]) -> dict[str, Any]:
+def sync_metadata(records: int, pages: int, stats: Sequence[RequestStats], seconds: float | None = None,
+                  count: str = "dagster/row_count") -> dict[str, Any]:
     """What every stream asset reports of each partition: one meaning per key, whatever the kind of sync.
 
-    ``pages`` are API pages read; ``bytes_received`` the response bytes downloaded.
+    ``pages`` are API pages read; ``received_mib`` the response bytes downloaded, in MiB; ``duration_seconds``
+    how long the partition's reading took (a request slice's, for windows read together). ``count`` names
+    the records: the partition's rows, or (a full refresh's chunk) the chunk's, which are not the table's.
     """
-    return {
-        "dagster/row_count": records,
-        "records": records,
+    metadata: dict[str, Any] = {
+        count: records,
         "pages": pages,
         "requests": sum(s.requests for s in stats),
         "retries": sum(s.retries for s in stats),
         "rate_limited_429s": sum(s.rate_limited for s in stats),
         "seconds_waited": round(sum(s.seconds_waited for s in stats), 3),
-        "bytes_received": sum(s.bytes for s in stats),
+        "received_mib": round(sum(s.bytes for s in stats) / 2**20, 3),
     }
+    if seconds is not None:
+        metadata["duration_seconds"] = round(seconds, 3)
+    return metadata
 
 
 def run_metadata(published: Sequence[Published], started: float | None = None) -> dict[str, Any]:
-    """What holds for every partition of a run: the stream's columns after its publishes, its duration."""
+    """What holds for every partition of a run, named as the run's: the stream's columns after its
+    publishes, the run's duration (Dagster copies these onto each partition's materialization)."""
     metadata: dict[str, Any] = {}
     if published:
         metadata["dagster/column_schema"] = table_schema(published[-1].columns)
     if started is not None:
-        metadata["duration_seconds"] = round(time.monotonic() - started, 3)
+        metadata["run_duration_seconds"] = round(time.monotonic() - started, 3)
     return metadata
 
 
@@ -288,8 +295,11 @@ def build_incremental_asset(
         stream_state = contiguous_end(
             window_floor(incremental.start, incremental.window), [s.window for s in states.values() if s.window]
         )
+        # The stream's state is the asset's, not a partition's: observed once per run.
+        context.log_event(AssetObservation(asset_key=base.key,
+                                           metadata={"stream_state": MetadataValue.timestamp(stream_state)}))
         published = [r.published for r in results if r.published]
-        common = {**run_metadata(published), "stream_state": MetadataValue.timestamp(stream_state)}
+        common = run_metadata(published)
         done = [(r.key, window_metadata(r)) for r in results if r.state is not None]
         failed = [(r.key, r.error) for r in results if r.error is not None]
         if failed:
@@ -305,7 +315,7 @@ def window_metadata(result: WindowResult) -> dict[str, Any]:
     """What a user looks at after a window's sync: its volumes, its API cost, the window."""
     state = result.state
     assert state is not None
-    metadata = sync_metadata(state.records, state.pages, [result.stats])
+    metadata = sync_metadata(state.records, state.pages, [result.stats], result.seconds)
     metadata.update({
         "dropped_out_of_window": result.dropped,
         "records_without_cursor": result.without_cursor,
@@ -374,6 +384,9 @@ def build_refresh_asset(
         published = [refresh.published] if refresh.published else []
         common = {**run_metadata(published), "refresh": refresh.refresh,
                   "snapshot_published": refresh.published is not None}
+        if refresh.published is not None:  # the table's own figures, now that it is this refresh
+            common.update({"dagster/row_count": refresh.rows,
+                           "snapshot_published_at": MetadataValue.timestamp(time.time())})
         done = [(r.key, chunk_metadata(r)) for r in results if r.error is None and r.key in targets]
         done += [(key, metadata) for key, metadata in earlier if key not in {r.key for r in results}]
         failed = [(r.key, r.error) for r in results if r.error is not None]
@@ -413,13 +426,14 @@ def _finished_earlier(store: Store, source: ApiSource, stream: Stream, refresh: 
         checkpoint = None if chunk is None else store.state.checkpoint(
             chunk_scope(source.name, stream.name, refresh, chunk))
         if checkpoint is not None and checkpoint.done:
-            metadata.append((key, sync_metadata(checkpoint.records, checkpoint.pages, [])))
+            metadata.append((key, sync_metadata(checkpoint.records, checkpoint.pages, [], count="chunk_records")))
     return metadata
 
 
 def chunk_metadata(result: ChunkResult) -> dict[str, Any]:
     done = result.checkpoint
-    return sync_metadata(done.records if done else 0, done.pages if done else 0, [result.stats])
+    return sync_metadata(done.records if done else 0, done.pages if done else 0, [result.stats], result.seconds,
+                         count="chunk_records")
 
 
 # --- substreams ----------------------------------------------------------------------------------
@@ -461,7 +475,7 @@ def build_substream_asset(
 def substream_metadata(result: PartitionResult) -> dict[str, Any]:
     state = result.state
     assert state is not None
-    metadata = sync_metadata(state.records, state.pages, [result.stats])
+    metadata = sync_metadata(state.records, state.pages, [result.stats], result.seconds)
     metadata.update({"parents": result.parents, "parents_skipped_as_done": result.parents_skipped})
     return metadata
 

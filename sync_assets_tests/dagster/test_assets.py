@@ -66,13 +66,17 @@ def test_materialization_metadata_describes_the_sync(surveys_api: DemoApi, insta
     (event,) = result.get_asset_materialization_events()
     metadata = {key: value.value for key, value in event.materialization.metadata.items()}
     truth = data.surveys_modified_between(0, SURVEY_COUNT, day("2024-01-05"), day("2024-01-06"))
-    assert metadata["records"] == metadata["dagster/row_count"] == len(truth)
+    assert metadata["dagster/row_count"] == len(truth) and "records" not in metadata  # said once
     assert metadata["requests"] == metadata["pages"] == 1 and metadata["retries"] == 0
-    assert metadata["bytes_received"] > 0 and metadata["dropped_out_of_window"] == 0
+    assert metadata["received_mib"] > 0 and metadata["dropped_out_of_window"] == 0
+    assert 0 < metadata["duration_seconds"] <= metadata["run_duration_seconds"]  # the partition's own, and the run's
     assert metadata["window_start"] == day("2024-01-05").timestamp()
     assert metadata["window_end"] == day("2024-01-06").timestamp()
     assert metadata["max_cursor"] == max(parse_cursor(r["date_modified"]) for r in truth).timestamp()
-    assert metadata["stream_state"] == day("2024-01-01").timestamp()  # 01-01 to 01-04 not synced yet
+    (observed,) = result.get_asset_observation_events()  # the stream's state: the asset's, once per run
+    assert observed.asset_observation_data.asset_observation.metadata["stream_state"].value == \
+        day("2024-01-01").timestamp()  # 01-01 to 01-04 not synced yet
+    assert "stream_state" not in metadata
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert set(checks) == {"unique_primary_key", "schema_drift"} and all(c.passed for c in checks.values())
     schema = event.materialization.metadata["dagster/column_schema"].value
@@ -88,13 +92,13 @@ def test_each_partition_of_a_range_run_reports_its_own_figures(surveys_api: Demo
     assert sorted(events) == ["2024-01-05", "2024-01-06", "2024-01-07", "2024-01-08"]
     for key, metadata in events.items():
         truth = data.surveys_modified_between(0, SURVEY_COUNT, day(key), day(key) + timedelta(days=1))
-        assert metadata["dagster/row_count"] == metadata["records"] == len(truth), key
+        assert metadata["dagster/row_count"] == len(truth), key
         assert metadata["requests"] == metadata["pages"] == 1, key
         assert (metadata["window_start"], metadata["window_end"]) == (
             day(key).timestamp(), (day(key) + timedelta(days=1)).timestamp())
-        assert metadata["stream_state"] == day("2024-01-01").timestamp()  # the run's: the same on every one
-        assert "dagster/column_schema" in metadata
-    assert len({m["records"] for m in events.values()}) > 1  # the days differ, so a copied total would show
+        assert "dagster/column_schema" in metadata and "stream_state" not in metadata
+    assert len({m["dagster/row_count"] for m in events.values()}) > 1  # the days differ: a copied total would show
+    assert len(result.get_asset_observation_events()) == 1  # the stream's state, once for the run
 
 
 def test_a_range_read_through_slices_counts_each_slices_requests_once(
@@ -110,7 +114,7 @@ def test_a_range_read_through_slices_counts_each_slices_requests_once(
     assert len(firsts) == 10 and all(m["request_slice_windows"] == 3 for m in events.values())
     for key, metadata in events.items():  # each partition still has its own records
         truth = data.surveys_modified_between(0, SURVEY_COUNT, day(key), day(key) + timedelta(days=1))
-        assert metadata["records"] == len(truth), key
+        assert metadata["dagster/row_count"] == len(truth), key
 
 
 def test_partition_metadata_takes_one_pass_on_this_dagster(instance: DagsterInstance) -> None:
@@ -147,8 +151,8 @@ def test_out_of_order_windows_give_the_contiguous_stream_state(
     defs = demo_defs(surveys_api)
 
     def state_after(partition: str) -> float:
-        (event,) = run(defs, instance, partition=partition).get_asset_materialization_events()
-        return float(event.materialization.metadata["stream_state"].value)  # type: ignore[arg-type]
+        (event,) = run(defs, instance, partition=partition).get_asset_observation_events()
+        return float(event.asset_observation_data.asset_observation.metadata["stream_state"].value)  # type: ignore[arg-type]
 
     assert state_after("2024-01-03") == day("2024-01-01").timestamp()
     assert state_after("2024-01-01") == day("2024-01-02").timestamp()

@@ -73,9 +73,11 @@ def test_a_refresh_registers_and_materializes_its_chunks_and_publishes_a_snapsho
     # Each chunk's materialization counts its own pages and records, not the run's.
     metadata = {e.partition: {k: v.value for k, v in e.materialization.metadata.items()}
                 for e in result.get_asset_materialization_events()}
-    assert {key: (m["pages"], m["records"]) for key, m in metadata.items()} == {
+    assert {key: (m["pages"], m["chunk_records"]) for key, m in metadata.items()} == {
         chunk_key(1, 0): (4, 2000), chunk_key(1, 1): (4, 2000), chunk_key(1, 2): (1, 500)}
     assert metadata[chunk_key(1, 0)]["snapshot_published"] is True  # the run's output: its chunk, at the end
+    assert metadata[chunk_key(1, 0)]["dagster/row_count"] == COUNT  # the table's rows, not the chunk's
+    assert "dagster/row_count" not in metadata[chunk_key(1, 1)]  # a chunk alone: only its own counts
     assert downstream_load(defs, instance) == data.all_customers(0, COUNT)
 
 
@@ -88,7 +90,7 @@ def test_a_chunk_read_by_an_earlier_run_reports_what_the_store_holds_of_it(
     assert resumed.success
     (event,) = [e for e in resumed.get_asset_materialization_events() if e.partition == chunk_key(1, 0)]
     metadata = {k: v.value for k, v in event.materialization.metadata.items()}
-    assert (metadata["dagster/row_count"], metadata["pages"], metadata["requests"]) == (2000, 4, 0)
+    assert (metadata["chunk_records"], metadata["pages"], metadata["requests"]) == (2000, 4, 0)
 
 
 def test_downstream_loads_the_previous_snapshot_while_a_refresh_fails(
