@@ -37,9 +37,9 @@ from sync_assets.windows import as_utc
 SUPPORTED = (
     "DeclarativeSource, DeclarativeStream, SimpleRetriever, HttpRequester, RecordSelector, DpathExtractor, "
     "RecordFilter, InlineSchemaLoader, DefaultPaginator (CursorPagination, PageIncrement, OffsetIncrement), "
-    "NoPagination, RequestOption (request_parameter, header, body_json), RequestPath, DatetimeBasedCursor, MinMaxDatetime, "
-    "SubstreamPartitionRouter with one ParentStreamConfig, ListPartitionRouters (on full refreshes), "
-    "ApiKeyAuthenticator, "
+    "NoPagination, RequestOption (request_parameter, header, body_json), RequestPath, DatetimeBasedCursor, "
+    "MinMaxDatetime, SubstreamPartitionRouter with one ParentStreamConfig, ListPartitionRouters (on full "
+    "refreshes), ApiKeyAuthenticator, "
     "BearerAuthenticator, BasicHttpAuthenticator, OAuthAuthenticator (refresh_token_updater included), "
     "SelectiveAuthenticator, NoAuth, DefaultErrorHandler, CompositeErrorHandler, HttpResponseFilter "
     "(RETRY, RATE_LIMITED, FAIL, IGNORE), ExponentialBackoffStrategy, ConstantBackoffStrategy, WaitTimeFromHeader, "

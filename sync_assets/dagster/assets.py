@@ -230,7 +230,7 @@ def sync_metadata(records: int, pages: int, stats: Sequence[RequestStats], secon
                   count: str = "dagster/row_count") -> dict[str, Any]:
     """What every stream asset reports of each partition: one meaning per key, whatever the kind of sync.
 
-    ``pages`` are API pages read; ``received_mib`` the response bytes downloaded, in MiB; ``duration_seconds``
+    ``pages`` are API pages read; ``received_kib`` the response bytes downloaded, in KiB; ``duration_seconds``
     how long the partition's reading took (a request slice's, for windows read together). ``count`` names
     the records: the partition's rows, or (a full refresh's chunk) the chunk's, which are not the table's.
     """
@@ -241,7 +241,7 @@ def sync_metadata(records: int, pages: int, stats: Sequence[RequestStats], secon
         "retries": sum(s.retries for s in stats),
         "rate_limited_429s": sum(s.rate_limited for s in stats),
         "seconds_waited": round(sum(s.seconds_waited for s in stats), 3),
-        "received_mib": round(sum(s.bytes for s in stats) / 2**20, 3),
+        "received_kib": round(sum(s.bytes for s in stats) / 1024, 1),
     }
     if seconds is not None:
         metadata["duration_seconds"] = round(seconds, 3)

@@ -68,7 +68,7 @@ def test_materialization_metadata_describes_the_sync(surveys_api: DemoApi, insta
     truth = data.surveys_modified_between(0, SURVEY_COUNT, day("2024-01-05"), day("2024-01-06"))
     assert metadata["dagster/row_count"] == len(truth) and "records" not in metadata  # said once
     assert metadata["requests"] == metadata["pages"] == 1 and metadata["retries"] == 0
-    assert metadata["received_mib"] > 0 and metadata["dropped_out_of_window"] == 0
+    assert metadata["received_kib"] > 0 and metadata["dropped_out_of_window"] == 0
     assert 0 < metadata["duration_seconds"] <= metadata["run_duration_seconds"]  # the partition's own, and the run's
     assert metadata["window_start"] == day("2024-01-05").timestamp()
     assert metadata["window_end"] == day("2024-01-06").timestamp()
