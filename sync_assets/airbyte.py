@@ -347,6 +347,14 @@ class Read:
         parents = refresh_pages(StreamReader(self.source, parent, client), lambda p: self._read_whole(p, client))
         return lambda: (record for page in parents.pages(RequestStats()) for record in page.records)
 
+    def _failed(self, stream: Stream, error: Exception) -> None:
+        """Report a slice's or a parent's error, and read on. A configuration error (refused credentials, a
+        bad parameter) would come back from every other slice and parent alike: it stops the stream, and
+        ``run`` tells it once."""
+        if isinstance(error, ConfigurationError):
+            raise error
+        self.out.error(error, (self.namespace, stream.name))
+
     def _running(self, stream: Stream, records: int) -> None:
         """RUNNING, once, when the stream's first records go out."""
         if records and stream.name not in self._running_told:
@@ -362,7 +370,7 @@ class Read:
             try:
                 if result.error is not None:
                     ok = False
-                    self.out.error(result.error, (self.namespace, stream.name))
+                    self._failed(stream, result.error)
                     continue
                 records = sum(window.records for window in result.windows)
                 self._running(stream, records)
@@ -421,7 +429,7 @@ class Read:
             try:
                 if listed.error is not None:
                     ok = False
-                    self.out.error(listed.error, (self.namespace, stream.name))
+                    self._failed(stream, listed.error)
                     continue
                 in_slice = listed.slice.windows
                 for window, lines in zip(in_slice, listed.sink.by_window(len(in_slice)), strict=True):
@@ -448,7 +456,7 @@ class Read:
         for ident, answer in completed(children, todo, max(1, self.source.concurrency // 2), "children"):
             if isinstance(answer, Exception):
                 ok = False
-                self.out.error(answer, (self.namespace, stream.name))
+                self._failed(stream, answer)
                 continue
             self._running(stream, len(answer))
             self.out.records(self.namespace, stream.name, map(encode_record, answer))

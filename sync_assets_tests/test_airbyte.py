@@ -201,13 +201,17 @@ def test_a_state_in_the_future_gives_no_records_a_state_and_no_error(
     assert not [m for m in messages if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]
 
 
-def test_refused_credentials_are_a_config_error(files: Path, api: DemoApi, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("stream", ["customers", "surveys", "survey_responses"])
+def test_refused_credentials_are_one_config_error_per_stream(
+    files: Path, api: DemoApi, capsys: pytest.CaptureFixture[str], stream: str
+) -> None:
+    """Not one per request slice or parent: every other one would say the same, and the API would see each."""
     wrong = _write(files / "wrong.json", {"SYNC_TEST_URL": api.url, "SYNC_TEST_TOKEN": "nope", "start_date": START})
     code, messages = _airbyte(files, capsys, "read", "--config", str(wrong), "--catalog",
-                              str(_catalog(files, customers="full_refresh")))
+                              str(_catalog(files, **{stream: "full_refresh"})))
     errors = [m["trace"]["error"] for m in messages if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]
-    assert code == 1 and errors and errors[0]["failure_type"] == "config_error"
-    assert _statuses(messages, "customers") == ["STARTED", "INCOMPLETE"]
+    assert code == 1 and len(errors) == 1 and errors[0]["failure_type"] == "config_error", errors
+    assert _statuses(messages, stream) == ["STARTED", "INCOMPLETE"]
 
 
 def test_a_substream_resumes_by_parent(files: Path, api: DemoApi, capsys: pytest.CaptureFixture[str]) -> None:
