@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -241,7 +241,7 @@ class _NextUrl(_Paginator):
 
     def apply(self, url: str, params: Params, token: Token | None) -> tuple[str, Params]:
         # The next URL already carries the query of the first request; auth is added by the client.
-        return (url, params) if token is None else (str(token), {})
+        return (url, params) if token is None else (rebased(str(token), url), {})
 
     def _token_from(self, response: ApiResponse, link: Any) -> Token | None:
         return next_page_url(response, link)
@@ -259,6 +259,25 @@ def next_page_url(response: ApiResponse, link: Any) -> str | None:
             f"({urlsplit(absolute).netloc}); credentials are only sent to the source's host"
         )
     return response.strip_auth(absolute)
+
+
+def rebased(next_url: str, url: str) -> str:
+    """A next-page URL moved to where the source is now (``url``: the stream's URL on today's ``base_url``).
+
+    A saved checkpoint holds the URL the API gave, host and all; an API that moved, or went behind a proxy
+    with a path of its own, since then would be asked at its old address. Another host than ``url``'s can
+    only mean that (a link to another host is refused when it arrives): the host becomes today's, and the
+    path's part in common with ``url`` (the endpoint, read from the end) keeps today's prefix.
+    """
+    saved, now = urlsplit(next_url), urlsplit(url)
+    if (saved.scheme, saved.netloc) == (now.scheme, now.netloc):
+        return next_url
+    old, new = saved.path.split("/"), now.path.split("/")
+    common = 0
+    while common < min(len(old), len(new)) - 1 and old[-1 - common] == new[-1 - common]:
+        common += 1
+    path = "/".join(new[:len(new) - common] + old[len(old) - common:]) if common else saved.path
+    return urlunsplit((now.scheme, now.netloc, path, saved.query, saved.fragment))
 
 
 class NextUrl(_NextUrl):

@@ -123,3 +123,40 @@ def test_pagination_that_goes_round_in_a_cycle_is_stopped_at_the_first_repeat(
         read_all(make_source(api, [CUSTOMERS]), "customers", tmp_path)
     assert TOKEN not in str(error.value)
     assert requests.get(f"{api.url}/stats", timeout=5).json()["requests"] == 3  # none for a token followed before
+
+
+@pytest.mark.parametrize("stream", [EVENTS, PRICES])
+def test_a_saved_next_page_url_resumes_where_the_api_is_now(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, stream: dict[str, object]
+) -> None:
+    """A checkpoint holds the API's absolute next URL; if the API moved since (a new host in base_url), the
+    read resumes there, and never asks the old address."""
+    before, after = demo_api(), demo_api()  # the same data, two addresses
+    name = str(stream["name"])
+    window = Window(datetime(2024, 1, 5, tzinfo=UTC), datetime(2024, 1, 9, tzinfo=UTC)) if stream is PRICES else None
+    old = make_source(before, [stream])
+    client = open_client(old, tmp_path)
+    pages = StreamReader(old, old.stream(name), client).pages(RequestStats(), window=window)
+    first = [next(pages), next(pages)]
+    client.close()
+    saved = first[-1].next_token
+    assert isinstance(saved, str) and saved.startswith(before.url)
+    asked_before = before.stats()["requests"]
+    moved = make_source(after, [stream])
+    client = open_client(moved, tmp_path)
+    resumed = list(StreamReader(moved, moved.stream(name), client).pages(RequestStats(), window=window,
+                                                                           start_token=saved))
+    client.close()
+    assert before.stats()["requests"] == asked_before and after.stats()["requests"] == len(resumed)
+    whole = [r for p in StreamReader(moved, moved.stream(name), open_client(moved, tmp_path)).pages(
+        RequestStats(), window=window) for r in p.records]
+    assert [r for page in first + resumed for r in page.records] == whole and len(whole) > 8
+
+
+def test_a_next_url_keeps_the_path_a_proxy_puts_before_the_endpoint() -> None:
+    from sync_assets.pagination import rebased
+
+    saved = "http://old:8000/v1/events?after=17"
+    assert rebased(saved, "https://gateway/demo/v1/events") == "https://gateway/demo/v1/events?after=17"
+    assert rebased("https://gateway/demo/v1/events?after=3", "http://new:9/v1/events") == "http://new:9/v1/events?after=3"
+    assert rebased(saved, "http://old:8000/v2/other") == saved  # the same host: the API's own link, as it was

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sync_assets.airbyte_manifest.interpolation import Template, literal
 from sync_assets.errors import SyncSystemError
-from sync_assets.pagination import next_page_url
+from sync_assets.pagination import next_page_url, rebased
 
 if TYPE_CHECKING:
     from sync_assets.http import ApiResponse
@@ -47,7 +47,7 @@ class CursorPagination:
         if token is None:
             return url, params
         if self.path_token:  # RequestPath: the token is the next page's URL, which carries the first one's query
-            return str(token), {}
+            return rebased(str(token), url), {}
         if self.token_param:
             params[self.token_param] = token
         return url, params
