@@ -68,6 +68,9 @@ def build_definitions(
             build_refresh_asset(source, stream, translator, api_key, STORE_KEY, deps=[parent.key])
             if source.refreshes(stream) else
             build_substream_asset(source, stream, parent, translator, api_key, STORE_KEY))
+    where = store.storage_kind  # the kinds say where the data lives, as well as where it comes from
+    by_stream = {name: asset.map_asset_specs(lambda spec: spec.merge_attributes(kinds={where}))
+                 for name, asset in by_stream.items()}
     assets = [by_stream[stream.name] for stream in source.streams]
     executor, dead_runs = _shared_with(store)
     refreshed = [(s.name, by_stream[s.name]) for s in source.streams if source.refreshes(s)]

@@ -51,6 +51,12 @@ class SyncStoreIOManager(ConfigurableIOManager):
             self._store.close()
             self._store = None
 
+    @property
+    def storage_kind(self) -> str:
+        """Where the data lives, as Dagster's asset kinds name it: ``postgres`` or ``duckdb``."""
+        location = _resolved(self.url) or _resolved(self.base_dir) or os.environ.get("SYNC_ASSETS_STORE_URL") or ""
+        return "postgres" if str(location).startswith(("postgresql://", "postgres://")) else "duckdb"
+
     def open_for(self, instance: DagsterInstance | None) -> Store:
         """The store this IO manager points at, for ``instance`` (also used outside resource setup)."""
         location = _resolved(self.url) or _resolved(self.base_dir)

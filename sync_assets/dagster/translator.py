@@ -55,7 +55,8 @@ class SyncAssetsTranslator:
         return []
 
     def get_kinds(self, source: ApiSource, stream: Stream) -> set[str]:
-        return {"api", "json"}
+        """Where the data comes from; ``build_definitions`` adds where it lives (``duckdb`` or ``postgres``)."""
+        return {"api"}
 
     def get_metadata(self, source: ApiSource, stream: Stream) -> dict[str, Any]:
         metadata: dict[str, Any] = {

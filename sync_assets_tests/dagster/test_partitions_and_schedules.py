@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from dagster import build_schedule_context
+from dagster import AssetKey, build_schedule_context
 
-from sync_assets.dagster import build_definitions
+from sync_assets.dagster import SyncStoreIOManager, build_definitions
 from sync_assets.dagster.partitions import partitions_for, window_for
 from sync_assets.sources import demo_source
 from sync_assets.windows import Incremental, partition_key, windows_between
@@ -88,3 +88,12 @@ def test_assets_carry_the_stream_description_keys_and_column_schema() -> None:
     assert responses.metadata["sync_assets/parent"] == "surveys"
     description = responses.description or ""
     assert "substream of surveys" in description and "full refresh" not in description
+
+
+def test_asset_kinds_say_where_the_data_comes_from_and_where_it_lives() -> None:
+    for store, lives in ((SyncStoreIOManager(base_dir="/tmp/anywhere"), "duckdb"),
+                         (SyncStoreIOManager(url="postgresql://db.internal/sync"), "postgres")):
+        defs = build_definitions(demo_source(), store=store)
+        for name in ("surveys", "customers", "survey_responses"):
+            asset = defs.get_assets_def(AssetKey(["demo", name]))
+            assert asset.specs_by_key[asset.key].kinds == {"api", lives}, name
