@@ -1,14 +1,18 @@
 """The README's UI command: `python3 scripts/dev.py ui` serves the demo in Dagster's UI, and what its
-Materialize button sends (the same GraphQL mutation) runs to success, with nothing else set by hand."""
+Materialize button sends (the same GraphQL mutation) runs to success, with nothing else set by hand; a real
+browser (headless Chromium, where installed) then shows the asset materialized, and a screenshot is kept."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,37 +62,88 @@ def _wait_for(what: str, check: Any, seconds: float) -> Any:
     raise AssertionError(f"{what} did not happen within {seconds} s")
 
 
-@pytest.mark.slow
-def test_the_ui_command_serves_the_demo_and_its_materialize_button_works(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {**os.environ, "SYNC_ASSETS_DEMO_DIR": str(tmp_path / "demo"), "DAGSTER_UI_PORT": str(port)}
+ARTIFACTS = Path(os.environ.get("SYNC_ASSETS_TEST_ARTIFACTS") or REPO / ".test-artifacts")
+CHROMIUM = next((found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))),
+                None)
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """The UI command running: (its URL, its code location's name, the demo's folder)."""
+    port, demo = _free_port(), tmp_path_factory.mktemp("ui") / "demo"
+    env = {**os.environ, "SYNC_ASSETS_DEMO_DIR": str(demo), "DAGSTER_UI_PORT": str(port)}
     env.pop("DAGSTER_HOME", None)  # the command sets everything itself
-    ui = subprocess.Popen([sys.executable, str(REPO / "scripts" / "dev.py"), "ui"], env=env, cwd=REPO,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen([sys.executable, str(REPO / "scripts" / "dev.py"), "ui"], env=env, cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         location = _wait_for("the code location loading", lambda: next(iter(
             node["location"]["name"] for node in _graphql(url, "{ repositoriesOrError { ... on RepositoryConnection "
                                                                "{ nodes { name location { name } } } } }")
             ["repositoriesOrError"].get("nodes", []))), 120)
-        launched = _graphql(url, LAUNCH, {"params": {
-            "selector": {"repositoryLocationName": location, "repositoryName": "__repository__",
-                         "pipelineName": "__ASSET_JOB", "assetSelection": [{"path": ["demo", "surveys"]}]},
-            "mode": "default", "runConfigData": {},
-            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "2024-01-05"}]}}})
-        outcome = launched["launchPipelineExecution"]
-        assert outcome["__typename"] == "LaunchRunSuccess", outcome
-        run_id = outcome["run"]["runId"]
-        status = _wait_for("the run ending", lambda: (lambda s: s if s in ("SUCCESS", "FAILURE", "CANCELED") else None)(
-            _graphql(url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
-                     {"id": run_id})["runOrError"].get("status")), 180)
-        assert status == "SUCCESS"
-        store = open_store(store_dir(home_under(tmp_path / "demo" / "dagster_home")))
-        assert list(store.records(TableSpec("demo", "surveys"), ["2024-01-05"]))
+        yield url, location, demo
     finally:
-        os.killpg(ui.pid, signal.SIGINT)  # Ctrl-C, as a user stops it: dagster dev and the demo API end
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C, as a user stops it: dagster dev and the demo API end
         try:
-            ui.wait(timeout=60)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(ui.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
             raise
+
+
+def _materialize(url: str, location: str, partition: str) -> str:
+    """What the Materialize button sends for one partition of demo/surveys; the run's final status."""
+    launched = _graphql(url, LAUNCH, {"params": {
+        "selector": {"repositoryLocationName": location, "repositoryName": "__repository__",
+                     "pipelineName": "__ASSET_JOB", "assetSelection": [{"path": ["demo", "surveys"]}]},
+        "mode": "default", "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]}}})
+    outcome = launched["launchPipelineExecution"]
+    assert outcome["__typename"] == "LaunchRunSuccess", outcome
+    run_id = outcome["run"]["runId"]
+    return str(_wait_for("the run ending", lambda: (lambda s: s if s in ("SUCCESS", "FAILURE", "CANCELED") else None)(
+        _graphql(url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+                 {"id": run_id})["runOrError"].get("status")), 180))
+
+
+@pytest.mark.slow
+def test_the_ui_command_serves_the_demo_and_its_materialize_button_works(ui: tuple[str, str, Path]) -> None:
+    url, location, demo = ui
+    assert _materialize(url, location, "2024-01-05") == "SUCCESS"
+    store = open_store(store_dir(home_under(demo / "dagster_home")))
+    assert list(store.records(TableSpec("demo", "surveys"), ["2024-01-05"]))
+
+
+def _browse(url: str, *flags: str) -> str:
+    """What headless Chromium makes of ``url`` once the page has run its scripts (``--dump-dom``'s HTML)."""
+    assert CHROMIUM is not None
+    done = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={ARTIFACTS / '.chromium'}",
+         "--window-size=1600,1300", "--virtual-time-budget=20000", *flags, url],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _text(html: str) -> str:
+    html = re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium to browse with: apt-get install chromium (Debian's package)")
+def test_a_browser_shows_the_materialized_asset_as_a_user_sees_it(ui: tuple[str, str, Path]) -> None:
+    url, location, _ = ui
+    assert _materialize(url, location, "2024-01-08") == "SUCCESS"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = f"{url}/assets/demo/surveys"
+    shown = _text(_browse(page, "--dump-dom"))
+    assert "Materialize" in shown and "Latest materialization" in shown, shown[:2000]
+    assert "Never materialized" not in shown  # the run above is what the page shows
+    assert "Kinds api DuckDB" in shown  # where the data comes from, and where it lives
+    assert "Join the Dagster community" not in shown  # no dialog over the assets (dagster.yaml's nux)
+    screenshot = ARTIFACTS / "ui-demo-surveys.png"
+    screenshot.unlink(missing_ok=True)
+    _browse(page, f"--screenshot={screenshot}")
+    assert screenshot.stat().st_size > 10_000  # kept for a person to look at
