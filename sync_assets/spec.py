@@ -317,9 +317,7 @@ class ApiSource(BaseModel):
         unless it has windows of its own)."""
         if stream.incremental is not None:
             return False
-        if stream.parent is not None:
-            return self.refreshes(self.stream(stream.parent.stream))
-        return stream.incremental is None
+        return stream.parent is None or self.refreshes(self.stream(stream.parent.stream))
 
     def windows_of(self, stream: Stream) -> Incremental | None:
         """The windows ``stream`` is partitioned by: its own, or its parent's (a substream of a windowed parent)."""

@@ -86,10 +86,12 @@ def sync_substream(
     assert reader.stream.parent is not None
     parent = reader.source.stream(reader.stream.parent.stream)
     table = TableSpec.of(reader.source, reader.stream)
-    snapshot, parent_table = published_parents(store, reader, parent), TableSpec.of(reader.source, parent)
+    snapshot = published_parents(store, reader, parent) if reader.source.refreshes(parent) else None
+    parent_table = TableSpec.of(reader.source, parent)
 
     def parents_of(key: str) -> Iterable[dict[str, Any]]:
-        return snapshot() if reader.source.refreshes(parent) else store.records(parent_table, [key])
+        """A windowed parent's partition of the same key; a refreshed parent's whole snapshot, for any key."""
+        return snapshot() if snapshot is not None else store.records(parent_table, [key])
 
     own_windows = reader.stream.incremental is not None
     results = {key: PartitionResult(key, window) for key, window in partitions}
