@@ -59,7 +59,7 @@ def _read(args: argparse.Namespace) -> int:
     windows: list[Window] = []
     if stream.incremental is not None:
         start = args.start or stream.incremental.start
-        end = args.end or datetime.now(UTC)
+        end = stream.incremental.until(args.end or datetime.now(UTC))
         windows = list(windows_between(start, end, stream.incremental.window))
     elif args.start or args.end:
         raise ConfigurationError(f"stream {stream.name!r} is not incremental; --start/--end do not apply")

@@ -43,6 +43,9 @@ class Incremental(BaseModel):
     cursor_field: str = Field(description="Dotted path of the record's timestamp, e.g. date_modified.")
     start: datetime = Field(description="First instant to sync (UTC if no offset given).")
     window: WindowSize = "daily"
+    end: datetime | None = Field(None, description="Where the stream ends (exclusive; UTC if no offset given): no "
+                                                   "window reaches past it. For data that stops, e.g. a closed "
+                                                   "project or a fixed report range; without it windows run to now.")
     start_param: str | None = Field(None, description="Query parameter for the window start.")
     end_param: str | None = Field(None, description="Query parameter for the window end.")
     end_inclusive: bool = Field(False, description="The API's end parameter includes its value.")
@@ -55,7 +58,7 @@ class Incremental(BaseModel):
                                  "window's read stop at the first page past it (an API with a start parameter "
                                  "only, or newest first); unordered reads every page.")
 
-    @field_validator("start", mode="before")
+    @field_validator("start", "end", mode="before")
     @classmethod
     def _date_or_datetime(cls, value: Any) -> Any:
         if isinstance(value, date) and not isinstance(value, datetime):
@@ -94,10 +97,14 @@ class Incremental(BaseModel):
                                           "(e.g. %d/%m/%Y %H:%M), tried in order before ISO 8601 and epoch "
                                           "numbers; values without an offset are UTC.")
 
-    @field_validator("start")
+    @field_validator("start", "end")
     @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    def until(self, now: datetime) -> datetime:
+        """Where windows stop today: now, or the stream's end if that comes first."""
+        return now if self.end is None else min(as_utc(now), self.end)
 
     @property
     def spans_windows(self) -> bool:
@@ -187,6 +194,7 @@ def uncovered_windows(incremental: Incremental, covered: list[Window], end: date
     within the stream's ``lookback`` of ``end`` do not count as covered: their records may still change.
     """
     step = incremental.granularity
+    end = incremental.until(end)
     end = _EPOCH + (as_utc(end) - _EPOCH) // step * step
     if incremental.lookback is not None:
         settled = window_floor(end - incremental.lookback, incremental.window)

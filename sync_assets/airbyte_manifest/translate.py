@@ -734,10 +734,16 @@ class _Translator:
                    for f in cursor.get("cursor_datetime_formats") or [fmt]]
         incremental["cursor_formats"] = [f for f in formats if f not in ("%s", "%ms", "%s_as_float")]
         end = cursor.get("end_datetime")
-        if end:
+        if end:  # now (the default), or a fixed end: the stream stops there (``{{ config.end or now_utc() }}``: either)
+            instant = self._instant(end, fmt, f"{at}.end_datetime", parameters)
             text = end.get("datetime") if isinstance(end, dict) else end
-            if not any(macro in str(text) for macro in _NOW_MACROS):
-                raise Unsupported("an end_datetime that is not now (a fixed end)", f"{at}.end_datetime")
+            now = datetime.now(UTC)  # now as the template wrote it: to the day, at the coarsest
+            if not any(macro in str(text) for macro in _NOW_MACROS) or \
+                    not now - timedelta(days=1, minutes=10) <= instant <= now + timedelta(minutes=10):
+                # Airbyte keeps records up to the end instant, inclusive; a granularity makes it a whole step
+                granularity = cursor.get("cursor_granularity")
+                incremental["end"] = instant + (parse_duration(self.plain(
+                    granularity, f"{at}.cursor_granularity", parameters)) if granularity else timedelta(microseconds=1))
         step = cursor.get("step")
         if step:
             length = parse_duration(self.plain(step, f"{at}.step", parameters))

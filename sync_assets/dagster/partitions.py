@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from dagster import (
     DailyPartitionsDefinition,
     HourlyPartitionsDefinition,
@@ -10,7 +12,7 @@ from dagster import (
     WeeklyPartitionsDefinition,
 )
 
-from sync_assets.windows import Incremental, Window, as_utc, window_floor
+from sync_assets.windows import Incremental, Window, as_utc, window_after, window_floor
 
 
 def partitions_for(incremental: Incremental) -> TimeWindowPartitionsDefinition:
@@ -20,17 +22,21 @@ def partitions_for(incremental: Incremental) -> TimeWindowPartitionsDefinition:
     and the schedule's lookback re-syncs recent windows for late arrivals.
     """
     start = window_floor(incremental.start, incremental.window)
+    # a stream that ends: its last partition is the window holding its last instant
+    end = None if incremental.end is None else window_after(window_floor(
+        incremental.end - timedelta(microseconds=1), incremental.window), incremental.window)
     if incremental.window == "hourly":
-        return HourlyPartitionsDefinition(start_date=start.strftime("%Y-%m-%d-%H:%M"), timezone="UTC")
-    day = start.strftime("%Y-%m-%d")
+        return HourlyPartitionsDefinition(start_date=start.strftime("%Y-%m-%d-%H:%M"), timezone="UTC",
+                                          end_date=end.strftime("%Y-%m-%d-%H:%M") if end else None)
+    day, last = start.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d") if end else None
     if incremental.window == "weekly":
-        return WeeklyPartitionsDefinition(start_date=day, timezone="UTC")
+        return WeeklyPartitionsDefinition(start_date=day, timezone="UTC", end_date=last)
     if incremental.window == "monthly":
-        return MonthlyPartitionsDefinition(start_date=day, timezone="UTC")
-    return DailyPartitionsDefinition(start_date=day, timezone="UTC")
+        return MonthlyPartitionsDefinition(start_date=day, timezone="UTC", end_date=last)
+    return DailyPartitionsDefinition(start_date=day, timezone="UTC", end_date=last)
 
 
 def window_for(partitions_def: TimeWindowPartitionsDefinition, key: str, incremental: Incremental) -> Window:
-    """The window of partition ``key``; the first one starts at the stream's start, not before it."""
+    """The window of partition ``key``; the first one starts at the stream's start, the last ends at its end."""
     time_window = partitions_def.time_window_for_partition_key(key)
-    return Window(max(as_utc(time_window.start), incremental.start), as_utc(time_window.end))
+    return Window(max(as_utc(time_window.start), incremental.start), incremental.until(as_utc(time_window.end)))

@@ -154,6 +154,19 @@ def test_anything_unsupported_is_refused_naming_the_stream_the_place_and_the_com
     assert named in str(refused.value) and "supported: DeclarativeSource" in str(refused.value)
 
 
+def test_a_fixed_end_datetime_ends_the_stream_at_airbytes_last_instant(tmp_path: Path) -> None:
+    data = yaml.safe_load(MANIFEST.read_text())
+    cursor = data["definitions"]["stock_prices"]["incremental_sync"]  # dates, a day's granularity: whole days
+    cursor["end_datetime"] = "{{ config.get('end_date') or now_utc().strftime('%Y-%m-%d') }}"
+    path = tmp_path / "source-ends" / "manifest.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data))
+    ends = load_manifest(path, {**CONFIG, "end_date": "2024-03-31"}).stream("stock_prices").incremental
+    assert ends is not None and ends.end == datetime(2024, 4, 1, tzinfo=UTC)  # March 31 included, as Airbyte reads
+    runs_on = load_manifest(path, CONFIG).stream("stock_prices").incremental  # no end in the config: now
+    assert runs_on is not None and runs_on.end is None
+
+
 def test_a_config_missing_what_the_spec_requires_names_the_fields() -> None:
     with pytest.raises(ConfigurationError, match=r"lacks api_key \(API key\), start_date \(Start date\)"):
         load_manifest(MANIFEST, {"base_url": "http://127.0.0.1:1"})

@@ -97,3 +97,15 @@ def test_asset_kinds_say_where_the_data_comes_from_and_where_it_lives() -> None:
         for name in ("surveys", "customers", "survey_responses"):
             asset = defs.get_assets_def(AssetKey(["demo", name]))
             assert asset.specs_by_key[asset.key].kinds == {"api", lives}, name
+
+
+def test_a_stream_that_ends_has_no_partition_and_no_window_past_its_end() -> None:
+    from sync_assets.windows import uncovered_windows
+
+    incremental = Incremental(cursor_field="t", start=datetime(2024, 1, 1, tzinfo=UTC), end="2024-01-03T12:00:00Z")
+    partitions_def = partitions_for(incremental)
+    keys = partitions_def.get_partition_keys(current_time=datetime(2026, 12, 6, tzinfo=UTC))
+    assert keys == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    assert window_for(partitions_def, "2024-01-03", incremental).end == datetime(2024, 1, 3, 12, tzinfo=UTC)
+    todo = uncovered_windows(incremental, [], datetime(2026, 12, 6, tzinfo=UTC))  # an Airbyte read, today
+    assert todo[-1].end == datetime(2024, 1, 3, 12, tzinfo=UTC) and len(todo) == 3
