@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ from dagster import AssetKey, DagsterInstance, Definitions, DynamicPartitionsDef
 from sync_assets.dagster import STORE_KEY, SyncStoreIOManager
 from sync_assets.storage import TableSpec
 from sync_assets.storage.layout import chunk_key
+
+_SUPERSEDED = "ignore:Function `asset_materialize_command` is superseded:FutureWarning"
 
 
 def _definitions(module: str) -> Definitions:
@@ -59,8 +62,10 @@ def start_refresh(
         if config_json:
             command += ["--config-json", config_json]
         commands.append(command)
-    # One run per stream, all at once: the API's pool and budget keep them within its limits.
-    runs = [subprocess.Popen(command) for command in commands]
+    # One run per stream, all at once: the API's pool and budget keep them within its limits. Dagster's notice
+    # that `dagster asset materialize` is superseded is for someone typing it, not for each run we start.
+    warnings = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), _SUPERSEDED]))
+    runs = [subprocess.Popen(command, env={**os.environ, "PYTHONWARNINGS": warnings}) for command in commands]
     codes = [run.wait() for run in runs]
     return next((code for code in codes if code != 0), 0)
 

@@ -236,6 +236,7 @@ def test_a_dagster_run_killed_mid_refresh_resumes_where_it_stopped(
     assert 2 <= pages_at_kill < 9
     finished = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stdout[-3000:]
+    assert "Warning" not in finished.stderr, finished.stderr[-3000:]  # nothing a user did not cause
     instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
     assert stored(store_of(instance), "customers") == data.all_customers(0, COUNT)
     instance.dispose()
