@@ -38,11 +38,13 @@ __all__ = [
     "Tallies",
     "open_store",
 ]
+_BOOKKEEPING = {"Checkpoint", "PartitionState", "RefreshState"}  # statedb's; the rest is the contract's (store)
 
 
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module 'sync_assets.storage' has no attribute {name!r}")
-    value = getattr(import_module("sync_assets.storage.store"), name)
+    module = "statedb" if name in _BOOKKEEPING else "store"
+    value = getattr(import_module(f"sync_assets.storage.{module}"), name)
     globals()[name] = value  # looked up once
     return value

@@ -53,11 +53,10 @@ from sync_assets.errors import ConfigurationError
 from sync_assets.schema import CURSOR_COLUMN, EXTRACTED_AT_COLUMN, PARTITION_COLUMN, arrow_schema, conform
 from sync_assets.storage.catalog import Catalog
 from sync_assets.storage.layout import chunk_key, legacy_store_dir, quote, safe_name
-from sync_assets.storage.statedb import Cursor
+from sync_assets.storage.statedb import Cursor, PartitionState
 from sync_assets.storage.store import (
     KeyTally,
     Part,
-    PartitionState,
     Published,
     Stage,
     StageBusyError,

@@ -42,11 +42,10 @@ from sync_assets.schema import (
     merge_schemas,
 )
 from sync_assets.storage.layout import quote, safe_name
-from sync_assets.storage.statedb import Cursor, Dialect, StateDB
+from sync_assets.storage.statedb import Cursor, Dialect, PartitionState, StateDB
 from sync_assets.storage.store import (
     KeyTally,
     Part,
-    PartitionState,
     Published,
     Stage,
     StageBusyError,

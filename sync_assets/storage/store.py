@@ -49,22 +49,9 @@ from sync_assets.schema import (
 )
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.storage.layout import chunk_key, chunk_scope, store_dir
-from sync_assets.storage.statedb import Checkpoint, PartitionState, RefreshState, StateDB
-
-__all__ = [
-    "Checkpoint",
-    "PartitionState",
-    "Published",
-    "RefreshState",
-    "Stage",
-    "StageBusyError",
-    "Store",
-    "TableSpec",
-    "open_store",
-]
+from sync_assets.storage.statedb import Checkpoint, PartitionState, StateDB
 
 log = logging.getLogger(__name__)
-
 
 
 class StageBusyError(TransientError):
