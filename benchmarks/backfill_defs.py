@@ -7,7 +7,7 @@ in one run. ``trivial`` measures a Dagster CLI run's own overhead on this machin
 
 from dagster import AssetKey, BackfillPolicy, Definitions, asset
 
-from sync_assets.dagster import build_definitions
+from sync_assets.dagster import build_definitions, run_leases
 from sync_assets.sources import demo_source
 
 
@@ -26,4 +26,4 @@ def trivial_daily() -> None:
     return None
 
 
-defs = Definitions.merge(_sources(), Definitions(assets=[trivial, trivial_daily]))
+defs = Definitions.merge(_sources(), run_leases(), Definitions(assets=[trivial, trivial_daily]))

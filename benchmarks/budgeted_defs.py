@@ -6,10 +6,10 @@ from pathlib import Path
 from dagster import Definitions
 
 from benchmarks.backfill_defs import trivial, trivial_daily
-from sync_assets.dagster import build_definitions
+from sync_assets.dagster import build_definitions, run_leases
 from sync_assets.spec import load_source
 
 BUDGETED_SOURCE = Path(__file__).with_name("budgeted_source.yaml")
 
-defs = Definitions.merge(build_definitions(load_source(BUDGETED_SOURCE)),
+defs = Definitions.merge(build_definitions(load_source(BUDGETED_SOURCE)), run_leases(),
                          Definitions(assets=[trivial, trivial_daily]))

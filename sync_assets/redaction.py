@@ -49,6 +49,12 @@ def mask(text: str) -> str:
 
 def mask_url(url: str) -> str:
     """A URL fit for a log line: secret-looking query values and userinfo replaced by ``***``."""
+    return mask(url_without_credentials(url))
+
+
+def url_without_credentials(url: str) -> str:
+    """``url`` with its userinfo and secret-looking query values replaced by ``***``, whatever secrets this
+    process has registered: the same string in every process, fit to name a shared place (a run's store)."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:
@@ -57,7 +63,7 @@ def mask_url(url: str) -> str:
         [(k, MASK if SECRET_PARAM.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
         safe="*",
     )
-    return mask(urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def strip_query_params(url: str, names: set[str]) -> str:

@@ -1,27 +1,40 @@
-"""Dagster's default executor, plus what keeps killed runs from blocking later ones (``killed_runs``).
+"""Run leases around any executor: what keeps killed runs from blocking later ones (``killed_runs``).
 
 The executor is the one place that runs in a run's orchestrating process before any step asks for
-a pool slot: a step blocked by dead runs' slots never starts, so freeing them from a step would be
-too late. It is Dagster's ``multi_or_in_process_executor`` (same config: ``execution: {config:
-{multiprocess: {max_concurrent: 4}}}`` or ``in_process``), wrapped to hold the run's lease and reap
-dead runs first.
+a pool slot, whatever executes the steps (child processes, Celery workers, Docker containers,
+Kubernetes pods): a step blocked by dead runs' slots never starts, so freeing them from a step
+would be too late. ``leased_executor`` wraps the executor a project already uses (Dagster's
+``multi_or_in_process_executor`` by default) to hold the run's lease and reap dead runs first;
+everything else (config, retries, where steps go) is the wrapped executor's. ``build_definitions``
+sets no executor: a project opts in with ``run_leases``, which also brings the dead-run sensor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from dagster import DagsterInstance, Executor, ExecutorDefinition, InitExecutorContext, multi_or_in_process_executor
+from dagster import (
+    Definitions,
+    Executor,
+    ExecutorDefinition,
+    InitExecutorContext,
+    multi_or_in_process_executor,
+)
 from dagster._core.execution.retries import RetryMode  # the type of Executor.retries; not exported
 
+from sync_assets.dagster.io_manager import DEFAULT_STORE, SyncStoreIOManager
 from sync_assets.dagster.killed_runs import reap_dead_runs, run_lease
-from sync_assets.storage import Store
+from sync_assets.dagster.sensors import build_dead_run_sensor
 
 
 class _LeasedExecutor(Executor):
-    def __init__(self, inner: Executor, open_store: Callable[[DagsterInstance], Store]) -> None:
-        self._inner, self._open_store = inner, open_store
+    def __init__(self, inner: Executor, store: SyncStoreIOManager) -> None:
+        self._inner, self._store = inner, store
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else is the wrapped executor's (dagster-celery's loop asks it for ``app_args``)."""
+        return getattr(self._inner, name)
 
     @property
     def retries(self) -> RetryMode:
@@ -36,7 +49,7 @@ class _LeasedExecutor(Executor):
         if instance.is_ephemeral:  # no pools, no other runs: nothing to lease or reap
             yield from self._inner.execute(plan_context, execution_plan)
             return
-        store = self._open_store(instance)
+        store = self._store.open_for(instance)
         try:
             with run_lease(instance, store, run_id):
                 for dead in reap_dead_runs(instance, store, reaper=f"run {run_id}"):
@@ -47,19 +60,29 @@ class _LeasedExecutor(Executor):
             store.close()
 
 
-def leased_executor(open_store: Callable[[DagsterInstance], Store]) -> ExecutorDefinition:
-    """``multi_or_in_process_executor`` whose runs hold a lease in the store that ``open_store`` opens."""
-    default = multi_or_in_process_executor
+def leased_executor(
+    inner: ExecutorDefinition = multi_or_in_process_executor, store: SyncStoreIOManager = DEFAULT_STORE
+) -> ExecutorDefinition:
+    """``inner`` (configured exactly as before) whose runs hold a lease in ``store``."""
 
     def create(init_context: InitExecutorContext) -> Executor:
-        inner = default.executor_creation_fn(init_context)  # type: ignore[misc]
-        return _LeasedExecutor(inner, open_store)
+        return _LeasedExecutor(inner.executor_creation_fn(init_context), store)  # type: ignore[misc]
 
     return ExecutorDefinition(
-        name="sync_assets_executor",
-        config_schema=default.config_schema.as_field(),
-        requirements=default.get_requirements,
+        name=inner.name,
+        config_schema=inner.config_schema,  # type: ignore[arg-type]  # as is: a configured one keeps its mapping
+        requirements=inner.get_requirements,
         executor_creation_fn=create,
-        description=f"{default.description or ''}\n\nEach run holds a lease in the sync-assets store, and "
+        description=f"{inner.description or ''}\n\nEach run holds a lease in the sync-assets store, and "
                     "frees the pool slots of runs whose process is gone before its steps ask for theirs.",
     )
+
+
+def run_leases(
+    executor: ExecutorDefinition = multi_or_in_process_executor, store: SyncStoreIOManager = DEFAULT_STORE
+) -> Definitions:
+    """Definitions to merge into a project: ``executor`` holding run leases, and the dead-run sensor.
+
+    ``store`` is the IO manager the sources' definitions use (``build_definitions(store=...)``).
+    """
+    return Definitions(executor=leased_executor(executor, store), sensors=[build_dead_run_sensor(store)])

@@ -4,37 +4,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dagster import AssetsDefinition, Definitions, ExecutorDefinition, SensorDefinition
+from dagster import AssetsDefinition, Definitions
 
 from sync_assets.dagster.assets import (
     build_incremental_asset,
     build_refresh_asset,
     build_substream_asset,
 )
-from sync_assets.dagster.executor import leased_executor
-from sync_assets.dagster.io_manager import SyncStoreIOManager
+from sync_assets.dagster.io_manager import DEFAULT_STORE, SyncStoreIOManager
 from sync_assets.dagster.resource import SyncApiResource
 from sync_assets.dagster.schedules import build_schedules
-from sync_assets.dagster.sensors import build_dead_run_sensor, build_refresh_sensor
+from sync_assets.dagster.sensors import build_refresh_sensor
 from sync_assets.dagster.translator import SyncAssetsTranslator
 from sync_assets.spec import ApiSource
 
 STORE_KEY = "sync_store"
-
-# One object, so that the definitions of several sources merge (Dagster refuses two different
-# resources under one key) and share one store.
-DEFAULT_STORE = SyncStoreIOManager(base_dir=None)
-
-
-_SHARED: dict[int, tuple[SyncStoreIOManager, ExecutorDefinition, SensorDefinition]] = {}
-
-
-def _shared_with(store: SyncStoreIOManager) -> tuple[ExecutorDefinition, SensorDefinition]:
-    """The executor and dead-run sensor of ``store``: one object each, so definitions sharing a store merge."""
-    entry = _SHARED.get(id(store))
-    if entry is None or entry[0] is not store:
-        entry = _SHARED[id(store)] = (store, leased_executor(store.open_for), build_dead_run_sensor())
-    return entry[1], entry[2]
 
 
 def api_resource_key(source: ApiSource) -> str:
@@ -49,7 +33,11 @@ def build_definitions(
     api: SyncApiResource | None = None,
     store: SyncStoreIOManager | None = None,
 ) -> Definitions:
-    """Everything Dagster needs for ``source``; ``api`` and ``store`` default to env-driven ones."""
+    """Everything Dagster needs for ``source``; ``api`` and ``store`` default to env-driven ones.
+
+    No executor: the project's own runs the steps. ``run_leases`` (merged in once per project, for
+    every source) wraps it so that killed runs never block later ones.
+    """
     translator = translator or SyncAssetsTranslator()
     store = store or DEFAULT_STORE
     api_key = api_resource_key(source)
@@ -72,11 +60,8 @@ def build_definitions(
     by_stream = {name: asset.map_asset_specs(lambda spec: spec.merge_attributes(kinds={where}))
                  for name, asset in by_stream.items()}
     assets = [by_stream[stream.name] for stream in source.streams]
-    executor, dead_runs = _shared_with(store)
     refreshed = [(s.name, by_stream[s.name]) for s in source.streams if source.refreshes(s)]
-    sensors = [dead_runs]
-    if refreshed:
-        sensors.append(build_refresh_sensor(source, refreshed, STORE_KEY, refresh_every))
+    sensors = [build_refresh_sensor(source, refreshed, STORE_KEY, refresh_every)] if refreshed else []
     return Definitions(
         assets=assets,
         schedules=build_schedules(source, [(s, by_stream[s.name]) for s in source.streams], schedule_lookback),
@@ -85,5 +70,4 @@ def build_definitions(
             api_key: api or SyncApiResource.for_source(source),
             STORE_KEY: store,
         },
-        executor=executor,
     )

@@ -14,7 +14,7 @@ what was stored through ``load_input``, in the type their parameter is annotated
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pyarrow as pa
 from dagster import ConfigurableIOManager, DagsterInstance, EnvVar, InitResourceContext, InputContext, OutputContext
 from pydantic import Field, PrivateAttr
 
+from sync_assets.dagster.killed_runs import follow_run
 from sync_assets.errors import ConfigurationError
 from sync_assets.home import home_under
 from sync_assets.schema import iter_records
@@ -40,13 +41,26 @@ class SyncStoreIOManager(ConfigurableIOManager):
                                                       "several machines); an EnvVar. Default: $SYNC_ASSETS_STORE_URL.")
 
     _store: Store | None = PrivateAttr(default=None)
+    _unfollow: Callable[[], None] | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._store = self.open_for(context.instance)
+        if context.run is not None and context.instance is not None:
+            # A step: it must share its run's store, and die with its run. The run as stored: the lease's
+            # tags are written once the run has started, after the copy a step is handed was made.
+            run = context.instance.get_run_by_id(context.run.run_id) or context.run
+            try:
+                self._unfollow = follow_run(run, self._store)
+            except Exception:
+                self._store.close()
+                raise
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         """The store's connections go with the step: a process that runs many steps (a Celery worker)
         would otherwise keep every step's."""
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -102,6 +116,11 @@ class SyncStoreIOManager(ConfigurableIOManager):
         if input_metadata.get(LOAD_AS) == "iterator":
             return iter_records(batches)
         return _as_type(batches, self.store, table, context.dagster_type.typing_type)
+
+
+# One object, so that the definitions of several sources merge (Dagster refuses two different
+# resources under one key) and share one store.
+DEFAULT_STORE = SyncStoreIOManager(base_dir=None)
 
 
 def _as_type(batches: Iterator[pa.RecordBatch], store: Store, table: TableSpec, wanted: Any) -> Any:

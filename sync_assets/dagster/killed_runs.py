@@ -5,51 +5,70 @@ stays STARTED and keeps its slots, so with a pool limit of 3, three killed runs 
 run of that API ("Step blocked by limit for pool"), the one that should resume them included. The
 shipped launcher cannot tell a dead run from a slow one, so each run says it is alive itself:
 
-- **A lease.** The process orchestrating a run holds a lock in the store for the run's whole life
-  (``Store.lock``: a ``flock`` on local disk, a PostgreSQL session advisory lock across machines;
-  the kernel or the server releases it when the holder dies, however it dies), and tags the run
-  with where that lock lives.
+- **A lease.** The process orchestrating a run (``executor.leased_executor``, around any executor)
+  holds a lock in the store for the run's whole life (``Store.lock``: a ``flock`` on local disk, a
+  PostgreSQL session advisory lock across machines; the kernel or the server releases it when the
+  holder dies, however it dies), and tags the run with where that lock lives.
 - **A reaper.** Before a run's first step asks for a slot, and every minute from the daemon's
   sensor, every run that holds slots or is still going is checked: a run whose lease lives in this
   store but is held by nobody is dead, so it is marked failed (saying why) and its slots are freed. Runs whose lease
   lives elsewhere, or that hold no lease, are left alone: nothing here can tell whether they live.
-- **No orphans.** A step process whose orchestrating process has died stops at once, so no process
-  of a killed run keeps sending requests (Dagster's multiprocess executor starts step processes
-  that would otherwise outlive it).
+- **No orphans, no private state.** A step, wherever it runs (a child process, a Celery worker, a
+  pod), follows its run's lease: it refuses to start in a process whose store or budget is not the
+  orchestrator's (a worker missing a setting would otherwise quietly write to its own disk), and
+  stops as soon as the lease is free, so no process of a killed run keeps sending requests.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
+from sync_assets.errors import ConfigurationError
+from sync_assets.rate_limit import SHARED_BUDGET_ENV
+from sync_assets.redaction import url_without_credentials
 from sync_assets.storage import StageBusyError, Store
 
 log = logging.getLogger(__name__)
 
-LEASE_TAG = "sync_assets/lease"
+LEASE_TAG = "sync_assets/lease"  # where the run's lease lives: its store's location
+LEASED_RUN_TAG = "sync_assets/leased_run"  # the run that holds it: a re-execution copying tags copies no lease
+BUDGET_TAG = "sync_assets/budget"  # the shared budget store the orchestrator was configured with, if any
 _GOING = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 _FINISHING_SECONDS = 30.0  # a run's last event is younger than this while it ends well
+_FOLLOW_SECONDS = 0.5  # how often a step looks at its run's lease
 
 
 def _scope(run_id: str) -> str:
     return f"run:{run_id}"
 
 
+def _shared_budget() -> str:
+    """The deployment's shared budget store as this process sees it, without secrets ('' for none)."""
+    url = os.environ.get(SHARED_BUDGET_ENV, "")
+    return url_without_credentials(url) if url else ""
+
+
+def _leased_in(tags: Mapping[str, str], run_id: str, store: Store) -> bool:
+    return tags.get(LEASE_TAG) == store.location and tags.get(LEASED_RUN_TAG) == run_id
+
+
 @contextmanager
 def run_lease(instance: DagsterInstance, store: Store, run_id: str) -> Iterator[None]:
-    """Hold ``run_id``'s lease while the block runs; the tag is written only once the lock is held."""
+    """Hold ``run_id``'s lease while the block runs; the tags are written only once the lock is held."""
     with store.lock(_scope(run_id)):
-        instance.add_run_tags(run_id, {LEASE_TAG: store.location})
+        tags = {LEASE_TAG: store.location, LEASED_RUN_TAG: run_id}
+        if budget := _shared_budget():
+            tags[BUDGET_TAG] = budget
+        instance.add_run_tags(run_id, tags)
         yield
 
 
@@ -72,7 +91,7 @@ def reap_dead_runs(instance: DagsterInstance, store: Store, reaper: str) -> list
             # holds no slot may be in that moment. Its last event says so: a dead run's only ages.
             continue
         record = instance.get_run_record_by_id(run_id)
-        if record is None or record.dagster_run.tags.get(LEASE_TAG) != store.location:
+        if record is None or not _leased_in(record.dagster_run.tags, run_id, store):
             continue  # not a run of ours, or its lease lives in another store: we cannot tell
         if record.dagster_run.is_finished:
             if slots:
@@ -104,22 +123,52 @@ def _quiet_for(instance: DagsterInstance, run_id: str) -> float:
     return time.time() - last[0].event_log_entry.timestamp if last else float("inf")
 
 
-_watching = threading.Lock()
+class OrchestratorGone(RuntimeError):
+    """The run this step belongs to has no live orchestrating process: its work would be orphaned."""
 
 
-def stop_with_orchestrator() -> None:
-    """In a step process, stop this process as soon as the process that started it dies.
+def follow_run(run: DagsterRun, store: Store) -> Callable[[], None]:
+    """In a step's process, wherever it runs: join the run's lease, and return what stops following it.
 
-    A no-op outside a ``multiprocessing`` child (the in-process executor, a code server's run).
+    Refuses (``ConfigurationError``) a process whose store or shared budget is not the one the
+    orchestrator was configured with: a worker missing ``SYNC_ASSETS_STORE_URL`` or
+    ``SYNC_ASSETS_RATE_LIMIT_URL`` would otherwise keep data, checkpoints or budgets on its own disk,
+    and a killed step could never be resumed elsewhere. Refuses (``OrchestratorGone``) a step of a run
+    whose lease is already free (a Celery task redelivered after its run died). Then, every half
+    second, looks at the lease and stops this process the moment it is free. A no-op for a run not
+    leased (another executor, an ephemeral instance) or in the orchestrating process itself.
     """
-    parent = multiprocessing.parent_process()
-    if parent is None or not _watching.acquire(blocking=False):
-        return
+    tags = run.tags
+    if tags.get(LEASED_RUN_TAG) != run.run_id:
+        return lambda: None
+    if tags.get(LEASE_TAG) != store.location:
+        raise ConfigurationError(
+            f"run {run.run_id} keeps its data and sync state in the store at {tags.get(LEASE_TAG)}, but this "
+            f"process opened {store.location}: set SYNC_ASSETS_STORE_URL (or the IO manager's url) to the "
+            f"same store on every machine that runs steps")
+    budget = _shared_budget()
+    if tags.get(BUDGET_TAG, "") != budget:
+        raise ConfigurationError(
+            f"run {run.run_id} shares its API budgets through {tags.get(BUDGET_TAG) or 'a local file'}, but "
+            f"this process has {SHARED_BUDGET_ENV}={budget or '(unset)'}: set {SHARED_BUDGET_ENV} to the same "
+            f"value on every machine that runs steps, or the budget is no longer shared")
+    scope = _scope(run.run_id)
+    if not store.locked(scope):
+        raise OrchestratorGone(f"the process orchestrating run {run.run_id} is gone (its lease is free): this "
+                               "step stops before sending a request; the run is marked failed by the reaper")
+    stop = threading.Event()
 
     def watch() -> None:
-        parent.join()  # returns when the parent's end of the sentinel pipe closes: it died
-        print(f"sync-assets: the run's orchestrating process (pid {parent.pid}) is gone; step process "
-              f"{os.getpid()} stops too, so no request of a killed run is sent", file=sys.stderr, flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)  # as if killed with the run: committed work is kept, nothing half-done
+        while not stop.wait(_FOLLOW_SECONDS):
+            try:
+                alive = store.locked(scope)
+            except Exception:  # a store that cannot answer now says nothing about the run
+                log.debug("could not look at run %s's lease", run.run_id, exc_info=True)
+                continue
+            if not alive and not stop.is_set():
+                print(f"sync-assets: the process orchestrating run {run.run_id} is gone; step process "
+                      f"{os.getpid()} stops too, so no request of a killed run is sent", file=sys.stderr, flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)  # as if killed with the run: committed work is kept
 
-    threading.Thread(target=watch, name="sync-assets-orchestrator-watch", daemon=True).start()
+    threading.Thread(target=watch, name="sync-assets-lease-follower", daemon=True).start()
+    return stop.set

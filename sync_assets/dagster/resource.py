@@ -2,8 +2,8 @@
 
 The source declares everything; the resource carries what an operator changes per deployment
 (base URL, the credential, concurrency, retries, budgets), shown in the UI with env var names
-instead of values. Dagster rebuilds resources in every step process, so nothing shared lives
-here: the client it opens keeps its rate-limit budget in the store under the Dagster instance.
+instead of values. Dagster sets resources up for every step, in whatever process runs it, so
+nothing shared lives here: the client it opens keeps its rate-limit budget in the store under the Dagster instance.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 from dagster import Config, ConfigurableResource, EnvVar, InitResourceContext
 from pydantic import Field, PrivateAttr, SecretStr
 
-from sync_assets.dagster.killed_runs import stop_with_orchestrator
 from sync_assets.errors import ConfigurationError
 from sync_assets.home import home_under, sync_assets_home
 from sync_assets.http import HttpClient
@@ -54,7 +53,6 @@ class SyncApiResource(ConfigurableResource):  # type: ignore[type-arg]
         return cls(**settings)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        stop_with_orchestrator()  # a killed run's step processes must not go on sending requests
         instance = context.instance
         self._state_dir = home_under(Path(instance.root_directory)) if instance else sync_assets_home()
 

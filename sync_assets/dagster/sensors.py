@@ -94,7 +94,7 @@ def build_refresh_sensor(
     return _refresh_sensor
 
 
-def build_dead_run_sensor() -> SensorDefinition:
+def build_dead_run_sensor(store: SyncStoreIOManager) -> SensorDefinition:
     """Frees the pool slots of dead runs (``killed_runs``) even when no new run starts to do it.
 
     A run queue full of dead runs starts nothing, so the executor never gets a chance: this sensor
@@ -108,8 +108,12 @@ def build_dead_run_sensor() -> SensorDefinition:
         description="Marks failed the runs whose process is gone (killed, or their machine lost) and frees "
                     "their pool slots, so that they never block later runs.",
     )
-    def _dead_runs(context: SensorEvaluationContext, sync_store: ResourceParam[SyncStoreIOManager]) -> SkipReason:
-        reaped = reap_dead_runs(context.instance, sync_store.store, reaper="sensor sync_assets_dead_runs")
+    def _dead_runs(context: SensorEvaluationContext) -> SkipReason:
+        opened = store.open_for(context.instance)
+        try:
+            reaped = reap_dead_runs(context.instance, opened, reaper="sensor sync_assets_dead_runs")
+        finally:
+            opened.close()
         return SkipReason(f"marked {len(reaped)} dead runs failed: {', '.join(reaped)}" if reaped
                           else "no dead run holds pool slots")
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from sync_assets.errors import ConfigurationError
-from sync_assets.redaction import mask, mask_url, register_secret
+from sync_assets.redaction import mask, mask_url, register_secret, url_without_credentials
 from sync_assets.schema import (
     BOOLEAN,
     CURSOR_COLUMN,
@@ -105,7 +105,7 @@ class PostgresStore(Store):
 
     @property
     def location(self) -> str:
-        return mask_url(self.url)
+        return url_without_credentials(self.url)  # the same in every process, whatever secrets it knows
 
     # --- locks: session advisory locks, released by the server when a holder dies ---
 

@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, build_sensor_context, instance_for_test
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    build_sensor_context,
+    instance_for_test,
+)
 from dagster._core.test_utils import create_run_for_test
+from dagster._core.utils import make_new_run_id
 
 from sync_assets.dagster import SyncStoreIOManager, chunk_partitions_name
-from sync_assets.dagster.killed_runs import reap_dead_runs, run_lease
+from sync_assets.dagster.killed_runs import (
+    BUDGET_TAG,
+    LEASE_TAG,
+    LEASED_RUN_TAG,
+    OrchestratorGone,
+    follow_run,
+    reap_dead_runs,
+    run_lease,
+)
 from sync_assets.dagster.sensors import build_dead_run_sensor
 from sync_assets.demo_api import DemoApi, data
+from sync_assets.errors import ConfigurationError
+from sync_assets.rate_limit import SHARED_BUDGET_ENV
 from sync_assets.sources import demo_source
 from sync_assets.storage import Store, open_store
 from sync_assets.storage.layout import chunk_key
@@ -33,11 +53,17 @@ def pooled_instance() -> Iterator[DagsterInstance]:
         yield instance
 
 
+def _leased_run(instance: DagsterInstance, status: DagsterRunStatus, lease: str | None) -> str:
+    """A run as a leased executor tags it (``lease``: where its lease lives; None: an executor of Dagster's)."""
+    run_id = make_new_run_id()
+    tags = {LEASE_TAG: lease, LEASED_RUN_TAG: run_id} if lease else None
+    return create_run_for_test(instance, job_name="__ASSET_JOB", status=status, run_id=run_id, tags=tags).run_id
+
+
 def _run_holding_a_slot(instance: DagsterInstance, status: DagsterRunStatus, lease: str | None) -> str:
-    run = create_run_for_test(instance, job_name="__ASSET_JOB", status=status,
-                              tags={"sync_assets/lease": lease} if lease else None)
-    instance.event_log_storage.claim_concurrency_slot(POOL, run.run_id, "demo__surveys")
-    return run.run_id
+    run_id = _leased_run(instance, status, lease)
+    instance.event_log_storage.claim_concurrency_slot(POOL, run_id, "demo__surveys")
+    return run_id
 
 
 def _holders(instance: DagsterInstance) -> set[str]:
@@ -69,13 +95,13 @@ def test_a_dead_run_holding_no_slot_is_reaped_once_it_has_gone_quiet(
     STARTED for ever, and the sensors would never start its work again. One that ends well frees its
     lease just before Dagster records its success: its fresh last event keeps it from being taken for dead."""
     instance, store = pooled_instance, open_store(store_location)
-    tags = {"sync_assets/lease": store.location}
-    dead = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED, tags=tags)
-    ending = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED, tags=tags)
-    instance.report_engine_event("Finished steps in process", ending)  # what a run ending well has just written
-    assert reap_dead_runs(instance, store, reaper="test") == [dead.run_id]
-    assert instance.get_run_by_id(dead.run_id).status == DagsterRunStatus.FAILURE  # type: ignore[union-attr]
-    assert instance.get_run_by_id(ending.run_id).status == DagsterRunStatus.STARTED  # type: ignore[union-attr]
+    dead = _leased_run(instance, DagsterRunStatus.STARTED, store.location)
+    ending = _leased_run(instance, DagsterRunStatus.STARTED, store.location)
+    # what a run ending well has just written
+    instance.report_engine_event("Finished steps in process", instance.get_run_by_id(ending))
+    assert reap_dead_runs(instance, store, reaper="test") == [dead]
+    assert instance.get_run_by_id(dead).status == DagsterRunStatus.FAILURE  # type: ignore[union-attr]
+    assert instance.get_run_by_id(ending).status == DagsterRunStatus.STARTED  # type: ignore[union-attr]
     store.close()
 
 
@@ -84,8 +110,8 @@ def test_the_dead_run_sensor_reaps_without_a_new_run(pooled_instance: DagsterIns
     dead = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, store.location)
     io_manager = SyncStoreIOManager(url=store_location) if store_location.startswith("postgresql://") \
         else SyncStoreIOManager(base_dir=store_location)
-    sensor = build_dead_run_sensor()
-    with build_sensor_context(instance=instance, resources={"sync_store": io_manager}) as context:
+    sensor = build_dead_run_sensor(io_manager)
+    with build_sensor_context(instance=instance) as context:
         result = sensor.evaluate_tick(context)
     assert dead in (result.skip_message or "")
     assert not _holders(instance)
@@ -153,3 +179,65 @@ def test_runs_killed_while_holding_every_pool_slot_never_block_later_runs(
     assert not _holders(instance)
     store.close()
     instance.dispose()
+
+
+def _run_leased_in(store: Store, run_id: str | None = None, **tags: str) -> DagsterRun:
+    """A run as its steps see it once a leased executor has tagged it (``run_id``: the lease's run)."""
+    own = make_new_run_id()
+    return DagsterRun(job_name="__ASSET_JOB", run_id=own,
+                      tags={LEASE_TAG: store.location, LEASED_RUN_TAG: run_id or own, **tags})
+
+
+def test_a_step_refuses_a_store_or_budget_that_is_not_its_orchestrators(
+    store_location: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker missing a setting would quietly keep data, pages and budgets on its own disk."""
+    store, own = open_store(store_location), open_store(str(tmp_path / "a-worker's-own-disk"))
+    run = _run_leased_in(store, **{BUDGET_TAG: "postgresql://***@db.internal/budgets"})
+    with store.lock(f"run:{run.run_id}"):  # as its orchestrator holds it
+        with pytest.raises(ConfigurationError, match="set SYNC_ASSETS_STORE_URL"):
+            follow_run(run, own)
+        with pytest.raises(ConfigurationError, match=f"has {SHARED_BUDGET_ENV}=\\(unset\\).*set {SHARED_BUDGET_ENV}"):
+            follow_run(run, store)
+        monkeypatch.setenv(SHARED_BUDGET_ENV, "postgresql://sync:hunter2@db.internal/budgets")
+        follow_run(run, store)()  # the same store and budget: it follows, then stops following
+    store.close()
+    own.close()
+
+
+def test_a_step_of_a_run_whose_lease_is_free_stops_before_any_request_and_an_unleased_run_is_left_alone(
+    store_location: str,
+) -> None:
+    store = open_store(store_location)
+    with pytest.raises(OrchestratorGone, match="stops before sending a request"):
+        follow_run(_run_leased_in(store), store)  # a Celery task redelivered after its run died
+    follow_run(_run_leased_in(store, run_id="the-run-whose-tags-a-re-execution-copied"), store)()
+    follow_run(DagsterRun(job_name="__ASSET_JOB", run_id=make_new_run_id()), store)()  # not leased
+    store.close()
+
+
+def _follow_then_wait(location: str, run: DagsterRun, ready: Any) -> None:
+    store = open_store(location)
+    follow_run(run, store)
+    ready.set()
+    time.sleep(60)
+
+
+def test_a_step_process_stops_as_soon_as_its_runs_lease_is_free(store_location: str) -> None:
+    """Wherever the step runs (a child process, a Celery worker, a pod): not only under the multiprocess
+    executor, whose children could watch their parent instead."""
+    store = open_store(store_location)
+    run = _run_leased_in(store)
+    spawn = multiprocessing.get_context("spawn")
+    ready = spawn.Event()
+    with store.lock(f"run:{run.run_id}"):
+        step = spawn.Process(target=_follow_then_wait, args=(store_location, run, ready))
+        step.start()
+        assert ready.wait(30)
+        time.sleep(1.0)
+        assert step.is_alive()  # the lease is held: it goes on
+    released = time.monotonic()
+    step.join(10)
+    assert step.exitcode == -signal.SIGKILL
+    assert time.monotonic() - released < 2.0
+    store.close()
