@@ -46,11 +46,8 @@ class SyncStoreIOManager(ConfigurableIOManager):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         self._store = self.open_for(context.instance)
         if context.run is not None and context.instance is not None:
-            # A step: it must share its run's store, and die with its run. The run as stored: the lease's
-            # tags are written once the run has started, after the copy a step is handed was made.
-            run = context.instance.get_run_by_id(context.run.run_id) or context.run
-            try:
-                self._unfollow = follow_run(run, self._store)
+            try:  # a step: it must share its run's store, and die with its run
+                self._unfollow = follow_run(context.instance, context.run.run_id, self._store)
             except Exception:
                 self._store.close()
                 raise

@@ -15,24 +15,15 @@ import pytest
 from dagster import (
     DagsterEventType,
     DagsterInstance,
-    DagsterRun,
     DagsterRunStatus,
     build_sensor_context,
     instance_for_test,
 )
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.test_utils import create_run_for_test
-from dagster._core.utils import make_new_run_id
 
 from sync_assets.dagster import SyncStoreIOManager, chunk_partitions_name
-from sync_assets.dagster.killed_runs import (
-    BUDGET_TAG,
-    LEASE_TAG,
-    LEASED_RUN_TAG,
-    OrchestratorGone,
-    follow_run,
-    reap_dead_runs,
-    run_lease,
-)
+from sync_assets.dagster.killed_runs import OrchestratorGone, follow_run, reap_dead_runs, record_lease, run_lease
 from sync_assets.dagster.sensors import build_dead_run_sensor
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
@@ -53,14 +44,15 @@ def pooled_instance() -> Iterator[DagsterInstance]:
         yield instance
 
 
-def _leased_run(instance: DagsterInstance, status: DagsterRunStatus, lease: str | None) -> str:
-    """A run as a leased executor tags it (``lease``: where its lease lives; None: an executor of Dagster's)."""
-    run_id = make_new_run_id()
-    tags = {LEASE_TAG: lease, LEASED_RUN_TAG: run_id} if lease else None
-    return create_run_for_test(instance, job_name="__ASSET_JOB", status=status, run_id=run_id, tags=tags).run_id
+def _leased_run(instance: DagsterInstance, status: DagsterRunStatus, lease: Store | None) -> str:
+    """A run as a leased executor records it (``lease``: the store its lease lives in; None: not leased)."""
+    run_id = create_run_for_test(instance, job_name="__ASSET_JOB", status=status).run_id
+    if lease is not None:
+        record_lease(instance, run_id, lease)
+    return run_id
 
 
-def _run_holding_a_slot(instance: DagsterInstance, status: DagsterRunStatus, lease: str | None) -> str:
+def _run_holding_a_slot(instance: DagsterInstance, status: DagsterRunStatus, lease: Store | None) -> str:
     run_id = _leased_run(instance, status, lease)
     instance.event_log_storage.claim_concurrency_slot(POOL, run_id, "demo__surveys")
     return run_id
@@ -71,14 +63,14 @@ def _holders(instance: DagsterInstance) -> set[str]:
 
 
 def test_only_runs_whose_lease_is_free_in_this_store_are_reaped(
-    pooled_instance: DagsterInstance, store_location: str
+    pooled_instance: DagsterInstance, store_location: str, tmp_path: Path
 ) -> None:
-    instance, store = pooled_instance, open_store(store_location)
-    dead = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, store.location)
+    instance, store, another = pooled_instance, open_store(store_location), open_store(str(tmp_path / "another"))
+    dead = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, store)
     alive = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, None)
-    elsewhere = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, "another-host:/its/own/store")
+    elsewhere = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, another)
     unleased = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, None)
-    ended = _run_holding_a_slot(instance, DagsterRunStatus.SUCCESS, store.location)  # ended, its slot leaked
+    ended = _run_holding_a_slot(instance, DagsterRunStatus.SUCCESS, store)  # ended, its slot leaked
     with run_lease(instance, store, alive):  # as the alive run's process holds it
         assert reap_dead_runs(instance, store, reaper="test") == [dead]
         assert reap_dead_runs(instance, store, reaper="test") == []  # once only
@@ -86,6 +78,7 @@ def test_only_runs_whose_lease_is_free_in_this_store_are_reaped(
     assert {run_id: instance.get_run_by_id(run_id).status for run_id in (dead, alive, ended)} == {  # type: ignore[union-attr]
         dead: DagsterRunStatus.FAILURE, alive: DagsterRunStatus.STARTED, ended: DagsterRunStatus.SUCCESS}
     store.close()
+    another.close()
 
 
 def test_a_dead_run_holding_no_slot_is_reaped_once_it_has_gone_quiet(
@@ -95,11 +88,12 @@ def test_a_dead_run_holding_no_slot_is_reaped_once_it_has_gone_quiet(
     STARTED for ever, and the sensors would never start its work again. One that ends well frees its
     lease just before Dagster records its success: its fresh last event keeps it from being taken for dead."""
     instance, store = pooled_instance, open_store(store_location)
-    dead = _leased_run(instance, DagsterRunStatus.STARTED, store.location)
-    ending = _leased_run(instance, DagsterRunStatus.STARTED, store.location)
-    # what a run ending well has just written
+    dead = _leased_run(instance, DagsterRunStatus.STARTED, store)
+    ending = _leased_run(instance, DagsterRunStatus.STARTED, store)
+    time.sleep(1.2)  # both are quiet for a second (a deployment waits 30 s) ...
+    # ... until a run ending well writes its last events
     instance.report_engine_event("Finished steps in process", instance.get_run_by_id(ending))
-    assert reap_dead_runs(instance, store, reaper="test") == [dead]
+    assert reap_dead_runs(instance, store, reaper="test", quiet_after=1.0) == [dead]
     assert instance.get_run_by_id(dead).status == DagsterRunStatus.FAILURE  # type: ignore[union-attr]
     assert instance.get_run_by_id(ending).status == DagsterRunStatus.STARTED  # type: ignore[union-attr]
     store.close()
@@ -107,7 +101,7 @@ def test_a_dead_run_holding_no_slot_is_reaped_once_it_has_gone_quiet(
 
 def test_the_dead_run_sensor_reaps_without_a_new_run(pooled_instance: DagsterInstance, store_location: str) -> None:
     instance, store = pooled_instance, open_store(store_location)
-    dead = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, store.location)
+    dead = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, store)
     io_manager = SyncStoreIOManager(url=store_location) if store_location.startswith("postgresql://") \
         else SyncStoreIOManager(base_dir=store_location)
     sensor = build_dead_run_sensor(io_manager)
@@ -181,57 +175,59 @@ def test_runs_killed_while_holding_every_pool_slot_never_block_later_runs(
     instance.dispose()
 
 
-def _run_leased_in(store: Store, run_id: str | None = None, **tags: str) -> DagsterRun:
-    """A run as its steps see it once a leased executor has tagged it (``run_id``: the lease's run)."""
-    own = make_new_run_id()
-    return DagsterRun(job_name="__ASSET_JOB", run_id=own,
-                      tags={LEASE_TAG: store.location, LEASED_RUN_TAG: run_id or own, **tags})
-
-
 def test_a_step_refuses_a_store_or_budget_that_is_not_its_orchestrators(
-    store_location: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pooled_instance: DagsterInstance, store_location: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker missing a setting would quietly keep data, pages and budgets on its own disk."""
+    instance = pooled_instance
     store, own = open_store(store_location), open_store(str(tmp_path / "a-worker's-own-disk"))
-    run = _run_leased_in(store, **{BUDGET_TAG: "postgresql://***@db.internal/budgets"})
-    with store.lock(f"run:{run.run_id}"):  # as its orchestrator holds it
-        with pytest.raises(ConfigurationError, match="set SYNC_ASSETS_STORE_URL"):
-            follow_run(run, own)
-        with pytest.raises(ConfigurationError, match=f"has {SHARED_BUDGET_ENV}=\\(unset\\).*set {SHARED_BUDGET_ENV}"):
-            follow_run(run, store)
-        monkeypatch.setenv(SHARED_BUDGET_ENV, "postgresql://sync:hunter2@db.internal/budgets")
-        follow_run(run, store)()  # the same store and budget: it follows, then stops following
+    budget = "postgresql://sync:hunter2@db.internal/budgets"
+    monkeypatch.setenv(SHARED_BUDGET_ENV, budget)  # the orchestrator's
+    run_id = _leased_run(instance, DagsterRunStatus.STARTED, store)
+    monkeypatch.delenv(SHARED_BUDGET_ENV)  # a worker without it
+    with store.lock(f"run:{run_id}"):  # as its orchestrator holds it
+        with pytest.raises(ConfigurationError, match="set SYNC_ASSETS_STORE_URL") as wrong_store:
+            follow_run(instance, run_id, own)
+        with pytest.raises(ConfigurationError, match=f"has {SHARED_BUDGET_ENV}=\\(unset\\).*set {SHARED_BUDGET_ENV}") \
+                as no_budget:
+            follow_run(instance, run_id, store)
+        assert "hunter2" not in str(wrong_store.value) + str(no_budget.value)
+        monkeypatch.setenv(SHARED_BUDGET_ENV, budget)
+        follow_run(instance, run_id, store)()  # the same store and budget: it follows, then stops following
     store.close()
     own.close()
 
 
 def test_a_step_of_a_run_whose_lease_is_free_stops_before_any_request_and_an_unleased_run_is_left_alone(
-    store_location: str,
+    pooled_instance: DagsterInstance, store_location: str,
 ) -> None:
-    store = open_store(store_location)
+    instance, store = pooled_instance, open_store(store_location)
     with pytest.raises(OrchestratorGone, match="stops before sending a request"):
-        follow_run(_run_leased_in(store), store)  # a Celery task redelivered after its run died
-    follow_run(_run_leased_in(store, run_id="the-run-whose-tags-a-re-execution-copied"), store)()
-    follow_run(DagsterRun(job_name="__ASSET_JOB", run_id=make_new_run_id()), store)()  # not leased
+        # a Celery task delivered again after its run died
+        follow_run(instance, _leased_run(instance, DagsterRunStatus.STARTED, store), store)
+    # a run of an executor without leases (or a re-execution, which copies no event of its parent)
+    follow_run(instance, _leased_run(instance, DagsterRunStatus.STARTED, None), store)()
+    assert not instance.get_run_by_id(_leased_run(instance, DagsterRunStatus.STARTED, store)).tags  # type: ignore[union-attr]
     store.close()
 
 
-def _follow_then_wait(location: str, run: DagsterRun, ready: Any) -> None:
-    store = open_store(location)
-    follow_run(run, store)
+def _follow_then_wait(ref: InstanceRef, run_id: str, location: str, ready: Any) -> None:
+    follow_run(DagsterInstance.from_ref(ref), run_id, open_store(location))
     ready.set()
     time.sleep(60)
 
 
-def test_a_step_process_stops_as_soon_as_its_runs_lease_is_free(store_location: str) -> None:
+def test_a_step_process_stops_as_soon_as_its_runs_lease_is_free(
+    pooled_instance: DagsterInstance, store_location: str
+) -> None:
     """Wherever the step runs (a child process, a Celery worker, a pod): not only under the multiprocess
     executor, whose children could watch their parent instead."""
-    store = open_store(store_location)
-    run = _run_leased_in(store)
+    instance, store = pooled_instance, open_store(store_location)
     spawn = multiprocessing.get_context("spawn")
     ready = spawn.Event()
-    with store.lock(f"run:{run.run_id}"):
-        step = spawn.Process(target=_follow_then_wait, args=(store_location, run, ready))
+    run_id = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED).run_id
+    with run_lease(instance, store, run_id):
+        step = spawn.Process(target=_follow_then_wait, args=(instance.get_ref(), run_id, store_location, ready))
         step.start()
         assert ready.wait(30)
         time.sleep(1.0)
