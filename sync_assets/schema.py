@@ -6,7 +6,14 @@ lattice, and a column only ever moves up it, so no value is ever refused or lost
 
     boolean ─┐
     integer ─┼─> number ─> string            object, array -> json   (json absorbs anything)
-    timestamp┘ (declared only; an unparsable value widens it to string)
+    date ────┤
+    timestamp┘
+
+Dates and timestamps arrive as text. A column is one when the stream's schema declares it
+(``format: date`` / ``date-time``), or, undeclared, when every value of a page is an ISO 8601 date
+(``2024-03-01``) or an ISO 8601 date-time *with* its offset (``2024-03-01T12:00:00Z``): a naive time
+could be in any zone, so it stays text. The first value that does not parse widens the column back to
+text, which is drift like any other.
 
 A field seen for the first time becomes a new nullable column. A column whose type has to widen is
 *drift*: the change is kept (field, old type, new type) so that an asset check can name it.
@@ -30,11 +37,13 @@ import pyarrow as pa
 
 from sync_assets.windows import parse_cursor
 
-BOOLEAN, INTEGER, NUMBER, STRING, TIMESTAMP, JSON = "boolean", "integer", "number", "string", "timestamp", "json"
+BOOLEAN, INTEGER, NUMBER, STRING, DATE, TIMESTAMP, JSON = (
+    "boolean", "integer", "number", "string", "date", "timestamp", "json")
+_TEMPORAL = (DATE, TIMESTAMP)
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     BOOLEAN: pa.bool_(), INTEGER: pa.int64(), NUMBER: pa.float64(), STRING: pa.string(),
-    TIMESTAMP: pa.timestamp("us", tz="UTC"), JSON: pa.json_(),
+    DATE: pa.date32(), TIMESTAMP: pa.timestamp("us", tz="UTC"), JSON: pa.json_(),
 }
 _BY_ARROW = {str(arrow): name for name, arrow in ARROW_TYPES.items()}
 _OF_VALUE: dict[type, str] = {bool: BOOLEAN, int: INTEGER, float: NUMBER, str: STRING, dict: JSON, list: JSON}
@@ -71,8 +80,8 @@ def declared_types(json_schema: Mapping[str, Any] | None) -> dict[str, str]:
         kinds = spec.get("type", []) if isinstance(spec, Mapping) else []
         kinds = [k for k in ([kinds] if isinstance(kinds, str) else kinds) if k != "null"]
         kind = kinds[0] if len(kinds) == 1 else None
-        if kind == "string" and spec.get("format") == "date-time":
-            types[name] = TIMESTAMP
+        if kind == "string" and spec.get("format") in ("date-time", "date"):
+            types[name] = TIMESTAMP if spec["format"] == "date-time" else DATE
         elif kind in ("object", "array") or len(kinds) > 1:
             types[name] = JSON
         elif kind in (BOOLEAN, INTEGER, NUMBER, STRING):
@@ -131,14 +140,36 @@ def _column(values: list[Any], declared: str | None, inferred: str | None) -> pa
     kind = declared if declared is not None else inferred
     if kind is None:
         return pa.nulls(len(values))
-    timestamp_text = declared == TIMESTAMP and inferred == STRING  # parsed below; text if it does not parse
-    if declared is not None and inferred is not None and widen(declared, inferred) != declared and not timestamp_text:
+    if declared is None and inferred == STRING:
+        temporal = _temporal(values)
+        if temporal is not None:
+            return temporal
+    temporal_text = declared in _TEMPORAL and inferred == STRING  # parsed below; text if it does not parse
+    if declared is not None and inferred is not None and widen(declared, inferred) != declared and not temporal_text:
         kind = widen(declared, inferred) or STRING
     try:
         return _typed(values, kind)
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         # A value outside the type (an integer past 64 bits, a timestamp that does not parse): text.
         return _typed(values, STRING if kind != JSON else JSON, force=True)
+
+
+def _temporal(values: list[Any]) -> pa.Array | None:
+    """Text values as a date or timestamp column if every one is an ISO 8601 date, or every one an ISO 8601
+    date-time with its offset; else ``None``. A look at the first value keeps plain text cheap."""
+    first = next((v for v in values if v is not None), None)
+    if type(first) is not str or len(first) < 10 or first[4] != "-" or first[7] != "-" or not first[:4].isdigit():
+        return None
+    if len(first) == 10:
+        target = ARROW_TYPES[DATE]
+    elif first[10] in "T " and (first[-1] in "Zz" or first[-3] == ":" or first[-5] in "+-"):
+        target = ARROW_TYPES[TIMESTAMP]  # Arrow refuses a value without its offset, and any other text
+    else:
+        return None
+    try:
+        return pa.array(values, pa.string()).cast(target)
+    except pa.ArrowException:  # a value that is not such text (or not text at all)
+        return None
 
 
 def _typed(values: list[Any], kind: str, force: bool = False) -> pa.Array:
@@ -151,6 +182,8 @@ def _typed(values: list[Any], kind: str, force: bool = False) -> pa.Array:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
                 pass
         return pa.array([None if v is None else parse_cursor(v) for v in values], ARROW_TYPES[TIMESTAMP])
+    if kind == DATE:  # text in ISO 8601 only: anything else raises, and the column becomes text
+        return pa.array(values, pa.string()).cast(ARROW_TYPES[DATE])
     if kind == STRING and (force or any(v is not None and type(v) is not str for v in values)):
         values = [v if v is None or type(v) is str else _encode_json(v) for v in values]
     return pa.array(values, ARROW_TYPES[kind])
@@ -194,28 +227,39 @@ def _cast(column: pa.Array, target: pa.DataType) -> pa.Array:
     if isinstance(target, pa.JsonType) or target == pa.string():
         # Through Python, so that text becomes a JSON string and numbers keep their JSON spelling.
         kind = JSON if isinstance(target, pa.JsonType) else STRING
-        values = column.to_pylist()
         if isinstance(column.type, pa.JsonType):
             return column.storage if kind == STRING else column
-        return _typed(values, kind, force=True)
+        if type_of(column.type) in _TEMPORAL:  # back to the ISO 8601 text it was parsed from
+            return _typed([None if v is None else v.isoformat().replace("+00:00", "Z") for v in column.to_pylist()],
+                          kind, force=True)
+        return _typed(column.to_pylist(), kind, force=True)
     return column.cast(target)
 
 
-def iter_records(batches: Iterable[pa.RecordBatch]) -> Iterator[dict[str, Any]]:
+def iter_records(batches: Iterable[pa.RecordBatch], dates_as_text: bool = False) -> Iterator[dict[str, Any]]:
     """The rows of ``batches`` as records (see ``to_records``), one batch in memory at a time."""
     for batch in batches:
-        yield from to_records(batch)
+        yield from to_records(batch, dates_as_text)
 
 
-def to_records(batch: pa.RecordBatch | pa.Table) -> list[dict[str, Any]]:
-    """Rows as dicts, JSON columns parsed back into objects; the engine's columns are left out."""
+def to_records(batch: pa.RecordBatch | pa.Table, dates_as_text: bool = False) -> list[dict[str, Any]]:
+    """Rows as dicts, JSON columns parsed back into objects; the engine's columns are left out.
+
+    Dates and timestamps come back as ``date``/``datetime``, or with ``dates_as_text`` as ISO 8601 text,
+    for records that requests are built from (a substream's parents), as the API sent them.
+    """
     keep = [name for name in batch.schema.names if not name.startswith(META_PREFIX)]
     rows: list[dict[str, Any]] = batch.select(keep).to_pylist()
     json_columns = [f.name for f in batch.schema if isinstance(f.type, pa.JsonType) and f.name in keep]
+    text_columns = [f.name for f in batch.schema if dates_as_text and f.name in keep and type_of(f.type) in _TEMPORAL]
     loads = json.loads
     for row in rows:
         for name in json_columns:
             value = row[name]
             if value is not None:
                 row[name] = loads(value)
+        for name in text_columns:
+            value = row[name]
+            if value is not None:
+                row[name] = value.isoformat().replace("+00:00", "Z")
     return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,11 @@ def read_all(
         client.close()
     return records, stats
 
+
+
+def typed(records: list[dict[str, Any]], dates: tuple[str, ...] = (), timestamps: tuple[str, ...] = ()
+          ) -> list[dict[str, Any]]:
+    """The API's records as the store types them: ISO dates and offset date-times become ``date``/``datetime``."""
+    return [{**record, **{f: date.fromisoformat(record[f]) for f in dates if record.get(f) is not None},
+             **{f: datetime.fromisoformat(record[f]) for f in timestamps if record.get(f) is not None}}
+            for record in records]

@@ -20,7 +20,7 @@ from sync_assets.storage import Store, TableSpec, open_store
 from sync_assets.substream import PartitionResult, sync_substream
 from sync_assets.sync import sync_windows
 from sync_assets.windows import Window
-from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, make_source_data, stored
+from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, make_source_data, stored, typed
 
 SURVEYS = 4000  # about 11 a day
 PAGE = {"type": "page_number", "size": 100, "total_path": "total"}
@@ -252,7 +252,7 @@ def test_a_substream_with_windows_of_its_own_reads_each_window_once_per_parent_o
     assert all(r.error is None for r in results) and {r.key for r in results} == {k for k, _ in days}
     assert all(r.parents == len(data.TICKERS) for r in results)
     for key, window in days:
-        truth = data.price_rows(0, window.start.date(), window.start.date())  # the API's end is inclusive
+        truth = typed(data.price_rows(0, window.start.date(), window.start.date()), dates=("date",))  # end inclusive
         assert sorted(map(str, stored(store, "ticker_prices", [key]))) == sorted(map(str, truth)), key
     with pytest.raises(ConfigurationError, match="its parent 'surveys' has windows"):
         source_from_dict(make_source_data(api.url, [STREAMS[0], {**STREAMS[1], "incremental": TICKER_PRICES[

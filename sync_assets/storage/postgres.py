@@ -30,6 +30,7 @@ from sync_assets.redaction import mask, mask_url, register_secret, url_without_c
 from sync_assets.schema import (
     BOOLEAN,
     CURSOR_COLUMN,
+    DATE,
     EXTRACTED_AT_COLUMN,
     INTEGER,
     JSON,
@@ -56,7 +57,7 @@ from sync_assets.storage.store import (
 
 STATE_SCHEMA = "sync_assets"
 _SQL_TYPES = {BOOLEAN: "BOOLEAN", INTEGER: "BIGINT", NUMBER: "DOUBLE PRECISION", STRING: "TEXT",
-              TIMESTAMP: "TIMESTAMPTZ", JSON: "JSONB"}
+              DATE: "DATE", TIMESTAMP: "TIMESTAMPTZ", JSON: "JSONB"}
 _CONVERT = {STRING: "{c}::text", JSON: "to_jsonb({c})", NUMBER: "{c}::double precision"}
 _CSV = pa_csv.WriteOptions(include_header=False)
 _SEQ = "_sync_seq"  # rows in the order they were loaded (COPY fills it); reads come back in that order

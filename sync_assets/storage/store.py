@@ -381,7 +381,8 @@ class Store(ABC):
         return iter_records(self.read_partitions(table, keys))
 
     def snapshot_records(self, table: TableSpec) -> Iterator[dict[str, Any]]:
-        return iter_records(self.read_snapshot(table))
+        """The published snapshot's records with dates as the API's text: substreams build requests from them."""
+        return iter_records(self.read_snapshot(table), dates_as_text=True)
 
     def read_schema(self, table: TableSpec) -> pa.Schema:
         """What reads return: the stream's columns, then its partition (or chunk) key."""

@@ -32,7 +32,7 @@ from sync_assets.sources import demo_source
 from sync_assets.storage.layout import chunk_key, chunk_scope, store_dir
 from sync_assets_tests.dagster.helpers import SURVEYS, demo_defs, run, store_of
 from sync_assets_tests.dagster.test_cli_runs import BIN, REPO, _env, _home
-from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, make_source, stored
+from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, make_source, stored, typed
 
 CUSTOMERS = AssetKey(["demo", "customers"])
 RESPONSES = AssetKey(["demo", "survey_responses"])
@@ -78,7 +78,7 @@ def test_a_refresh_registers_and_materializes_its_chunks_and_publishes_a_snapsho
     assert metadata[chunk_key(1, 0)]["snapshot_published"] is True  # the run's output: its chunk, at the end
     assert metadata[chunk_key(1, 0)]["dagster/row_count"] == COUNT  # the table's rows, not the chunk's
     assert "dagster/row_count" not in metadata[chunk_key(1, 1)]  # a chunk alone: only its own counts
-    assert downstream_load(defs, instance) == data.all_customers(0, COUNT)
+    assert downstream_load(defs, instance) == typed(data.all_customers(0, COUNT), timestamps=("created_at",))
 
 
 def test_a_chunk_read_by_an_earlier_run_reports_what_the_store_holds_of_it(
@@ -102,10 +102,12 @@ def test_downstream_loads_the_previous_snapshot_while_a_refresh_fails(
     failed = refresh(demo_defs(flaky, max_attempts=1), instance)
     assert not failed.success
     assert store_of(instance).state.latest_refresh("demo", "customers", "running") is not None
-    assert downstream_load(demo_defs(healthy), instance) == data.all_customers(0, COUNT)
+    assert downstream_load(demo_defs(healthy), instance) == typed(data.all_customers(0, COUNT),
+                                                                        timestamps=("created_at",))
     assert refresh(demo_defs(healthy), instance).success  # resumes that refresh and publishes it
     assert store_of(instance).state.latest_refresh("demo", "customers", "running") is None
-    assert downstream_load(demo_defs(healthy), instance) == data.all_customers(0, COUNT)
+    assert downstream_load(demo_defs(healthy), instance) == typed(data.all_customers(0, COUNT),
+                                                                        timestamps=("created_at",))
 
 
 def test_materializing_any_chunk_continues_or_starts_the_current_refresh_and_never_fails_for_it(
@@ -184,7 +186,7 @@ def test_a_substream_with_windows_of_its_own_is_partitioned_by_them_and_reads_th
     keys = ["2024-03-04", "2024-03-05", "2024-03-06"]
     assert instance.get_materialized_partitions(prices) == set(keys)
     for key in keys:
-        truth = data.price_rows(0, date.fromisoformat(key), date.fromisoformat(key))
+        truth = typed(data.price_rows(0, date.fromisoformat(key), date.fromisoformat(key)), dates=("date",))
         assert sorted(map(str, stored(store_of(instance), "ticker_prices", [key]))) == sorted(map(str, truth))
 
 

@@ -133,6 +133,18 @@ def test_columns_are_typed_widened_as_data_arrives_and_each_change_is_reported(s
     assert query(store, f"SELECT {json_get} FROM shop.orders WHERE id = 1") == [("gold",)]
 
 
+def test_iso_dates_are_date_columns_the_database_compares_until_a_value_is_not_one(store_location: str) -> None:
+    store = open_store(store_location)
+    first = publish(store, "2024-01-01", [order(1, due="2024-02-01", paid_at="2024-01-05T10:00:00+02:00")])
+    assert (first.columns["due"], first.columns["paid_at"]) == ("date", "timestamp") and first.drift == []
+    assert query(store, "SELECT id FROM shop.orders WHERE due < DATE '2024-03-01' "
+                        "AND paid_at = TIMESTAMPTZ '2024-01-05 08:00:00+00'") == [(1,)]
+    second = publish(store, "2024-01-02", [order(2, due="end of month")])
+    assert second.drift == [Drift("due", "date", "string")]  # the check names it; nothing is lost
+    rows = {r["id"]: r for r in store.records(ORDERS, ["2024-01-01", "2024-01-02"])}
+    assert (rows[1]["due"], rows[2]["due"]) == ("2024-02-01", "end of month")
+
+
 def test_the_current_view_holds_the_latest_version_of_each_key(store_location: str) -> None:
     store = open_store(store_location)
     publish(store, "2024-01-01", [order(1, DAY + timedelta(hours=3), status="open"), order(2)])
