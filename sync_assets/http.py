@@ -100,6 +100,16 @@ class RequestStats:
 
 
 @dataclass(frozen=True)
+class FormBody:
+    """A request body sent as a form (``application/x-www-form-urlencoded``) rather than as JSON."""
+
+    fields: Mapping[str, Any]
+
+
+Body = Mapping[str, Any] | FormBody | None
+
+
+@dataclass(frozen=True)
 class ApiResponse:
     """A decoded 2xx response, with what paginators and error messages need from it."""
 
@@ -236,8 +246,8 @@ class HttpClient:
 
     def request(self, url: str, params: Mapping[str, Any], stats: RequestStats,
                 headers: Mapping[str, str] | None = None, method: str = "GET",
-                body: Mapping[str, Any] | None = None, ignore: Collection[int] = ()) -> ApiResponse:
-        """One request (GET, or POST with a JSON ``body``) with the retry policy; raises a classified
+                body: Body = None, ignore: Collection[int] = ()) -> ApiResponse:
+        """One request (a JSON ``body``, or a ``FormBody``) with the retry policy; raises a classified
         ``SyncError`` when it cannot succeed. A status in ``ignore`` is an answer with nothing in it."""
         policy = self._retry
         counts = {"errors": 0, "throttles": 0}  # 5xx/timeouts/resets, and 429s: each backs off on its own
@@ -277,7 +287,7 @@ class HttpClient:
         return retrying(self._send, url, params, stats, headers, method, body, ignore)
 
     def _send(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
-              method: str, body: Mapping[str, Any] | None, ignore: Collection[int]) -> ApiResponse:
+              method: str, body: Body, ignore: Collection[int]) -> ApiResponse:
         if self._refused is not None:  # another thread of this run was refused: knocking again cannot help
             raise CredentialsRefused(f"not sent: {self._refused}")
         response = self._attempt(url, params, stats, headers, method, body)
@@ -288,7 +298,7 @@ class HttpClient:
         return self._answer(response, stats, method, ignore)
 
     def _attempt(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
-                 method: str, body: Mapping[str, Any] | None) -> requests.Response:
+                 method: str, body: Body) -> requests.Response:
         waited = self._limiter.acquire()
         query = {**params, **self._auth.query_params} if self._auth_params else params
         if self._tokens is not None:
@@ -312,10 +322,11 @@ class HttpClient:
         return response
 
     def _sent(self, method: str, url: str, query: Mapping[str, Any], headers: Mapping[str, str] | None,
-              body: Mapping[str, Any] | None) -> requests.Response:
+              body: Body) -> requests.Response:
+        sent = {"data": dict(body.fields)} if isinstance(body, FormBody) else {"json": body}
         try:
-            return self._session.request(method, url, params=query, headers=headers or None, json=body,
-                                         timeout=self._timeout)
+            return self._session.request(method, url, params=query, headers=headers or None, timeout=self._timeout,
+                                         **sent)
         except requests.exceptions.InvalidURL as exc:  # before ConnectionError: it subclasses it
             raise ConfigurationError(f"invalid URL for {method} {mask_url(url)}: {mask(str(exc))}; "
                                      "check base_url and path") from None

@@ -18,7 +18,7 @@ from sync_assets.auth import ResolvedAuth
 from sync_assets.concurrency import page_work
 from sync_assets.errors import ConfigurationError, SyncSystemError
 from sync_assets.home import sync_assets_home
-from sync_assets.http import HttpClient, RequestStats
+from sync_assets.http import FormBody, HttpClient, RequestStats
 from sync_assets.pagination import Token, token_fingerprint
 from sync_assets.plugins import PluginError
 from sync_assets.rate_limit import RateLimitStore, SharedRateLimiter
@@ -152,11 +152,12 @@ class StreamReader:
                 request_url, request_params = stream.paginator.apply(url, params, token)
             except PluginError as exc:
                 raise SyncSystemError(f"stream {stream.name!r}: {exc}") from exc
-            body = stream_body
-            if stream.params_in == "body":  # the window's, the paginator's and the stream's params, in the body
-                body, request_params = {**(body or {}), **request_params}, {}
-            response = self.client.request(request_url, request_params, stats, headers, stream.method, body,
-                                           stream.ignore_statuses)
+            query, in_body, in_headers = stream.placed(request_params)
+            body = {**(stream_body or {}), **in_body} if in_body else stream_body
+            response = self.client.request(
+                request_url, query, stats, {**headers, **in_headers} if in_headers else headers, stream.method,
+                None if body is None else FormBody(body) if stream.body_format == "form" else body,
+                stream.ignore_statuses)
             if response.ignored is not None:  # an answer the stream reads as empty, and the last of its pages
                 yield Page([], token, None)
                 return

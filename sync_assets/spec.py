@@ -41,6 +41,9 @@ def _filled(value: Any, parent_record: dict[str, Any] | None) -> Any:
     return PARENT_FIELD.sub(lambda m: str(parent_record.get(m.group(2), "")), value)
 
 
+Place = Literal["query", "body", "header"]
+
+
 class Parent(BaseModel):
     """Makes a stream a substream: one request (and its pages) per record of the parent stream."""
 
@@ -100,9 +103,17 @@ class Stream(BaseModel):
         default_factory=list, description="HTTP error statuses read as an empty last page, not a failure (e.g. 404 "
                                           "for a child that went away between the parent's read and its own).")
     method: Literal["GET", "POST"] = "GET"
-    body: dict[str, Any] | None = Field(None, description="POST: the JSON body; its strings may use {parent[field]}.")
-    params_in: Literal["query", "body"] = Field(
-        "query", description="POST: where the stream's, the window's and the paginator's parameters go.")
+    body: dict[str, Any] | None = Field(
+        None, description="The request body; its strings may use {parent[field]}. Usually with POST; a GET "
+                          "request carries it too, for the APIs that read one.")
+    body_format: Literal["json", "form"] = Field(
+        "json", description="How the body is sent: JSON, or a form (application/x-www-form-urlencoded).")
+    params_in: Place = Field(
+        "query", description="Where the stream's, the window's and the paginator's parameters go: the query "
+                             "string, the body, or headers (one per parameter).")
+    param_places: dict[str, Place] = Field(
+        default_factory=dict, description="Where a parameter goes instead of params_in, by its name: e.g. "
+                                          "{page: body, since: header}.")
     transform: str | CustomTransform | None = Field(
         None, description="package.module:function called on each record; it returns the record to store (fields "
                           "added, renamed or dropped), or None to leave the record out. Or {class, options}: "
@@ -158,8 +169,8 @@ class Stream(BaseModel):
         if unknown:
             raise ValueError(f"the request uses {{each[{unknown[0]}]}}, but no for_each list has field "
                              f"{unknown[0]!r}; add for_each: [{{field: {unknown[0]}, values: [...]}}]")
-        if self.method == "GET" and (self.body is not None or self.params_in == "body"):
-            raise ValueError("body and params_in: body need method: POST (a GET request has no body)")
+        if self.body_format == "form" and any(isinstance(v, dict | list) for v in (self.body or {}).values()):
+            raise ValueError("a form body holds flat fields: nest values only in a JSON body (body_format: json)")
         bad = [p for p in re.findall(r"\{[^}]*\}", self.path) if not PARENT_FIELD.fullmatch(p)]
         if bad:
             raise ValueError(f"path placeholders must look like {{parent[field]}} or {{each[field]}}; found "
@@ -189,6 +200,14 @@ class Stream(BaseModel):
             return _filled(value, parent_record)
 
         return None if self.body is None else fill(self.body)
+
+    def placed(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+        """A request's parameters (the stream's, the window's, the paginator's) split by where they go: the
+        query, the body, the headers."""
+        places: dict[str, dict[str, Any]] = {"query": {}, "body": {}, "header": {}}
+        for name, value in params.items():
+            places[self.param_places.get(name, self.params_in)][name] = value
+        return places["query"], places["body"], {name: str(value) for name, value in places["header"].items()}
 
     def headers_for(self, parent_record: dict[str, Any] | None) -> dict[str, str]:
         return {name: str(_filled(value, parent_record)) for name, value in self.headers.items()}

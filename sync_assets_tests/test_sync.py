@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -110,9 +111,20 @@ def test_window_parameters_of_other_shapes_and_ordered_apis_read_exactly_the_win
     assert api.stats()["requests"] <= -(-wanted // 5) + 1, shape
 
 
-def test_a_post_search_endpoint_with_its_parameters_in_the_json_body(api: DemoApi, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("placement", "arrived"), [
+    ({"method": "POST", "params_in": "body", "body": {"kind": "survey"}},  # everything in a JSON body
+     {"kind": "body", "start_modified_at": "body", "end_modified_at": "body", "page": "body", "per_page": "body"}),
+    ({"method": "POST", "body_format": "form", "body": {"kind": "survey"},  # a form, the page in the query
+      "param_places": {"start_modified_at": "body", "end_modified_at": "body", "per_page": "body"}},
+     {"kind": "body", "start_modified_at": "body", "end_modified_at": "body", "page": "query", "per_page": "body"}),
+    ({"method": "GET", "params_in": "header", "param_places": {"page": "body", "end_modified_at": "query"}},
+     {"start_modified_at": "header", "end_modified_at": "query", "page": "body", "per_page": "header"}),
+], ids=["json body", "form body and query", "headers, a GET's body and query"])
+def test_a_search_endpoint_reads_the_parameters_wherever_the_stream_places_them(
+    api: DemoApi, tmp_path: Path, placement: dict[str, Any], arrived: dict[str, str]
+) -> None:
     stream = {**_surveys_stream(start_param="start_modified_at", end_param="end_modified_at"),
-              "path": "/v3/surveys/search", "method": "POST", "params_in": "body", "body": {"kind": "survey"}}
+              "path": "/v3/surveys/search", **placement}
     source = make_source(api, [stream])
     client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
     window = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))
@@ -121,8 +133,10 @@ def test_a_post_search_endpoint_with_its_parameters_in_the_json_body(api: DemoAp
     truth = sorted(s["id"] for s in data.surveys_modified_between(0, 400, window.start, window.end))
     assert result.error is None and len(truth) > 5  # more than one page of 5
     assert sorted(r["id"] for r in stored(store, "surveys", ["march"])) == truth
+    assert set(api.stats()["search_parameters"]) == {f"{name} in {place}" for name, place in arrived.items()}
 
 
-def test_a_body_needs_post() -> None:
-    with pytest.raises(ConfigurationError, match="need method: POST"):
-        source_from_dict(make_source_data("http://x", [{**_surveys_stream(), "body": {"q": 1}}]))
+def test_a_form_body_holds_flat_fields() -> None:
+    with pytest.raises(ConfigurationError, match="a form body holds flat fields"):
+        source_from_dict(make_source_data("http://x", [{**_surveys_stream(), "method": "POST", "body_format": "form",
+                                                        "body": {"q": {"nested": 1}}}]))

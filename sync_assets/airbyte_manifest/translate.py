@@ -48,6 +48,11 @@ SUPPORTED = (
 
 # What a slice's window bounds and a page token render as while a value is translated.
 _START, _END, _TOKEN = "\x00start\x00", "\x00end\x00", "\x00token\x00"
+# Where a RequestOption (by its inject_into) or a requester's mapping sends its values; "form" is a body
+# sent as a form (request_body_data), which the engine models as body_format: form.
+_PLACES = {"request_parameter": "query", "header": "header", "body_json": "body", "body_data": "form",
+           "request_parameters": "query", "request_headers": "header", "request_body_json": "body",
+           "request_body_data": "form"}
 _SECRET = re.compile("\x00secret:([A-Za-z_][A-Za-z0-9_]*)\x00")
 _MARKER = re.compile("\x00[^\x00]*\x00")
 _NOW_MACROS = ("now_utc", "today_utc", "day_delta")
@@ -331,8 +336,7 @@ class _Translator:
     def _requester(self, requester: dict[str, Any], out: dict[str, Any], where: str, request: dict[str, Any]) -> None:
         self._expect(requester, "HttpRequester", where)
         parameters = requester.get(PARAMETERS) or {}
-        for unsupported in ("request_body_data", "fetch_properties_from_endpoint", "query_properties",
-                            "use_cache", "decoder"):
+        for unsupported in ("fetch_properties_from_endpoint", "query_properties", "use_cache", "decoder"):
             if requester.get(unsupported) not in (None, False, {}, ""):
                 raise Unsupported(unsupported, f"{where}.{unsupported}")
         base = self.plain(requester.get("url_base"), f"{where}.url_base", parameters).rstrip("/")
@@ -347,17 +351,16 @@ class _Translator:
                                request, out)
         headers = self._mapping(requester.get("request_headers"), f"{where}.request_headers", parameters, request,
                                 out)
-        body = self._mapping(requester.get("request_body_json"), f"{where}.request_body_json", parameters, request,
-                             out)
+        bodies = {kind: self._mapping(requester.get(kind), f"{where}.{kind}", parameters, request, out)
+                  for kind in ("request_body_json", "request_body_data")}
         if params:
             out["params"] = {**out.get("params", {}), **params}
-            self._place(out, "query", f"{where}.request_parameters")
         if headers:
             out["headers"] = {**out.get("headers", {}), **{key: str(value) for key, value in headers.items()}}
-        if body:
-            if method != "POST":
-                raise Unsupported("request_body_json on a GET request", f"{where}.request_body_json")
-            out["body"] = body
+        for kind, body in bodies.items():
+            if body:  # sent with a GET too, as the CDK does
+                out["body"] = body
+                self._place(out, _PLACES[kind], f"{where}.{kind}")
         self._shared("_auth", self._authenticator(requester.get("authenticator"), f"{where}.authenticator"),
                      where, "authenticator")
         self._shared("_retry", self._error_handler(requester.get("error_handler"), f"{where}.error_handler", out),
@@ -372,7 +375,7 @@ class _Translator:
         result: dict[str, Any] = {}
         for key, item in value.items():
             if isinstance(item, dict | list):
-                if not where.endswith("request_body_json"):
+                if not where.endswith("request_body_json"):  # a form's fields and headers are flat
                     raise Unsupported("a nested value", f"{where}.{key}")
                 result[str(key)] = self._nested(item, f"{where}.{key}", parameters, request)
                 continue
@@ -404,10 +407,8 @@ class _Translator:
         incremental = out.get("incremental")
         if incremental is None:
             raise Unsupported("a window bound in a stream without incremental_sync", where)
-        if not where.endswith(("request_parameters", "request_body_json")):
-            raise Unsupported("a window bound outside the query parameters and the JSON body", where)
         incremental[setting] = name
-        self._place(out, "query" if where.endswith("request_parameters") else "body", where)
+        self._place(out, _PLACES[where.rsplit(".", 1)[-1]], where, name)
 
     def _placeholders(self, text: str, where: str) -> str:
         markers = [m for m in _MARKER.findall(text) if not m.startswith("\x00secret:")]
@@ -680,37 +681,39 @@ class _Translator:
                                             "parameters": dict(parameters), "stream": out["name"]}}
 
     def _request_parameter(self, option: Any, where: str, parameters: Mapping[str, Any], out: dict[str, Any]) -> str:
-        """A page or window option's name; sent in the query or in the JSON body (see ``_placed``)."""
+        """A page or window option's name; where it is sent is kept for ``_placed``."""
         self._expect(option, "RequestOption", where)
-        place = {"request_parameter": "query", "body_json": "body"}.get(str(option.get("inject_into")))
+        place = _PLACES.get(str(option.get("inject_into")))
         if place is None:
             raise Unsupported(f"a request option injected into {option.get('inject_into')}", where)
         if option.get("field_path"):
             raise Unsupported("RequestOption.field_path", where)
-        self._place(out, place, where)
-        return self.plain(option.get("field_name"), f"{where}.field_name", parameters)
+        name = self.plain(option.get("field_name"), f"{where}.field_name", parameters)
+        self._place(out, place, where, name)
+        return name
 
     @staticmethod
-    def _place(out: dict[str, Any], place: str, where: str) -> None:
-        out.setdefault("_places", {})[where] = place
+    def _place(out: dict[str, Any], place: str, where: str, name: str | None = None) -> None:
+        """Keep where an option (``name``) or a static body goes: the query, a header, a JSON or a form body."""
+        out.setdefault("_places", []).append((where, place, name))
 
     @staticmethod
     def _placed(out: dict[str, Any], where: str) -> None:
-        """Where the stream's options go: the engine sends a stream's parameters, window bounds and page
-        options together, in the query or (``params_in: body``) in the JSON body, so a manifest that puts
-        some in each is refused."""
-        places: dict[str, str] = out.pop("_places", {})
-        body = [at for at, place in places.items() if place == "body"]
-        if not body:
-            return
-        query = [at for at, place in places.items() if place == "query"]
-        if query:
-            inside = [at.removeprefix(f"{where}.") for at in (body[0], query[0])]  # within the stream
-            raise Unsupported(f"request options both in the JSON body ({inside[0]}) and in the query ({inside[1]})",
+        """The stream's ``param_places`` (the options not sent in the query) and its body's format. A body is
+        JSON or a form, so a manifest that puts options in both is refused."""
+        places: list[tuple[str, str, str | None]] = out.pop("_places", [])
+        json_at = [at for at, place, _ in places if place == "body"]
+        form_at = [at for at, place, _ in places if place == "form"]
+        if json_at and form_at:
+            inside = [at.removeprefix(f"{where}.") for at in (json_at[0], form_at[0])]  # within the stream
+            raise Unsupported(f"request options both in a JSON body ({inside[0]}) and in a form body ({inside[1]})",
                               where)
-        if out.get("method") != "POST":
-            raise Unsupported("request options in the JSON body of a GET request", body[0])
-        out["params_in"] = "body"
+        if form_at:
+            out["body_format"] = "form"
+        moved = {name: "body" if place == "form" else place for _, place, name in places
+                 if name is not None and place != "query"}
+        if moved:
+            out["param_places"] = moved
 
     # --- windows and partitions ----------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from email.message import Message
@@ -331,6 +331,23 @@ class _Request:
     body: bytes = b""
 
 
+_SEARCH_PARAMETERS = ("start_modified_at", "end_modified_at", "page", "per_page", "sort")
+
+
+def _body_fields(request: _Request) -> dict[str, Any]:
+    """A request body's fields: a form by its Content-Type, else a JSON object (no body: none)."""
+    content_type = (request.headers.get("Content-Type") or "") if request.headers is not None else ""
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        return dict(parse_qsl(request.body.decode(), keep_blank_values=True))
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        raise _BadParameter("body", "expected a JSON object or a form") from None
+    if not isinstance(body, dict):
+        raise _BadParameter("body", "expected a JSON object or a form")
+    return body
+
+
 class _SurveyIndex:
     """Survey ids sorted by (modification instant, id), built once so a filtered page costs two bisects
     rather than hashing every survey on every request. Two int64 arrays: 16 bytes per survey."""
@@ -359,8 +376,8 @@ def _known_id(text: str, count: int) -> int:
 class _Endpoints:
     """The data endpoints, one method each, seeing only the parsed request and the config."""
 
-    def __init__(self, config: DemoApiConfig) -> None:
-        self._config = config
+    def __init__(self, config: DemoApiConfig, stats: _Stats) -> None:
+        self._config, self._stats = config, stats
         self._survey_index = _SurveyIndex(config.seed, config.surveys)
 
     def prices(self, request: _Request) -> _Page:
@@ -412,15 +429,18 @@ class _Endpoints:
         return _Page(body, "data")
 
     def surveys_search(self, request: _Request) -> _Page:
-        """``POST /v3/surveys/search``: the surveys, asked for by a JSON body (``start_modified_at``,
-        ``end_modified_at``, ``page``, ``per_page``) as search and report endpoints are."""
-        try:
-            body = json.loads(request.body or b"{}")
-        except ValueError:
-            raise _BadParameter("body", "expected a JSON object") from None
-        if not isinstance(body, dict):
-            raise _BadParameter("body", "expected a JSON object")
-        query = _Query(urlencode({name: value for name, value in body.items() if isinstance(value, str | int)}))
+        """``/v3/surveys/search`` (POST, or GET with a body): the surveys, asked for by ``start_modified_at``,
+        ``end_modified_at``, ``page``, ``per_page`` and ``sort``, each taken from the query, a JSON or form body,
+        or a header of its name, as search and report endpoints variously take them (a header wins, then
+        the body)."""
+        places = {"query": dict(request.query.pairs), "body": _body_fields(request),
+                  "header": {name: request.headers[name] for name in _SEARCH_PARAMETERS
+                             if request.headers is not None and request.headers.get(name) is not None}}
+        values: dict[str, Any] = {}
+        for place, fields in places.items():
+            values.update(fields)
+            self._stats.count_search_parameters(place, fields)
+        query = _Query(urlencode({name: value for name, value in values.items() if isinstance(value, str | int)}))
         return self.surveys(_Request(request.path, (), query, request.base_url), self._config.search_max_results)
 
     def charges(self, request: _Request) -> _Page:
@@ -517,7 +537,7 @@ _ROUTES: tuple[tuple[re.Pattern[str], str, _Endpoint], ...] = (
     (re.compile(r"/v1/events"), "/v1/events", _Endpoints.events),
 )
 UNMATCHED_PATH_KEY = "(unmatched)"
-_POST_ENDPOINTS = (_Endpoints.surveys_search,)
+_BODY_ENDPOINTS = (_Endpoints.surveys_search,)  # answer a POST, and a GET that carries a body
 
 
 def _route(path: str) -> tuple[str, _Endpoint | None, tuple[str, ...]]:
@@ -613,6 +633,7 @@ class _Stats:
         self._requests = 0
         self._statuses: Counter[int] = Counter()
         self._paths: Counter[str] = Counter()
+        self._search_parameters: Counter[str] = Counter()  # "<parameter> in <query|body|header>", on /v3/surveys/search
         self._arrivals: defaultdict[str, deque[float]] = defaultdict(deque)
         self._max_in_window = 0
         self._first_arrival: float | None = None
@@ -646,6 +667,10 @@ class _Stats:
                 self._pause_examples.append({"path": path_key, "after_announcement": round(after_announcement, 3),
                                              "before_end": round(before_end, 3), "announced_at": announced})
 
+    def count_search_parameters(self, place: str, names: Iterable[str]) -> None:
+        with self._lock:
+            self._search_parameters.update(f"{name} in {place}" for name in names)
+
     def count_token(self) -> None:
         with self._lock:
             self._tokens += 1
@@ -667,6 +692,7 @@ class _Stats:
             self._requests = 0
             self._statuses.clear()
             self._paths.clear()
+            self._search_parameters.clear()
             self._arrivals.clear()
             self._max_in_window = 0
             self._first_arrival = self._last_arrival = None
@@ -698,6 +724,7 @@ class _Stats:
                 "token_requests": self._token_requests,  # to the token endpoints, granted or refused
                 "rate_limit": None if limit is None else {"requests": limit[0], "seconds": limit[1]},
                 "by_path": dict(self._paths),
+                "search_parameters": dict(self._search_parameters),
             }
 
 
@@ -784,7 +811,7 @@ class _HttpServer(ThreadingHTTPServer):
         self.limiter = _RateLimiter(config.rate_limit)
         self.faults = _FaultStream(config)
         self.pauses = _Pauses()
-        self.endpoints = _Endpoints(config)
+        self.endpoints = _Endpoints(config, self.stats)
         self._accepted, self._accepted_lock = 0, threading.Lock()
         self._issued: dict[str, float] = {}  # token -> when it expires (monotonic)
         self._refresh_token = self.config.token  # the one refresh token that works, when they rotate
@@ -865,6 +892,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """Silenced: a line per request would drown test and benchmark output."""
 
     def do_GET(self) -> None:
+        self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))  # a GET may carry a body too
         self._handle("GET")
 
     def do_POST(self) -> None:
@@ -982,9 +1010,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return _json_reply(429, {"error": "rate_limited"})
         if endpoint is None:
             return _json_reply(404, {"error": "not_found"})
-        allowed = "POST" if endpoint in _POST_ENDPOINTS else "GET"
-        if method != allowed:
-            return _json_reply(405, {"error": "method_not_allowed"}, {"Allow": allowed})
+        allowed = ("GET", "POST") if endpoint in _BODY_ENDPOINTS else ("GET",)
+        if method not in allowed:
+            return _json_reply(405, {"error": "method_not_allowed"}, {"Allow": ", ".join(allowed)})
         if fault == "slow":
             time.sleep(SLOW_FAULT_SECONDS)
         try:

@@ -39,6 +39,7 @@ STREAMS = {"surveys": "incremental", "survey_responses": "full_refresh", "custom
            "orders": "full_refresh", "events": "full_refresh", "all_surveys": "full_refresh",
            "all_survey_responses": "full_refresh", "chosen_survey_responses": "full_refresh",
            "chosen_siblings": "full_refresh", "searched_surveys": "full_refresh", "tickers": "full_refresh",
+           "split_searched_surveys": "full_refresh", "form_searched_surveys": "full_refresh",
            "ticker_prices": "full_refresh"}
 THROUGH_OUR_AIRBYTE_DOOR = {"all_survey_responses": "full_refresh", "chosen_survey_responses": "full_refresh",
                             "chosen_siblings": "full_refresh", "ticker_prices": "full_refresh"}
@@ -79,7 +80,8 @@ def _ours(source: ApiSource, api: DemoApi, tmp_path: Path, capsys: pytest.Captur
           ) -> dict[str, list[dict[str, Any]]]:
     everything = Window(datetime.fromisoformat(START).replace(tzinfo=UTC), datetime.now(UTC))
     surveys = _read(source, "surveys", tmp_path, window=everything)
-    searched = _read(source, "searched_surveys", tmp_path, window=everything)
+    searched = {name: _read(source, name, tmp_path, window=everything)
+                for name in ("searched_surveys", "split_searched_surveys", "form_searched_surveys")}
     responses = [r for survey in surveys for r in _read(source, "survey_responses", tmp_path, parent=survey)]
     # the substream of a full-refresh parent (its parents read whole, then one page of children each) and the
     # list-partitioned stream, through our own Airbyte front door
@@ -90,7 +92,7 @@ def _ours(source: ApiSource, api: DemoApi, tmp_path: Path, capsys: pytest.Captur
     assert cli_main(["airbyte", str(tmp_path / "ours.yaml"), "read", "--config", str(tmp_path / "ours.json"),
                      "--catalog", str(_catalog(tmp_path, THROUGH_OUR_AIRBYTE_DOOR))]) == 0
     read = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    return {"surveys": surveys, "survey_responses": responses, "searched_surveys": searched,
+    return {"surveys": surveys, "survey_responses": responses, **searched,
             **{name: [m["record"]["data"] for m in read if m["type"] == "RECORD" and m["record"]["stream"] == name]
                for name in THROUGH_OUR_AIRBYTE_DOOR},
             **{name: _read(source, name, tmp_path) for name in ("customers", "orders", "events", "all_surveys",

@@ -80,6 +80,9 @@ def test_every_stream_reads_what_the_bundled_source_reads_with_the_manifests_tra
     # window bounds and page numbers in a POST's JSON body (the page size of 100 makes several pages)
     searched = _read(manifest, "searched_surveys", tmp_path, window=EVERYTHING)
     assert searched == _read(ours, "surveys", tmp_path, window=EVERYTHING) and len(searched) > 100
+    # the same with options in a GET's body, headers and the query; and in a form body with a fixed field
+    for name in ("split_searched_surveys", "form_searched_surveys"):
+        assert _read(manifest, name, tmp_path, window=EVERYTHING) == searched, name
 
 
 def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, ApiSource]) -> None:
@@ -93,6 +96,8 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
                      "chosen_survey_responses": "resumable full refresh for each survey_id",
                      "chosen_siblings": "substream of chosen_survey_responses",
                      "searched_surveys": "incremental on date_modified, daily windows",
+                     "split_searched_surveys": "incremental on date_modified, daily windows",
+                     "form_searched_surveys": "incremental on date_modified, daily windows",
                      "tickers": "resumable full refresh",
                      "ticker_prices": "substream of tickers with daily windows on date"}
     chosen = manifest.stream("chosen_survey_responses")
@@ -102,7 +107,14 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
     assert prices is not None and prices.end_inclusive and prices.param_format == "%Y-%m-%d"
     assert manifest.stream("survey_responses").path == "/v3/surveys/{parent[id]}/responses"
     searched = manifest.stream("searched_surveys")
-    assert searched.params_in == "body" and searched.method == "POST"
+    assert searched.method == "POST" and searched.body_format == "json"
+    assert searched.param_places == dict.fromkeys(["start_modified_at", "end_modified_at", "page", "per_page"], "body")
+    split = manifest.stream("split_searched_surveys")
+    assert split.method == "GET" and split.param_places == {"start_modified_at": "header", "page": "body",
+                                                            "per_page": "header"}  # the end: in the query
+    form = manifest.stream("form_searched_surveys")
+    assert (form.body_format, form.body) == ("form", {"sort": "asc"})
+    assert form.param_places == dict.fromkeys(["start_modified_at", "end_modified_at", "per_page"], "body")
     assert searched.incremental is not None and searched.incremental.lookback == timedelta(days=3)
     assert manifest.retry.max_attempts == 8 and manifest.rate_limit_headers.reset[0] == "Retry-After"
     assert TOKEN not in repr(manifest) and "DEMO_KEY" in repr(manifest.auth)  # read when a client is built
@@ -195,7 +207,7 @@ def test_manifest_check_tells_which_manifests_translate_and_what_blocks_the_othe
     blocked = _manifest_with(tmp_path, {"partition_router": {"type": "GroupingPartitionRouter"}})
     assert cli_main(["manifest", "check", str(MANIFEST.parent), str(blocked)]) == 2
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("translates: 13 streams (3 incremental, 1 substream of surveys, 5 resumable full refresh, "
+    assert out[0].endswith("translates: 15 streams (5 incremental, 1 substream of surveys, 5 resumable full refresh, "
                            "1 substream of all_surveys, 1 resumable full refresh for each survey_id, "
                            "1 substream of chosen_survey_responses, 1 substream of tickers with daily windows)")
     assert "unsupported: stream customers.retriever.partition_router: component 'GroupingPartitionRouter'" in out[1]

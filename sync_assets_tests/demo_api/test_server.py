@@ -441,7 +441,7 @@ def test_stats_reset_zeroes_counters_and_windows(make_api: MakeApi) -> None:
                          "last_arrival_at": None, "requests_in_pause": 0, "requests_in_pause_examples": [],
                          "faults_injected": {}, "tokens_issued": 0, "token_requests": 0,
                          "rate_limit": {"requests": 2, "seconds": 30.0},
-                         "by_path": {}}
+                         "by_path": {}, "search_parameters": {}}
         assert session.get(f"{api.url}/v1/orders", timeout=5).status_code == 200  # the window was cleared
     assert api.stats()["requests"] == 1
 
