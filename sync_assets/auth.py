@@ -90,6 +90,7 @@ class ResolvedAuth:
 
     headers: dict[str, str] = field(default_factory=dict)
     query_params: dict[str, str] = field(default_factory=dict)
+    body_fields: dict[str, str] = field(default_factory=dict)  # added to each request's body (JSON, or its form)
     tokens: HeaderSource | None = None  # a token that expires, renewed by itself
 
 
@@ -232,18 +233,21 @@ class BearerAuth(BaseModel):
 
 
 class ApiKeyAuth(BaseModel):
-    """An API key sent as a header (``X-API-Key: <key>``) or a query parameter (``?api_key=<key>``)."""
+    """An API key sent as a header (``X-API-Key: <key>``), a query parameter (``?api_key=<key>``), or a field of
+    each request's body (a JSON field, or a form field of a stream with ``body_format: form``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: Literal["api_key"] = "api_key"
     key: Secret
-    name: str = Field("X-API-Key", description="Header or query parameter name.")
-    location: Literal["header", "query"] = "header"
+    name: str = Field("X-API-Key", description="Header, query parameter or body field name.")
+    location: Literal["header", "query", "body"] = "header"
 
     def resolve(self, shared: SharedBoard | None = None) -> ResolvedAuth:
         key = resolve_secret(self.key, "auth.key")
         if self.location == "query":
             return ResolvedAuth(query_params={self.name: key})
+        if self.location == "body":
+            return ResolvedAuth(body_fields={self.name: key})
         return ResolvedAuth(headers={self.name: key})
 
 

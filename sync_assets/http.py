@@ -301,6 +301,9 @@ class HttpClient:
                  method: str, body: Body) -> requests.Response:
         waited = self._limiter.acquire()
         query = {**params, **self._auth.query_params} if self._auth_params else params
+        if self._auth.body_fields:
+            body = FormBody({**body.fields, **self._auth.body_fields}) if isinstance(body, FormBody) \
+                else {**(body or {}), **self._auth.body_fields}
         if self._tokens is not None:
             headers = {**(headers or {}), **self._tokens.headers()}
         ticket, held = self._announced.take()  # last: from here on, the request is on its way

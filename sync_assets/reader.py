@@ -156,7 +156,7 @@ class StreamReader:
             body = {**(stream_body or {}), **in_body} if in_body else stream_body
             response = self.client.request(
                 request_url, query, stats, {**headers, **in_headers} if in_headers else headers, stream.method,
-                None if body is None else FormBody(body) if stream.body_format == "form" else body,
+                FormBody(body or {}) if stream.body_format == "form" else body,
                 stream.ignore_statuses)
             if response.ignored is not None:  # an answer the stream reads as empty, and the last of its pages
                 yield Page([], token, None)

@@ -361,8 +361,12 @@ class _Translator:
             if body:  # sent with a GET too, as the CDK does
                 out["body"] = body
                 self._place(out, _PLACES[kind], f"{where}.{kind}")
-        self._shared("_auth", self._authenticator(requester.get("authenticator"), f"{where}.authenticator"),
-                     where, "authenticator")
+        authenticator = requester.get("authenticator")
+        self._shared("_auth", self._authenticator(authenticator, f"{where}.authenticator"), where, "authenticator")
+        key_in = ((authenticator or {}).get("inject_into") or {}).get("inject_into") \
+            if isinstance(authenticator, dict) and authenticator.get("type") == "ApiKeyAuthenticator" else None
+        if key_in in ("body_json", "body_data"):  # the key rides in each request's body: its format is the stream's
+            self._place(out, _PLACES[key_in], f"{where}.authenticator.inject_into")
         self._shared("_retry", self._error_handler(requester.get("error_handler"), f"{where}.error_handler", out),
                      where, "error_handler")
 
@@ -449,7 +453,8 @@ class _Translator:
             option = auth.get("inject_into") or {"type": "RequestOption", "inject_into": "header",
                                                   "field_name": auth.get("header") or ""}
             self._expect(option, "RequestOption", f"{where}.inject_into")
-            location = {"header": "header", "request_parameter": "query"}.get(str(option.get("inject_into")))
+            location = {"header": "header", "request_parameter": "query", "body_json": "body",
+                        "body_data": "body"}.get(str(option.get("inject_into")))
             if location is None:
                 raise Unsupported(f"an API key injected into {option.get('inject_into')}", f"{where}.inject_into")
             name = self.plain(option.get("field_name"), f"{where}.inject_into.field_name", parameters)

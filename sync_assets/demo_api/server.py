@@ -551,9 +551,13 @@ def _route(path: str) -> tuple[str, _Endpoint | None, tuple[str, ...]]:
 # --- auth, rate limit, faults, statistics -----------------------------------------------------------------
 
 
-def _offered_credentials(headers: Message, query: _Query) -> list[str]:
-    """Every credential the request offers, in any of the styles real APIs accept."""
-    offered = [value for value in (headers.get("X-API-Key"), query.get("api_key")) if value is not None]
+def _offered_credentials(headers: Message, query: _Query, body: bytes = b"") -> list[str]:
+    """Every credential the request offers, in any of the styles real APIs accept (a form body's ``api_key``
+    too, as Canny's API takes it)."""
+    form = dict(parse_qsl(body.decode(errors="replace"))) \
+        if (headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded") else {}
+    offered = [value for value in (headers.get("X-API-Key"), query.get("api_key"), form.get("api_key"))
+               if value is not None]
     scheme, _, value = (headers.get("Authorization") or "").partition(" ")
     if scheme.lower() == "bearer":
         offered.append(value.strip())
@@ -563,8 +567,8 @@ def _offered_credentials(headers: Message, query: _Query) -> list[str]:
     return offered
 
 
-def _is_authorized(token: str, headers: Message, query: _Query) -> bool:
-    offered = _offered_credentials(headers, query)
+def _is_authorized(token: str, headers: Message, query: _Query, body: bytes = b"") -> bool:
+    offered = _offered_credentials(headers, query, body)
     return any(hmac.compare_digest(credential.encode(), token.encode()) for credential in offered)
 
 
@@ -957,11 +961,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         received = time.monotonic()  # when the request arrived: the moment that counts against a pause
         if config.latency_ms:
             time.sleep(config.latency_ms / 1000)
-        authorized = config.token is None or _is_authorized(config.token, self.headers, query) or (
+        authorized = config.token is None or _is_authorized(config.token, self.headers, query,
+                                                              getattr(self, "body", b"")) or (
             config.token_lifetime > 0 and server.issued_and_valid(_offered_credentials(self.headers, query)))
         if not authorized or (config.token is not None and server.revoked()):
             message = ("missing or invalid credentials: send the API token as a Bearer token, an X-API-Key "
-                       "header, an api_key query parameter or a Basic auth password")
+                       "header, an api_key query parameter or form field, or a Basic auth password")
             return _json_reply(401, {"error": "unauthorized", "message": message},
                                 {"WWW-Authenticate": 'Bearer realm="demo"'})
         identity = config.token if config.token is not None else self.client_address[0]

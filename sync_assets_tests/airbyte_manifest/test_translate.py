@@ -85,6 +85,27 @@ def test_every_stream_reads_what_the_bundled_source_reads_with_the_manifests_tra
         assert _read(manifest, name, tmp_path, window=EVERYTHING) == searched, name
 
 
+def test_an_api_key_in_a_form_body_rides_with_each_request_of_a_form_stream_and_a_json_stream_is_refused(
+    api: DemoApi, tmp_path: Path
+) -> None:
+    data = yaml.safe_load(MANIFEST.read_text())
+    data["definitions"]["requester"]["authenticator"] = {  # as Canny takes its key
+        "type": "ApiKeyAuthenticator", "api_token": "{{ config['api_key'] }}",
+        "inject_into": {"type": "RequestOption", "inject_into": "body_data", "field_name": "api_key"}}
+    changed = tmp_path / "manifest.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    config = {"base_url": api.url, "api_key": TOKEN, "start_date": "2024-01-01"}
+    with pytest.raises(ConfigurationError, match=r"stream searched_surveys: .*both in a JSON body .* and in a form "
+                                                 r"body \(retriever.requester.authenticator.inject_into\)"):
+        load_manifest(changed, config)
+    data["streams"] = ["#/definitions/form_searched_surveys"]
+    changed.write_text(yaml.safe_dump(data))
+    source = load_manifest(changed, config)
+    assert source.stream("form_searched_surveys").body_format == "form"
+    found = _read(source, "form_searched_surveys", tmp_path, window=EVERYTHING)
+    assert len(found) == 400 and api.stats()["responses_401"] == 0  # the key went in the form, nowhere else
+
+
 def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, ApiSource]) -> None:
     manifest, _ = sources
     kinds = {s.name: manifest.kind_of(s).split(":")[0] for s in manifest.streams}
