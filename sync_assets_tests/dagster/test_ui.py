@@ -1,6 +1,8 @@
 """The README's UI command: `python3 scripts/dev.py ui` serves the demo in Dagster's UI, and what its
 Materialize button sends (the same GraphQL mutation) runs to success, with nothing else set by hand; a real
-browser (headless Chromium, where installed) then shows the asset materialized, and a screenshot is kept."""
+browser (headless Chromium, where installed) then shows the asset materialized, and a screenshot is kept.
+Driven by playwright, the browser then presses the buttons a user presses, and each does what it says:
+materialize a partition, backfill a range, re-execute a failed run, start a full refresh."""
 
 from __future__ import annotations
 
@@ -18,6 +20,11 @@ from typing import Any
 
 import pytest
 import requests
+
+try:
+    from playwright.sync_api import Page, sync_playwright
+except ImportError:  # a test dependency (the dev extra); without it the button tests skip, saying so
+    sync_playwright = None
 
 from sync_assets.home import home_under
 from sync_assets.storage import TableSpec, open_store
@@ -147,3 +154,88 @@ def test_a_browser_shows_the_materialized_asset_as_a_user_sees_it(ui: tuple[str,
     screenshot.unlink(missing_ok=True)
     _browse(page, f"--screenshot={screenshot}")
     assert screenshot.stat().st_size > 10_000  # kept for a person to look at
+
+
+def _runs(url: str, **tags: str) -> list[dict[str, Any]]:
+    """The runs carrying all of ``tags``: their ids and statuses."""
+    found = _graphql(url, "query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) "
+                          "{ ... on Runs { results { runId status } } } }",
+                     {"tags": [{"key": k, "value": v} for k, v in tags.items()]})
+    return found["runsOrError"]["results"]  # type: ignore[no-any-return]
+
+
+def _succeeded(url: str, what: str, earlier: str = "", **tags: str) -> str:
+    """The id of the run with ``tags`` (other than ``earlier``) once it succeeded; fails at once on one that
+    failed."""
+    def check() -> str | None:
+        runs = [r for r in _runs(url, **tags) if r["runId"] != earlier]
+        assert not [r for r in runs if r["status"] in ("FAILURE", "CANCELED")], (what, runs)
+        return next((r["runId"] for r in runs if r["status"] == "SUCCESS"), None)
+    return str(_wait_for(what, check, 240))
+
+
+def _launch_from_dialog(page: Page, url: str, asset: str, selection: str, button: str) -> None:
+    """On ``asset``'s page: Materialize…, all of time (not only the last 90 days), type the partitions,
+    press ``button``."""
+    page.goto(f"{url}/assets/{asset}")
+    page.get_by_role("button", name="Materialize…").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Show all partitions").click()  # the dialog offers the last 90 days first
+    box = dialog.get_by_role("textbox").first
+    box.fill(selection)
+    box.press("Enter")
+    dialog.get_by_role("button", name=button).click()
+    dialog.wait_for(state="hidden", timeout=30_000)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium to browse with: apt-get install chromium (Debian's package)")
+@pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed: pip install -e '.[dev]'")
+def test_every_button_a_user_presses_on_the_demo_assets_does_what_it_says(ui: tuple[str, str, Path]) -> None:
+    url, location, demo = ui
+    store = open_store(store_dir(home_under(demo / "dagster_home")))
+    # a run that fails: a substream's partition whose parents are not synced yet (no automatic retry)
+    failed = _graphql(url, LAUNCH, {"params": {
+        "selector": {"repositoryLocationName": location, "repositoryName": "__repository__",
+                     "pipelineName": "__ASSET_JOB", "assetSelection": [{"path": ["demo", "survey_responses"]}]},
+        "mode": "default", "runConfigData": {}, "executionMetadata": {"tags": [
+            {"key": "dagster/partition", "value": "2024-01-20"}, {"key": "dagster/max_retries", "value": "0"}]}}})
+    failed_id = failed["launchPipelineExecution"]["run"]["runId"]
+    assert str(_wait_for("the run failing", lambda: (lambda s: s if s in ("SUCCESS", "FAILURE") else None)(
+        _graphql(url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+                 {"id": failed_id})["runOrError"].get("status")), 180)) == "FAILURE"
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert sync_playwright is not None and CHROMIUM is not None
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        page.set_default_timeout(60_000)
+        try:
+            # Materialize one partition: the dialog's "Launch 1 run"
+            _launch_from_dialog(page, url, "demo/surveys", "2024-01-20", "Launch 1 run")
+            _succeeded(url, "the partition's run", failed_id, **{"dagster/partition": "2024-01-20"})
+            assert list(store.records(TableSpec("demo", "surveys"), ["2024-01-20"]))
+            # Backfill a range: one run of three partitions (the single-run backfill policy)
+            _launch_from_dialog(page, url, "demo/surveys", "[2024-01-21...2024-01-23]", "Launch backfill")
+            _succeeded(url, "the backfill's run", **{"dagster/asset_partition_range_start": "2024-01-21",
+                                                      "dagster/asset_partition_range_end": "2024-01-23"})
+            assert {"2024-01-21", "2024-01-22", "2024-01-23"} <= set(store.partition_states(
+                TableSpec("demo", "surveys")))
+            # Re-execute the failed run, now that its parents are synced
+            page.goto(f"{url}/runs/{failed_id}")
+            page.get_by_role("button", name="Re-execute all (*)").click()
+            _succeeded(url, "the re-execution", **{"dagster/parent_run_id": failed_id})
+            assert list(store.records(TableSpec("demo", "survey_responses"), ["2024-01-20"]))
+            # Start a full refresh, knowing no partition key: the refresh sensor's tick, previewed and applied
+            page.goto(f"{url}/locations/{location}/sensors/demo_refresh_sensor")
+            page.get_by_role("button", name="Preview tick result").click()
+            page.get_by_role("dialog").get_by_role("button", name="Continue").click()
+            page.get_by_role("button", name="Apply requests & commit tick result").click()
+            _wait_for("the customers' snapshot", lambda: len(list(store.snapshot_records(
+                TableSpec("demo", "customers", "snapshot")))) == 5000, 240)
+            page.goto(f"{url}/assets/demo/customers")
+            page.get_by_text("Latest materialization").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "ui-demo-customers-after-refresh.png"))
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "ui-last-page.png"))
+            browser.close()
