@@ -12,15 +12,20 @@ Budgets are moving windows (pyrate-limiter's sliding log), several at once (``10
 of that API waits, not just the one that was told. The same store keeps what else every worker of an
 API must share (the ``SharedBoard``): a refresh token that the provider rotates, renewed by one worker at
 a time and kept for the next run.
+
+What the API itself says of its budget is read here too (``RateLimitHeaders``): the reset and remaining
+headers of each answer, in their common spellings, become the pauses and the announced budget that
+every worker follows; the HTTP client only hands the headers over.
 """
 
 from __future__ import annotations
 
+import email.utils
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -232,6 +237,97 @@ class _ThreadsFirstLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+# --- what an API says about its budget: the response headers that announce it ---
+
+
+class RateLimitHeaders(BaseModel):
+    """Which response headers announce an API's budget; defaults cover the common spellings.
+
+    A reset header says how long until the budget refills: seconds (``Retry-After``, ``RateLimit-Reset``,
+    the IETF ``RateLimit: ...;t=30`` or ``reset=30``) or, for the ``X-`` headers of many APIs, either
+    seconds or an epoch timestamp (told apart by size). A remaining count of zero pauses every worker
+    until that reset, before the API has to refuse anyone.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reset: list[str] = Field(default_factory=lambda: ["Retry-After", "RateLimit-Reset", "RateLimit",
+                                                      "X-RateLimit-Reset"],
+                             description="Headers that tell when the budget refills, first found wins.")
+    remaining: list[str] = Field(default_factory=lambda: ["RateLimit-Remaining", "RateLimit",
+                                                          "X-RateLimit-Remaining"],
+                                 description="Headers that tell how many requests are left.")
+    max_wait_seconds: float = Field(900, gt=0, description="Longer announced waits are capped to this, and logged.")
+
+
+_EPOCH_AFTER = 1_000_000_000  # a reset this large is a Unix timestamp (2001 on), not a delay in seconds
+
+
+def _header_number(name: str, value: str, key: str) -> float | None:
+    """A header's number: plain, or the ``key``/``r``/``t`` parameter of the IETF structured ``RateLimit``."""
+    if name.lower() == "ratelimit":
+        for part in value.replace(",", ";").split(";"):
+            field, _, number = part.strip().partition("=")
+            if field.strip().lower() in ({"reset", "t"} if key == "reset" else {"remaining", "r"}):
+                value = number
+                break
+        else:
+            return None
+    try:
+        return float(value.strip().strip('"'))
+    except ValueError:
+        return None
+
+
+def _reset_seconds(name: str, value: str) -> float | None:
+    """Seconds until a reset header's moment: a delay, an epoch timestamp, or an HTTP date (Retry-After)."""
+    number = _header_number(name, value, "reset")
+    if number is not None:
+        return number - time.time() if number >= _EPOCH_AFTER else number
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None  # unreadable: back off on our own
+
+
+def _announced_reset(headers: Mapping[str, str], names: RateLimitHeaders) -> tuple[float, str, str] | None:
+    """The seconds until the reset a header announces, uncapped, with that header's name and value."""
+    for name in names.reset:
+        value = headers.get(name)
+        seconds = _reset_seconds(name, value) if value else None
+        if value and seconds is not None:
+            return seconds, name, value
+    return None
+
+
+def announced_wait(headers: Mapping[str, str], names: RateLimitHeaders, where: str) -> tuple[float, str] | None:
+    """How long the API says to wait before the next request (capped), and the header that said so."""
+    announced = _announced_reset(headers, names)
+    if announced is None:
+        return None
+    seconds, name, value = announced
+    if seconds > names.max_wait_seconds:
+        log.warning("%s announced a wait of %.0fs (%s: %s); waiting %.0fs, the source's max_wait_seconds",
+                    where, seconds, name, value, names.max_wait_seconds)
+        return names.max_wait_seconds, f"{name}: {value}"
+    return max(0.0, seconds), f"{name}: {value}"
+
+
+def announced_reset_seconds(headers: Mapping[str, str], names: RateLimitHeaders) -> float | None:
+    """The seconds until the announced reset, capped like a wait, but said nowhere: every answer carries it."""
+    announced = _announced_reset(headers, names)
+    return None if announced is None else min(max(0.0, announced[0]), names.max_wait_seconds)
+
+
+def announced_remaining(headers: Mapping[str, str], names: RateLimitHeaders) -> int | None:
+    """How many requests a remaining-count header says are left until the reset; None if none says."""
+    for name in names.remaining:
+        value = headers.get(name)
+        number = _header_number(name, value, "remaining") if value else None
+        if number is not None:
+            return int(number)
+    return None
 
 
 class AnnouncedBudget:

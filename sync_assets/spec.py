@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from sync_assets.auth import Auth
 from sync_assets.errors import ConfigurationError
-from sync_assets.http import RateLimitHeaders, RetryPolicy
+from sync_assets.http import RetryPolicy
 from sync_assets.pagination import NoPagination, Paginator
 from sync_assets.plugins import build, call, load
-from sync_assets.rate_limit import Rate, RateLimitStore
+from sync_assets.rate_limit import Rate, RateLimitHeaders, RateLimitStore
 from sync_assets.secrets import Text
 from sync_assets.windows import Incremental
 

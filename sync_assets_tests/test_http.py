@@ -132,32 +132,6 @@ def test_a_retry_after_beyond_the_budget_fails_at_once(demo_api: Callable[..., D
     assert server_stats(api)["responses_429"] == 1
 
 
-def test_announced_waits_are_read_from_every_common_header_and_capped(caplog: pytest.LogCaptureFixture) -> None:
-    from sync_assets.http import RateLimitHeaders, announced_remaining, announced_wait
-
-    names = RateLimitHeaders(max_wait_seconds=600)
-    soon = time.time() + 30
-    def wait(headers: dict[str, str], names: RateLimitHeaders = names) -> float | None:
-        announced = announced_wait(headers, names, "GET /x")
-        return None if announced is None else announced[0]
-
-    assert wait({"Retry-After": "7"}) == 7
-    assert wait({"RateLimit-Reset": "12"}) == 12
-    assert wait({"RateLimit": "limit=100, remaining=0, reset=9"}) == 9
-    assert wait({"RateLimit": '"default";r=0;t=4'}) == 4
-    assert 28 < (wait({"X-RateLimit-Reset": str(int(soon))}) or 0) <= 30  # an epoch timestamp
-    assert wait({"X-RateLimit-Reset": "45"}) == 45  # seconds
-    assert wait({"X-RateLimit-Reset": "not a number"}) is None
-    with caplog.at_level("WARNING"):
-        assert wait({"Retry-After": "86400"}) == 600  # absurd: capped, and said
-    assert "86400" in caplog.text and "max_wait_seconds" in caplog.text
-    custom = RateLimitHeaders(reset=["X-Budget-Refill"], remaining=["X-Budget-Left"])
-    assert wait({"X-Budget-Refill": "3"}, custom) == 3
-    assert announced_remaining({"X-Budget-Left": "0"}, custom) == 0
-    assert announced_remaining({"X-Budget-Left": "2"}, custom) == 2
-    assert announced_remaining({"RateLimit": "r=0;t=3"}, names) == 0 and announced_remaining({}, names) is None
-
-
 @pytest.mark.parametrize("style", ["ietf", "x-epoch", "github"])
 def test_an_api_announcing_its_budget_in_headers_is_never_refused(
     demo_api: Callable[..., DemoApi], tmp_path: Path, style: str

@@ -19,7 +19,15 @@ import requests
 import yaml
 
 from sync_assets.demo_api import DemoApi, data
-from sync_assets.rate_limit import AnnouncedBudget, Rate, RateLimitStore, SharedRateLimiter
+from sync_assets.rate_limit import (
+    AnnouncedBudget,
+    Rate,
+    RateLimitHeaders,
+    RateLimitStore,
+    SharedRateLimiter,
+    announced_remaining,
+    announced_wait,
+)
 from sync_assets_tests.helpers import TOKEN
 
 POSTGRES_URL = os.environ.get("SYNC_ASSETS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -251,3 +259,27 @@ def test_a_rotated_value_is_renewed_by_one_process_at_a_time_and_never_handed_ou
         assert limiter.board.rotate("refresh", lambda kept: (kept or "", kept)) == str(4 * ROTATIONS)
     finally:
         limiter.close()
+
+
+def test_announced_waits_are_read_from_every_common_header_and_capped(caplog: pytest.LogCaptureFixture) -> None:
+    names = RateLimitHeaders(max_wait_seconds=600)
+    soon = time.time() + 30
+    def wait(headers: dict[str, str], names: RateLimitHeaders = names) -> float | None:
+        announced = announced_wait(headers, names, "GET /x")
+        return None if announced is None else announced[0]
+
+    assert wait({"Retry-After": "7"}) == 7
+    assert wait({"RateLimit-Reset": "12"}) == 12
+    assert wait({"RateLimit": "limit=100, remaining=0, reset=9"}) == 9
+    assert wait({"RateLimit": '"default";r=0;t=4'}) == 4
+    assert 28 < (wait({"X-RateLimit-Reset": str(int(soon))}) or 0) <= 30  # an epoch timestamp
+    assert wait({"X-RateLimit-Reset": "45"}) == 45  # seconds
+    assert wait({"X-RateLimit-Reset": "not a number"}) is None
+    with caplog.at_level("WARNING"):
+        assert wait({"Retry-After": "86400"}) == 600  # absurd: capped, and said
+    assert "86400" in caplog.text and "max_wait_seconds" in caplog.text
+    custom = RateLimitHeaders(reset=["X-Budget-Refill"], remaining=["X-Budget-Left"])
+    assert wait({"X-Budget-Refill": "3"}, custom) == 3
+    assert announced_remaining({"X-Budget-Left": "0"}, custom) == 0
+    assert announced_remaining({"X-Budget-Left": "2"}, custom) == 2
+    assert announced_remaining({"RateLimit": "r=0;t=3"}, names) == 0 and announced_remaining({}, names) is None
