@@ -22,11 +22,11 @@ from sync_assets.http import FormBody, HttpClient, RequestStats
 from sync_assets.pagination import Token, token_fingerprint
 from sync_assets.plugins import PluginError
 from sync_assets.rate_limit import RateLimitStore, SharedRateLimiter
-from sync_assets.records import dig_each, select_records
+from sync_assets.records import select_records
 from sync_assets.redaction import get_logger, mask
 from sync_assets.secrets import resolve_text
 from sync_assets.spec import ApiSource, Stream
-from sync_assets.windows import Window, parse_instants, window_params
+from sync_assets.windows import Window, cut_to_window, window_params
 
 log = get_logger(__name__)
 
@@ -197,25 +197,6 @@ class StreamReader:
         incremental = self.stream.incremental
         if incremental is None:
             return Page(records, token, next_token)
-        field = incremental.cursor_field
-        values = dig_each(records, field)
-        absent = 0
-        if incremental.missing_cursor != "fail" and None in values:
-            absent = values.count(None)
-            if incremental.missing_cursor == "drop":
-                records = [record for record, value in zip(records, values, strict=True) if value is not None]
-                values = [value for value in values if value is not None]
-        instants = parse_instants(values, incremental, allow_null=absent > 0)
-        if window is None or not records:
-            return Page(records, token, next_token, 0, instants, without_cursor=absent)
-        start, end = window.start, window.end
-        # a record kept without a cursor belongs to the window it was requested for
-        inside = [instant is None or start <= instant < end for instant in instants]
-        kept = [record for record, keep in zip(records, inside, strict=True) if keep]
-        past = False
-        if incremental.order != "unordered":
-            present = [instant for instant in instants if instant is not None]
-            past = bool(present) and (max(present) >= end if incremental.order == "ascending" else min(present) < start)
-        return Page(kept, token, next_token, len(records) - len(kept),
-                    [instant for instant, keep in zip(instants, inside, strict=True) if keep], without_cursor=absent,
-                    past_window=past)
+        cut = cut_to_window(records, incremental, window)
+        return Page(cut.records, token, next_token, cut.outside, cut.cursors, without_cursor=cut.without_cursor,
+                    past_window=cut.past_window)

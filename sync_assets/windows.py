@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sync_assets.errors import SyncSystemError
-from sync_assets.records import dig
+from sync_assets.records import dig, dig_each
 
 WindowSize = Literal["hourly", "daily", "weekly", "monthly"]
 
@@ -291,3 +291,45 @@ def _instant(value: Any, incremental: Incremental) -> datetime:
             f"record has cursor field {incremental.cursor_field!r} = {value!r}, which is not a timestamp "
             f"(ISO 8601, epoch{formats}); check the stream's incremental.cursor_field and cursor_formats"
         ) from None
+
+
+@dataclass(frozen=True)
+class WindowCut:
+    """A page's records that belong to a window, with their parsed cursors, and what the cut saw."""
+
+    records: list[dict[str, Any]]
+    cursors: list[datetime | None]
+    outside: int = 0
+    """Records of the page whose cursor lies outside the window: left out, and counted."""
+    without_cursor: int = 0
+    """Records that lacked the cursor field: dropped, or kept (``incremental.missing_cursor``)."""
+    past_window: bool = False
+    """The API orders by the cursor and this page reached past the window: no later page can hold any of it."""
+
+
+def cut_to_window(records: list[dict[str, Any]], incremental: Incremental, window: Window | None) -> WindowCut:
+    """A page's records whose cursor lies in ``[window.start, window.end)`` (all of them without a window).
+
+    APIs answer with records outside the window asked for (an inclusive end, a coarse filter, no filter
+    at all), so every page is cut here: each record lands in exactly the partition of its cursor value.
+    A record kept without a cursor (``missing_cursor: keep``) belongs to the window it was requested for.
+    """
+    values = dig_each(records, incremental.cursor_field)
+    absent = 0
+    if incremental.missing_cursor != "fail" and None in values:
+        absent = values.count(None)
+        if incremental.missing_cursor == "drop":
+            records = [record for record, value in zip(records, values, strict=True) if value is not None]
+            values = [value for value in values if value is not None]
+    instants = parse_instants(values, incremental, allow_null=absent > 0)
+    if window is None or not records:
+        return WindowCut(records, instants, without_cursor=absent)
+    start, end = window.start, window.end
+    inside = [instant is None or start <= instant < end for instant in instants]
+    kept = [record for record, keep in zip(records, inside, strict=True) if keep]
+    past = False
+    if incremental.order != "unordered":
+        present = [instant for instant in instants if instant is not None]
+        past = bool(present) and (max(present) >= end if incremental.order == "ascending" else min(present) < start)
+    return WindowCut(kept, [instant for instant, keep in zip(instants, inside, strict=True) if keep],
+                     len(records) - len(kept), absent, past)

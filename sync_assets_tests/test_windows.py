@@ -10,6 +10,7 @@ from sync_assets.errors import SyncSystemError
 from sync_assets.windows import (
     Incremental,
     Window,
+    cut_to_window,
     parse_cursor,
     partition_key,
     record_instant,
@@ -132,3 +133,17 @@ def test_an_inclusive_end_subtracts_the_granularity_the_stream_declares() -> Non
     incremental = Incremental(cursor_field="at", start=utc(2024, 1, 1), end_param="to", end_inclusive=True,
                               param_format="%Y-%m-%dT%H:%M:%S.%f", end_granularity=timedelta(microseconds=1))
     assert window_params(incremental, Window(utc(2024, 1, 1), utc(2024, 1, 2)))["to"] == "2024-01-01T23:59:59.999999"
+
+
+def test_a_page_is_cut_to_its_window_and_what_the_cut_left_out_is_counted() -> None:
+    day = Window(utc(2024, 1, 2), utc(2024, 1, 3))
+    page = [{"id": 1, "t": "2024-01-01T23:59:59Z"}, {"id": 2, "t": "2024-01-02T00:00:00Z"},
+            {"id": 3}, {"id": 4, "t": "2024-01-03T00:00:00+00:00"}]
+    kept = cut_to_window(page, Incremental(cursor_field="t", start=utc(2024, 1, 1), missing_cursor="keep"), day)
+    assert [r["id"] for r in kept.records] == [2, 3]  # the end is exclusive; no cursor: the window asked for
+    assert (kept.outside, kept.without_cursor, kept.cursors) == (2, 1, [utc(2024, 1, 2), None])
+    dropped = cut_to_window(page, Incremental(cursor_field="t", start=utc(2024, 1, 1), missing_cursor="drop",
+                                              order="ascending"), day)
+    assert [r["id"] for r in dropped.records] == [2] and dropped.without_cursor == 1
+    assert dropped.past_window  # ascending, and a record at the window's end: no later page can hold any of it
+    assert cut_to_window(page[:2], Incremental(cursor_field="t", start=utc(2024, 1, 1)), None).outside == 0
