@@ -7,12 +7,20 @@ storing the wrong thing and advancing state past data we never saw.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sync_assets.errors import SyncSystemError
 
-if TYPE_CHECKING:
-    from sync_assets.http import ApiResponse
+
+class Answer(Protocol):
+    """What ``select_records`` needs of a response: its decoded body, and where it came from (for errors).
+    A protocol rather than ``http.ApiResponse``, so that this module depends on nothing that depends on it."""
+
+    @property
+    def body(self) -> Any: ...
+
+    @property
+    def where(self) -> str: ...
 
 _MISSING = object()
 
@@ -57,7 +65,7 @@ def dig_each(objects: list[Any], path: str) -> list[Any]:
     return [dig(obj, path) for obj in objects]
 
 
-def select_records(response: ApiResponse, path: str | None) -> list[dict[str, Any]]:
+def select_records(response: Answer, path: str | None) -> list[dict[str, Any]]:
     """The list of records at ``path`` in a response's body. Only a failure names the request: masking
     its URL costs more than the rest of this."""
     records = dig_matches(response.body, path) if path and "*" in path.split(".") else dig(response.body, path)
