@@ -44,9 +44,11 @@ class SyncAssetsTranslator:
         return source.name
 
     def get_description(self, source: ApiSource, stream: Stream) -> str:
+        """The stream's own description, else what it reads. Plain text, no Markdown marks: the asset page
+        renders Markdown, but the catalog's rows show the text as it is."""
         if stream.description:
             return stream.description
-        return f"`GET {stream.path}` from the {source.name} API ({source.kind_of(stream)})."
+        return f"{stream.method} {stream.path} from the {source.name} API ({source.kind_of(stream)})."
 
     def get_tags(self, source: ApiSource, stream: Stream) -> dict[str, str]:
         return {"sync_assets/source": source.name}

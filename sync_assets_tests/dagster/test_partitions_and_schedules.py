@@ -84,6 +84,9 @@ def test_assets_carry_the_stream_description_keys_and_column_schema() -> None:
     columns = {c.name: c.type for c in surveys.metadata["dagster/column_schema"].columns}
     assert columns["date_modified"] == "string (date-time)" and columns["id"] == "integer"
     assert surveys.group_name == "demo" and "incremental on date_modified" in (surveys.description or "")
+    # plain text: the catalog's rows show descriptions unrendered, so no Markdown marks
+    described = surveys.description or ""
+    assert described.startswith("GET /v3/surveys from the demo API") and "`" not in described
     responses = specs[AssetKey(["demo", "survey_responses"])]
     assert responses.metadata["sync_assets/parent"] == "surveys"
     description = responses.description or ""
