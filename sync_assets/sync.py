@@ -73,7 +73,7 @@ class _Stages:
 
     def discard(self) -> None:
         for stage in self.stages:
-            self.store.discard(stage)
+            stage.discard()
 
 
 def _result(read: SliceRead[Any], index: int, key: str, state: PartitionState | None = None,

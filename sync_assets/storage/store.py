@@ -90,56 +90,106 @@ class TableSpec:
         return f"{self.source}/{self.stream}"
 
 
-class Stage:
-    """A unit of work being read: its committed pages, its checkpoint, the items it finished.
+class Stage(ABC):
+    """A unit of work being read: its pages, its checkpoint, the items it finished.
 
-    A resumable stage (a refresh's chunk, a substream partition) commits each page to the state
-    database with its checkpoint. A private one (one writer of one window, which re-reads its window
-    whole if it dies) holds its pages in memory, up to ``SPILL_BYTES``, and spills them beyond that to
-    an unlinked local file: no transaction per page, no encoding of a small window's pages at all, and
-    nothing left behind by a killed process.
+    Two kinds, one protocol. A ``ResumableStage`` (a refresh's chunk, a substream partition) commits
+    each page to the state database with its checkpoint, so that a killed run goes on after its last
+    page. A ``PrivateStage`` (one writer of one window, which re-reads its window whole if it dies)
+    keeps its pages to itself until its publish: no transaction per page.
     """
 
-    SPILL_BYTES = 4 * 2**20
-    """A private stage's pages held in memory before they go to its spool file: memory stays bounded per
-    window, whatever its size, and the common window (a few pages) never touches the disk before its publish."""
-
-    def __init__(self, store: Store, table: TableSpec, scope: str, checkpoint: Checkpoint, items: set[str],
-                 lock: AbstractContextManager[None] | None, private: bool = False) -> None:
+    def __init__(self, store: Store, table: TableSpec, scope: str, checkpoint: Checkpoint, items: set[str]) -> None:
         self.store, self.table, self.scope = store, table, scope
-        self.checkpoint, self.items, self._lock, self.private = checkpoint, items, lock, private
-        self._held: list[pa.RecordBatch] = []  # a private stage's pages not spilled yet, in order
-        self._held_bytes = 0
-        self._spool: BinaryIO | None = None
+        self.checkpoint, self.items = checkpoint, items
 
     def append(
         self, records: list[dict[str, Any]], requests: int = 0, bytes_received: int = 0, pages: int = 1,
         token: Any = None, item: str | None = None, done: bool = False,
         cursors: Sequence[datetime | None] | None = None,
     ) -> Checkpoint:
-        """Stage ``records`` with the checkpoint that covers them (``token``, ``item``): in one transaction
-        for a resumable stage, in memory (or on the spool file) for a private one."""
+        """Stage ``records`` with the checkpoint that covers them (``token``, ``item``)."""
         batch: pa.RecordBatch | None = None
-        data: bytes | None = None
         if records:
             with page_work:
                 batch = page_batch(records, self.table.declared, datetime.now(UTC), cursors)
-                if not self.private:
-                    data = _ipc(batch)
         previous = self.checkpoint
         checkpoint = Checkpoint(previous.records + len(records), previous.pages + pages,
                                 previous.requests + requests, previous.bytes_received + bytes_received, token, done)
-        if self.private:
-            if batch is not None:
-                self._hold(batch)
-        else:
-            self.store.state.append_page(self.scope, data, checkpoint, item)
+        self._keep(batch, checkpoint, item)
         self.checkpoint = checkpoint
         if item is not None:
             self.items.add(item)
         return checkpoint
 
-    def _hold(self, batch: pa.RecordBatch) -> None:
+    @abstractmethod
+    def _keep(self, batch: pa.RecordBatch | None, checkpoint: Checkpoint, item: str | None) -> None:
+        """Keep one page (``None``: a page without records) with the checkpoint that covers it."""
+
+    @abstractmethod
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The staged pages, one at a time."""
+
+    @abstractmethod
+    def discard(self) -> None:
+        """Drop what the stage holds, and close it; its partition keeps its previous data and state."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Stage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ResumableStage(Stage):
+    """Each page committed to the state database with its checkpoint, under the stage's lock."""
+
+    def __init__(self, store: Store, table: TableSpec, scope: str, checkpoint: Checkpoint, items: set[str],
+                 lock: AbstractContextManager[None]) -> None:
+        super().__init__(store, table, scope, checkpoint, items)
+        self._lock: AbstractContextManager[None] | None = lock
+
+    def _keep(self, batch: pa.RecordBatch | None, checkpoint: Checkpoint, item: str | None) -> None:
+        data = None
+        if batch is not None:
+            with page_work:
+                data = _ipc(batch)
+        self.store.state.append_page(self.scope, data, checkpoint, item)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        yield from self.store.staged_batches(self.scope)
+
+    def discard(self) -> None:
+        with self.store.state.transaction() as db:
+            self.store.state.drop_stage(db, self.scope)
+        self.close()
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+
+
+class PrivateStage(Stage):
+    """Pages held in memory, up to ``SPILL_BYTES``, and spilled beyond that to an unlinked local file: no
+    encoding of a small window's pages at all, and nothing left behind by a killed process."""
+
+    SPILL_BYTES = 4 * 2**20
+    """Pages held in memory before they go to the spool file: memory stays bounded per window, whatever
+    its size, and the common window (a few pages) never touches the disk before its publish."""
+
+    def __init__(self, store: Store, table: TableSpec, scope: str) -> None:
+        super().__init__(store, table, scope, Checkpoint(), set())
+        self._held: list[pa.RecordBatch] = []  # pages not spilled yet, in order
+        self._held_bytes = 0
+        self._spool: BinaryIO | None = None
+
+    def _keep(self, batch: pa.RecordBatch | None, checkpoint: Checkpoint, item: str | None) -> None:
+        if batch is None:
+            return
         self._held.append(batch)
         self._held_bytes += batch.nbytes
         if self._held_bytes <= self.SPILL_BYTES:
@@ -153,10 +203,6 @@ class Stage:
         self._held, self._held_bytes = [], 0
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """The staged pages, one at a time."""
-        if not self.private:
-            yield from self.store.staged_batches(self.scope)
-            return
         if (spool := self._spool) is not None:
             spool.seek(0)
             try:
@@ -166,20 +212,14 @@ class Stage:
                 spool.seek(0, os.SEEK_END)  # appends go on at the end, even after a read cut short
         yield from self._held
 
+    def discard(self) -> None:
+        self.close()
+
     def close(self) -> None:
-        if self._lock is not None:
-            self._lock.__exit__(None, None, None)
-            self._lock = None
         self._held, self._held_bytes = [], 0
         if self._spool is not None:
             self._spool.close()  # the file was never linked: closing it is deleting it
             self._spool = None
-
-    def __enter__(self) -> Stage:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _ipc(batch: pa.RecordBatch) -> bytes:
@@ -253,14 +293,14 @@ class Store(ABC):
             if checkpoint is None:
                 checkpoint = Checkpoint(token=start_token)
                 self.state.reset_stage(scope, checkpoint)
-            return Stage(self, table, scope, checkpoint, self.state.stage_items(scope), lock)
+            return ResumableStage(self, table, scope, checkpoint, self.state.stage_items(scope), lock)
         except BaseException:
             lock.__exit__(None, None, None)
             raise
 
     def private_stage(self, table: TableSpec, key: str) -> Stage:
         """A stage of one writer of one window: not resumable, never shared, gone when closed or killed."""
-        return Stage(self, table, f"{table.name}/window/{key}", Checkpoint(), set(), None, private=True)
+        return PrivateStage(self, table, f"{table.name}/window/{key}")
 
     spool_dir: Path | None = None
     """Where private stages spool their pages (a local disk; default: the system's temporary folder)."""
@@ -269,13 +309,6 @@ class Store(ABC):
         """A resumable stage's pages, one at a time."""
         for data in self.state.staged_pages(scope):
             yield from _batches(data)
-
-    def discard(self, stage: Stage) -> None:
-        """Drop what a stage holds; its partition keeps its previous data and state."""
-        if not stage.private:
-            with self.state.transaction() as db:
-                self.state.drop_stage(db, stage.scope)
-        stage.close()
 
     @property
     @abstractmethod

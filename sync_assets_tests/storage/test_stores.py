@@ -19,6 +19,7 @@ import pytest
 from sync_assets.schema import Drift
 from sync_assets.storage import PartitionState, Published, Stage, StageBusyError, Store, TableSpec, open_store
 from sync_assets.storage.duckdb import DuckDBStore
+from sync_assets.storage.store import PrivateStage
 from sync_assets.windows import Window
 from sync_assets_tests.conftest import postgres_database
 
@@ -79,13 +80,13 @@ def test_two_writers_of_one_partition_leave_data_and_state_of_the_same_writer(st
     assert len(rows) == winner + 1 == store.partition_states(ORDERS)["2024-01-01"].records
 
 
-@pytest.mark.parametrize(("spill_bytes", "spilled", "held"), [(Stage.SPILL_BYTES, False, True), (1, True, False),
+@pytest.mark.parametrize(("spill_bytes", "spilled", "held"), [(PrivateStage.SPILL_BYTES, False, True), (1, True, False),
                                                               (1500, True, True)],  # a page here is 630 bytes
                          ids=["held in memory", "spilled to disk", "partly spilled"])
 def test_a_window_of_many_pages_is_published_whole_and_in_order(
     store_location: str, spill_bytes: int, spilled: bool, held: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(Stage, "SPILL_BYTES", spill_bytes)
+    monkeypatch.setattr(PrivateStage, "SPILL_BYTES", spill_bytes)
     store = open_store(store_location)
     stage = store.private_stage(ORDERS, "2024-01-01")
     for page in range(5):
@@ -108,7 +109,7 @@ def test_a_publish_that_fails_keeps_the_previous_partition_and_its_state(
         yield from []
         raise OSError("disk full")  # while the staged pages are being written out
 
-    monkeypatch.setattr(Stage, "batches", broken)
+    monkeypatch.setattr(PrivateStage, "batches", broken)
     with pytest.raises(OSError, match="disk full"):
         publish(store, "2024-01-01", [order(7)])
     monkeypatch.undo()
