@@ -216,14 +216,21 @@ class HttpClient:
 
     def _attempt(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
                  method: str, body: Body) -> requests.Response:
-        waited = self._limiter.acquire()
         query = {**params, **self._auth.query_params} if self._auth_params else params
         if self._auth.body_fields:
             body = FormBody({**body.fields, **self._auth.body_fields}) if isinstance(body, FormBody) \
                 else {**(body or {}), **self._auth.body_fields}
         if self._tokens is not None:
             headers = {**(headers or {}), **self._tokens.headers()}
-        ticket, held = self._announced.take()  # last: from here on, the request is on its way
+        ticket, held = self._announced.take()  # from here on, the request is on its way
+        try:
+            # The shared budget's slot last, right before the send: the API counts the request when it
+            # arrives, and any wait between the slot and the send (a token renewal, the announced budget)
+            # would bunch it up with later slots there.
+            waited = self._limiter.acquire()
+        except BaseException:
+            self._announced.unanswered()
+            raise
         stats.add(seconds_waited=waited + held, requests=1)
         try:
             response = self._sent(method, url, query, headers, body)

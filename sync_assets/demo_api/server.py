@@ -334,11 +334,18 @@ class _Request:
 _SEARCH_PARAMETERS = ("start_modified_at", "end_modified_at", "page", "per_page", "sort")
 
 
+def _form_fields(headers: Message | None, body: bytes) -> dict[str, str] | None:
+    """A form body's fields (by its Content-Type); ``None`` for any other body."""
+    if headers is None or not (headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded"):
+        return None
+    return dict(parse_qsl(body.decode(errors="replace"), keep_blank_values=True))
+
+
 def _body_fields(request: _Request) -> dict[str, Any]:
     """A request body's fields: a form by its Content-Type, else a JSON object (no body: none)."""
-    content_type = (request.headers.get("Content-Type") or "") if request.headers is not None else ""
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        return dict(parse_qsl(request.body.decode(), keep_blank_values=True))
+    form = _form_fields(request.headers, request.body)
+    if form is not None:
+        return form
     try:
         body = json.loads(request.body or b"{}")
     except ValueError:
@@ -554,8 +561,7 @@ def _route(path: str) -> tuple[str, _Endpoint | None, tuple[str, ...]]:
 def _offered_credentials(headers: Message, query: _Query, body: bytes = b"") -> list[str]:
     """Every credential the request offers, in any of the styles real APIs accept (a form body's ``api_key``
     too, as Canny's API takes it)."""
-    form = dict(parse_qsl(body.decode(errors="replace"))) \
-        if (headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded") else {}
+    form = _form_fields(headers, body) or {}
     offered = [value for value in (headers.get("X-API-Key"), query.get("api_key"), form.get("api_key"))
                if value is not None]
     scheme, _, value = (headers.get("Authorization") or "").partition(" ")
