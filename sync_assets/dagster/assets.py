@@ -59,6 +59,7 @@ from sync_assets.sync import WindowResult, sync_windows
 from sync_assets.windows import contiguous_end, window_floor
 
 UNIQUE_KEY_CHECK = "unique_primary_key"
+COLUMN_SCHEMA = "dagster/column_schema"
 SCHEMA_DRIFT_CHECK = "schema_drift"
 _PROGRESS_EVERY_SECONDS = 5.0
 
@@ -180,6 +181,8 @@ class _StreamAsset:
         Dagster copies a range run's output metadata onto each partition's event, so a 365-day run
         would say every day held the whole year's records; per-partition metadata says what each held.
         """
+        order = {key: position for position, key in enumerate(context.partition_keys)}  # Dagster's event order
+        partitions, common = _table_metadata_once(sorted(partitions, key=lambda p: order.get(p[0], -1)), common)
         add_partition_metadata(context, self.key, partitions)
         return Output(value=None, metadata=common)
 
@@ -188,6 +191,7 @@ class _StreamAsset:
         failed: Sequence[tuple[str, Exception | None]], total: int, common: dict[str, Any],
     ) -> Failure:
         """Report the partitions that were stored as materialized, and the run's failure."""
+        done, common = _table_metadata_once(done, common)
         for key, metadata in done:
             context.log_event(AssetMaterialization(asset_key=self.key, partition=key, metadata={**common, **metadata}))
         errors = [error for _, error in failed]
@@ -201,6 +205,23 @@ class _StreamAsset:
             # Retrying cannot fix a configuration error; let Dagster's retry policy skip it.
             allow_retries=not all(isinstance(error, ConfigurationError) for error in errors),
         )
+
+
+def _table_metadata_once(
+    partitions: Sequence[tuple[str, dict[str, Any]]], common: dict[str, Any]
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """Move the table's columns from every partition's event onto the last of ``partitions`` (in the order
+    their events are logged).
+
+    They describe the table, not a partition, and Dagster shows the columns of an asset's latest event;
+    on each of a year's events they were most of what the run stored in its event log.
+    """
+    partitions = list(partitions)
+    if COLUMN_SCHEMA not in common or not partitions:
+        return partitions, common
+    rest = {name: value for name, value in common.items() if name != COLUMN_SCHEMA}
+    key, last = partitions[-1]
+    return [*partitions[:-1], (key, {**last, COLUMN_SCHEMA: common[COLUMN_SCHEMA]})], rest
 
 
 def add_partition_metadata(
@@ -253,7 +274,7 @@ def run_metadata(published: Sequence[Published], started: float | None = None) -
     publishes, the run's duration (Dagster copies these onto each partition's materialization)."""
     metadata: dict[str, Any] = {}
     if published:
-        metadata["dagster/column_schema"] = table_schema(published[-1].columns)
+        metadata[COLUMN_SCHEMA] = table_schema(published[-1].columns)
     if started is not None:
         metadata["run_duration_seconds"] = round(time.monotonic() - started, 3)
     return metadata
