@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import venv
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,12 +23,13 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 DEMO_DIR = Path(os.environ.get("SYNC_ASSETS_DEMO_DIR") or ROOT / ".demo")  # the tests use one of their own
 DEMO_TOKEN = "demo-token"
-DEMO_RANGE = "2024-01-01...2024-01-31"  # January, as one run
+DEMO_DAYS = 90  # the demo's partitions: the last 90 days, all synced by the demo as one run
 DEMO_TABLES = ("stock_prices", "surveys", "surveys_current", "survey_responses", "customers", "orders", "events")
 # Airbyte's own runner, only for the tests that compare manifests read by it and by us. In a virtualenv of
 # its own: it pins pyrate-limiter 3, and we need 4. The range is the releases the comparison is tested with.
 CDK_VENV = ROOT / ".venv-airbyte-cdk"
 CDK_REQUIREMENT = "airbyte-cdk>=7.0,<8"
+SUPERSEDED_CLI = "ignore:Function `asset_materialize_command` is superseded:FutureWarning"
 QUIET = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'  # Dagster's progress, not its debug events
 
 
@@ -53,7 +55,7 @@ def start_demo_api() -> tuple[subprocess.Popen[str], str]:
     """The demo API on a free port, as the demo runs it: (the process, its URL)."""
     api = subprocess.Popen(
         [str(BIN / "sync-assets"), "demo-api", "--port", "0", "--token", DEMO_TOKEN, "--latency-ms", "20",
-         "--rate-limit", "50/1", "--customers", "5000"],
+         "--rate-limit", "50/1", "--customers", "5000", "--survey-year-start", "recent"],
         stdout=subprocess.PIPE, text=True,
     )
     assert api.stdout is not None
@@ -65,9 +67,18 @@ def start_demo_api() -> tuple[subprocess.Popen[str], str]:
     return api, banner[banner.index("http://"):]
 
 
+def demo_days() -> tuple[str, str]:
+    """The first and the last day of the demo's partitions: the last ``DEMO_DAYS`` complete days (UTC), over
+    which the demo API, started with ``--survey-year-start recent``, has data."""
+    today = datetime.now(UTC).date()
+    return (today - timedelta(days=DEMO_DAYS)).isoformat(), (today - timedelta(days=1)).isoformat()
+
+
 def demo_env(home: Path, url: str) -> dict[str, str]:
-    """What the demo's Dagster processes need: the instance, and the API's address and token."""
-    return {**os.environ, "DAGSTER_HOME": str(home), "SYNC_ASSETS_DEMO_URL": url, "SYNC_ASSETS_DEMO_TOKEN": DEMO_TOKEN}
+    """What the demo's Dagster processes need: the instance, the API's address and token, and the first day
+    of the demo source's partitions."""
+    return {**os.environ, "DAGSTER_HOME": str(home), "SYNC_ASSETS_DEMO_URL": url, "SYNC_ASSETS_DEMO_TOKEN": DEMO_TOKEN,
+            "SYNC_ASSETS_DEMO_START": demo_days()[0]}
 
 
 def demo() -> int:
@@ -79,11 +90,14 @@ def demo() -> int:
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     api, url = start_demo_api()
     try:
-        env = demo_env(home, url)
+        # Dagster 1.13 flags `dagster asset materialize` as superseded by `dg launch --assets` (the
+        # dagster-dg-cli package, for dg projects); the design keeps the CLI every Dagster install has, so
+        # the demo does not print a warning the user did not cause.
+        env = {**demo_env(home, url), "PYTHONWARNINGS": SUPERSEDED_CLI}
         for command in (
-            # the incremental streams and the substream: January as one run, windows read 10 at a time
+            # the incremental streams and the substream: every partition as one run, request slices 10 at a time
             [str(BIN / "dagster"), "asset", "materialize", "-m", "sync_assets.definitions", "--select",
-             "demo/stock_prices,demo/surveys,demo/survey_responses", "--partition-range", DEMO_RANGE,
+             "demo/stock_prices,demo/surveys,demo/survey_responses", "--partition-range", "...".join(demo_days()),
              "--config-json", QUIET],
             # the full-refresh streams: register their first chunk and run it (one run per stream)
             [str(BIN / "sync-assets-dagster"), "start-refresh", "-m", "sync_assets.definitions",

@@ -10,9 +10,10 @@ the variable as the token.
 from __future__ import annotations
 
 import os
+from datetime import date
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
 from sync_assets.errors import ConfigurationError
 from sync_assets.redaction import register_secret
@@ -25,6 +26,13 @@ class Env(BaseModel):
 
     env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of the environment variable.")
     default: str | None = Field(None, description="Used when the variable is unset; never for secrets.")
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        """YAML reads ``default: 2024-01-01`` as a date and ``default: 8`` as a number; both are text here, as
+        the variable itself would be."""
+        return value.isoformat() if isinstance(value, date) else str(value) if isinstance(value, int | float) else value
 
     def resolve(self, used_for: str) -> str:
         value = os.environ.get(self.env, self.default)
@@ -46,6 +54,16 @@ Text = Annotated[Env | str, BeforeValidator(_from_dagster_env_var)]
 
 Secret = Annotated[Env | SecretStr, BeforeValidator(_from_dagster_env_var)]
 """A credential: from the environment (recommended) or a literal that ``repr`` keeps hidden."""
+
+
+def resolve_at_load(value: Any, used_for: str) -> Any:
+    """``value`` itself, or, if it names an environment variable (``{env: NAME, default: ...}`` or a Dagster
+    ``EnvVar``), that variable's value now. For settings that shape the definitions rather than a request
+    (a stream's first day fixes its partitions), so they cannot wait for a client; never for secrets."""
+    value = _from_dagster_env_var(value)
+    if isinstance(value, dict) and "env" in value:
+        value = Env.model_validate(value)
+    return value.resolve(used_for) if isinstance(value, Env) else value
 
 
 def resolve_text(value: Env | str, used_for: str) -> str:

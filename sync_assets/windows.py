@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from sync_assets.errors import SyncSystemError
 from sync_assets.records import dig, dig_each
+from sync_assets.secrets import resolve_at_load
 
 WindowSize = Literal["hourly", "daily", "weekly", "monthly"]
 
@@ -41,7 +42,10 @@ class Incremental(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     cursor_field: str = Field(description="Dotted path of the record's timestamp, e.g. date_modified.")
-    start: datetime = Field(description="First instant to sync (UTC if no offset given).")
+    start: datetime = Field(description="First instant to sync (UTC if no offset given). May come from the "
+                                        "environment, read when the source loads: {env: NAME, default: "
+                                        "2024-01-01}, e.g. a short history in development, the whole in "
+                                        "production.")
     window: WindowSize = "daily"
     end: datetime | None = Field(None, description="Where the stream ends (exclusive; UTC if no offset given): no "
                                                    "window reaches past it. For data that stops, e.g. a closed "
@@ -60,7 +64,8 @@ class Incremental(BaseModel):
 
     @field_validator("start", "end", mode="before")
     @classmethod
-    def _date_or_datetime(cls, value: Any) -> Any:
+    def _date_or_datetime(cls, value: Any, info: ValidationInfo) -> Any:
+        value = resolve_at_load(value, f"the stream's incremental {info.field_name}")
         if isinstance(value, date) and not isinstance(value, datetime):
             return datetime(value.year, value.month, value.day, tzinfo=UTC)
         return value

@@ -13,6 +13,7 @@ from sync_assets.errors import ConfigurationError
 from sync_assets.sources import DEMO_SOURCE_PATH, demo_source
 from sync_assets.spec import load_source, parse_source_yaml
 
+DEMO_START = "start: {env: SYNC_ASSETS_DEMO_START, default: 2024-01-01}"  # the demo source's, as written
 GOOD = """\
 name: shop
 base_url: https://api.example.com
@@ -117,6 +118,23 @@ def test_missing_env_var_is_a_configuration_error_naming_it(monkeypatch: pytest.
         source.auth.resolve()
 
 
+def test_a_streams_start_may_come_from_the_environment_when_the_source_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A short history in development, the whole in production: the first day fixes the partitions, so it
+    is read when the source loads (an unquoted YAML date is a fine default)."""
+    text = GOOD.replace("start: 2024-01-01", "start: {env: SHOP_START, default: 2024-01-01}")
+    monkeypatch.delenv("SHOP_START", raising=False)
+    incremental = parse_source_yaml(text).stream("surveys").incremental
+    assert incremental is not None and incremental.start == datetime(2024, 1, 1, tzinfo=UTC)
+    monkeypatch.setenv("SHOP_START", "2026-09-07")
+    incremental = parse_source_yaml(text).stream("surveys").incremental
+    assert incremental is not None and incremental.start == datetime(2026, 9, 7, tzinfo=UTC)
+    monkeypatch.delenv("SHOP_START")
+    with pytest.raises(ConfigurationError, match="SHOP_START is not set .*incremental start"):
+        parse_source_yaml(text.replace(", default: 2024-01-01", ""))
+
+
 def test_unknown_stream_lists_the_streams() -> None:
     with pytest.raises(ConfigurationError, match="its streams are: orders, surveys"):
         parse_source_yaml(GOOD).stream("order")
@@ -134,7 +152,7 @@ def test_load_source_from_module_and_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("start", ["2024-02-30", "2024-13-01", "'2024-02-30'"])
 def test_an_impossible_date_names_its_field_line_and_fix_quoted_or_not(start: str) -> None:
-    text = DEMO_SOURCE_PATH.read_text().replace("start: 2024-01-01", f"start: {start}", 1)
+    text = DEMO_SOURCE_PATH.read_text().replace(DEMO_START, f"start: {start}", 1)
     with pytest.raises(ConfigurationError) as info:
         parse_source_yaml(text, origin="demo.yaml")
     message = str(info.value)
@@ -142,7 +160,7 @@ def test_an_impossible_date_names_its_field_line_and_fix_quoted_or_not(start: st
 
 
 def test_unquoted_dates_and_instants_still_parse() -> None:
-    text = DEMO_SOURCE_PATH.read_text().replace("start: 2024-01-01", "start: 2024-01-01T06:30:00+02:00", 1)
+    text = DEMO_SOURCE_PATH.read_text().replace(DEMO_START, "start: 2024-01-01T06:30:00+02:00", 1)
     prices = parse_source_yaml(text).stream("stock_prices").incremental
     assert prices is not None and prices.start == datetime(2024, 1, 1, 4, 30, tzinfo=UTC)
     assert demo_source().stream("surveys").incremental.start == datetime(2024, 1, 1, tzinfo=UTC)  # type: ignore[union-attr]

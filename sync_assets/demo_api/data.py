@@ -13,6 +13,8 @@ Public functions (each returns exactly the dicts the API serves):
 - ``survey(seed, survey_id)``, ``all_surveys(seed, count)`` (id order), ``survey_modified_timestamp(seed,
   survey_id)`` (the instant of ``date_modified`` in POSIX seconds) and ``surveys_modified_between(seed,
   count, start, end)``: what ``/v3/surveys`` returns for ``start <= date_modified < end``, in API order.
+- Each survey function takes ``year_start`` (default ``SURVEY_YEAR_START``): the first of the 366 days
+  over which surveys are modified.
 - ``survey_responses(seed, survey_id)``: all responses of one survey, in API order, and
   ``survey_response_count(seed, survey_id)`` their number (0 to ``MAX_RESPONSES_PER_SURVEY``).
 - ``customer(seed, customer_id)`` / ``all_customers(seed, count)``.
@@ -46,9 +48,11 @@ SURVEY_OFFSETS: dict[str, int] = {"Z": 0, "+00:00": 0, "+02:00": 7200, "-05:00":
 # (end exclusive) are exercised by any data set of a realistic size.
 MIDNIGHT_SURVEY_EVERY = 20
 MAX_RESPONSES_PER_SURVEY = 12
+SURVEY_YEAR_START = date(2024, 1, 1)
+"""The first of the 366 days over which surveys are modified, unless a server is told another
+(``year_start``): fixed, so that tests know their data; the demo moves it to end today."""
 
 _DAY = 86400
-_SURVEY_YEAR_START = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())
 _SURVEY_YEAR_DAYS = 366
 _CUSTOMERS_START = int(datetime(2018, 1, 1, tzinfo=UTC).timestamp())
 _ORDERS_START = int(datetime(2022, 1, 1, tzinfo=UTC).timestamp())
@@ -182,30 +186,33 @@ def price_rows(
 # --- surveys and their responses ----------------------------------------------------------------------
 
 
-def _survey_modified(draws: _Draws, survey_id: int) -> int:
-    day_start = _SURVEY_YEAR_START + draws.below(_SURVEY_YEAR_DAYS) * _DAY
+def _survey_modified(draws: _Draws, survey_id: int, year_start: date) -> int:
+    first_day = int(datetime(year_start.year, year_start.month, year_start.day, tzinfo=UTC).timestamp())
+    day_start = first_day + draws.below(_SURVEY_YEAR_DAYS) * _DAY
     if survey_id % MIDNIGHT_SURVEY_EVERY == 0:
         return day_start
     return day_start + draws.below(_DAY)
 
 
-def survey_modified_timestamp(seed: int, survey_id: int) -> int:
+def survey_modified_timestamp(seed: int, survey_id: int, year_start: date = SURVEY_YEAR_START) -> int:
     """The instant of a survey's ``date_modified``, cheap enough to index every survey by it."""
-    return _survey_modified(_Draws(seed, "survey", survey_id), survey_id)
+    return _survey_modified(_Draws(seed, "survey", survey_id), survey_id, year_start)
 
 
-def charge(seed: int, survey_id: int) -> dict[str, Any]:
+def charge(seed: int, survey_id: int, year_start: date = SURVEY_YEAR_START) -> dict[str, Any]:
     """A survey as Stripe shapes its objects: a prefixed string id, ``created`` in epoch seconds, money in cents."""
-    record = survey(seed, survey_id)
-    return {"id": f"ch_{survey_id}", "object": "charge", "created": survey_modified_timestamp(seed, survey_id),
+    record = survey(seed, survey_id, year_start)
+    return {"id": f"ch_{survey_id}", "object": "charge",
+            "created": survey_modified_timestamp(seed, survey_id, year_start),
             "amount": 100 * record["question_count"], "currency": "eur", "description": record["title"]}
 
 
-def issue(seed: int, survey_id: int) -> dict[str, Any]:
+def issue(seed: int, survey_id: int, year_start: date = SURVEY_YEAR_START) -> dict[str, Any]:
     """A survey as GitHub shapes an issue: ``number``, ``title``, ``state``, ``updated_at`` (UTC, ``Z``)."""
-    record = survey(seed, survey_id)
+    record = survey(seed, survey_id, year_start)
     return {"id": 10_000 + survey_id, "number": survey_id, "title": record["title"], "state": "open",
-            "created_at": record["date_created"], "updated_at": _iso_z(survey_modified_timestamp(seed, survey_id))}
+            "created_at": record["date_created"],
+            "updated_at": _iso_z(survey_modified_timestamp(seed, survey_id, year_start))}
 
 
 def issues_updated_between(seed: int, count: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -216,9 +223,9 @@ def charges_created_between(seed: int, count: int, start: datetime, end: datetim
     return [charge(seed, s["id"]) for s in surveys_modified_between(seed, count, start, end)]
 
 
-def survey(seed: int, survey_id: int) -> dict[str, Any]:
+def survey(seed: int, survey_id: int, year_start: date = SURVEY_YEAR_START) -> dict[str, Any]:
     draws = _Draws(seed, "survey", survey_id)
-    modified = _survey_modified(draws, survey_id)
+    modified = _survey_modified(draws, survey_id, year_start)
     offset = draws.choice(tuple(SURVEY_OFFSETS))
     created = modified - draws.below(400 * _DAY)
     return {
@@ -230,12 +237,13 @@ def survey(seed: int, survey_id: int) -> dict[str, Any]:
     }
 
 
-def all_surveys(seed: int, count: int) -> list[dict[str, Any]]:
-    return [survey(seed, survey_id) for survey_id in range(1, count + 1)]
+def all_surveys(seed: int, count: int, year_start: date = SURVEY_YEAR_START) -> list[dict[str, Any]]:
+    return [survey(seed, survey_id, year_start) for survey_id in range(1, count + 1)]
 
 
 def surveys_modified_between(
-    seed: int, count: int, start: datetime | None = None, end: datetime | None = None
+    seed: int, count: int, start: datetime | None = None, end: datetime | None = None,
+    year_start: date = SURVEY_YEAR_START,
 ) -> list[dict[str, Any]]:
     """Deliberately a plain scan-filter-sort, independent of the server's index, so tests can catch it."""
     def instant(record: dict[str, Any]) -> datetime:
@@ -243,7 +251,7 @@ def surveys_modified_between(
 
     matching = [
         record
-        for record in all_surveys(seed, count)
+        for record in all_surveys(seed, count, year_start)
         if (start is None or start <= instant(record)) and (end is None or instant(record) < end)
     ]
     return sorted(matching, key=lambda record: (instant(record), record["id"]))
@@ -265,8 +273,8 @@ def _survey_response(seed: int, parent: dict[str, Any], number: int) -> dict[str
     }
 
 
-def survey_responses(seed: int, survey_id: int) -> list[dict[str, Any]]:
-    parent = survey(seed, survey_id)
+def survey_responses(seed: int, survey_id: int, year_start: date = SURVEY_YEAR_START) -> list[dict[str, Any]]:
+    parent = survey(seed, survey_id, year_start)
     count = survey_response_count(seed, survey_id)
     return [_survey_response(seed, parent, number) for number in range(1, count + 1)]
 

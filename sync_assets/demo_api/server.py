@@ -80,6 +80,9 @@ class DemoApiConfig:
     orders: int = 2500
     events: int = 1500
     surveys: int = 2000
+    survey_year_start: date = data.SURVEY_YEAR_START
+    """The first of the 366 days over which surveys are modified (``--survey-year-start recent``: the year up
+    to today, as the demo serves it, so that its recent partitions hold data)."""
     rate_limit_style: str = "retry-after"
     """How the budget is announced: ``retry-after`` (429 with Retry-After), ``ietf`` (RateLimit-Remaining and
     RateLimit-Reset seconds on every response, 429 without Retry-After), ``x-epoch`` (X-RateLimit-Remaining
@@ -359,8 +362,8 @@ class _SurveyIndex:
     """Survey ids sorted by (modification instant, id), built once so a filtered page costs two bisects
     rather than hashing every survey on every request. Two int64 arrays: 16 bytes per survey."""
 
-    def __init__(self, seed: int, count: int) -> None:
-        keyed = sorted((data.survey_modified_timestamp(seed, i), i) for i in range(1, count + 1))
+    def __init__(self, seed: int, count: int, year_start: date) -> None:
+        keyed = sorted((data.survey_modified_timestamp(seed, i, year_start), i) for i in range(1, count + 1))
         self._instants = array("q", (instant for instant, _ in keyed))
         self._ids = array("q", (survey_id for _, survey_id in keyed))
 
@@ -385,7 +388,7 @@ class _Endpoints:
 
     def __init__(self, config: DemoApiConfig, stats: _Stats) -> None:
         self._config, self._stats = config, stats
-        self._survey_index = _SurveyIndex(config.seed, config.surveys)
+        self._survey_index = _SurveyIndex(config.seed, config.surveys, config.survey_year_start)
 
     def prices(self, request: _Request) -> _Page:
         query = request.query
@@ -423,14 +426,15 @@ class _Endpoints:
         if max_results:
             ids = ids[:max_results]
         selected = ids[_page_slice(page, per_page)]
-        records = [data.survey(self._config.seed, survey_id) for survey_id in selected]
+        config = self._config
+        records = [data.survey(config.seed, survey_id, config.survey_year_start) for survey_id in selected]
         return _Page({"data": records, "page": page, "per_page": per_page, "total": len(ids)}, "data")
 
     def survey_responses(self, request: _Request) -> _Page:
         survey_id = _known_id(request.path_args[0], self._config.surveys)
         query = request.query
         page, per_page = query.integer("page", 1, 1), query.page_size("per_page")
-        responses = data.survey_responses(self._config.seed, survey_id)
+        responses = data.survey_responses(self._config.seed, survey_id, self._config.survey_year_start)
         body = {"data": responses[_page_slice(page, per_page)], "page": page, "per_page": per_page,
                 "total": len(responses)}
         return _Page(body, "data")
@@ -465,7 +469,8 @@ class _Endpoints:
                 raise _BadParameter("starting_after", f"no such object in this list: {after!r}")
             position = list(ids).index(int(after[3:])) + 1
         selected = ids[position:position + limit]
-        records = [data.charge(self._config.seed, survey_id) for survey_id in selected]
+        config = self._config
+        records = [data.charge(config.seed, survey_id, config.survey_year_start) for survey_id in selected]
         return _Page({"object": "list", "data": records, "has_more": position + limit < len(ids),
                       "url": "/v1/charges"}, "data")
 
@@ -509,7 +514,9 @@ class _Endpoints:
         since = query.instant("since")
         page, per_page = query.integer("page", 1, 1), query.integer("per_page", 30, 1, 100)
         ids = self._survey_index.ids_between(since, None)
-        records = [data.issue(self._config.seed, survey_id) for survey_id in ids[_page_slice(page, per_page)]]
+        config = self._config
+        records = [data.issue(config.seed, survey_id, config.survey_year_start)
+                   for survey_id in ids[_page_slice(page, per_page)]]
         headers = {}
         if page * per_page < len(ids):
             headers["Link"] = f'<{query.url_with(request.base_url, request.path, "page", str(page + 1))}>; rel="next"'
@@ -1134,6 +1141,15 @@ def _rate_limit_argument(text: str) -> tuple[int, float]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _year_start_argument(text: str) -> date:
+    if text == "recent":
+        return datetime.now(UTC).date() - timedelta(days=365)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD or recent, got {text!r}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = _DEFAULT_CONFIG
     parser.add_argument("--host", default=defaults.host, help="address to bind (default: %(default)s)")
@@ -1152,6 +1168,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("customers", "orders", "events", "surveys"):
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name),
                             help=f"number of {name} (default: %(default)s)")
+    parser.add_argument("--survey-year-start", type=_year_start_argument, default=defaults.survey_year_start,
+                        metavar="DATE|recent", help="first of the 366 days over which surveys are modified; recent: "
+                                                    "the year up to today (default: %(default)s)")
     parser.add_argument("--rate-limit-style", choices=RATE_LIMIT_STYLES, default=defaults.rate_limit_style,
                         help="how the budget is announced (default: %(default)s)")
     parser.add_argument("--revoke-after", type=int, default=0, metavar="N",
@@ -1177,6 +1196,7 @@ def _config_from_args(args: argparse.Namespace) -> DemoApiConfig:
         host=args.host, port=args.port, token=args.token, latency_ms=args.latency_ms,
         rate_limit=args.rate_limit, fail_rate=args.fail_rate, seed=args.seed,
         customers=args.customers, orders=args.orders, events=args.events, surveys=args.surveys,
+        survey_year_start=args.survey_year_start,
         cursor_cycle=args.cursor_cycle, revoke_after=args.revoke_after, rate_limit_style=args.rate_limit_style,
         chaos=args.chaos, chaos_cycles=args.chaos_cycles, token_lifetime=args.token_lifetime,
         search_max_results=args.search_max_results, rotate_refresh_tokens=args.rotate_refresh_tokens,

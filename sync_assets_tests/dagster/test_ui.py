@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,16 @@ from sync_assets.storage import TableSpec, open_store
 from sync_assets.storage.layout import store_dir
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+import dev  # noqa: E402 -- the UI command's own module: the demo's partitions follow today
+
+FIRST_DAY = date.fromisoformat(dev.demo_days()[0])
+
+
+def day(n: int) -> str:
+    """The demo's ``n``-th partition key, counting from 0."""
+    return (FIRST_DAY + timedelta(days=n)).isoformat()
+
 LAUNCH = """mutation($params: ExecutionParams!) {
   launchPipelineExecution(executionParams: $params) {
     __typename
@@ -115,9 +126,9 @@ def _materialize(url: str, location: str, partition: str) -> str:
 @pytest.mark.slow
 def test_the_ui_command_serves_the_demo_and_its_materialize_button_works(ui: tuple[str, str, Path]) -> None:
     url, location, demo = ui
-    assert _materialize(url, location, "2024-01-05") == "SUCCESS"
+    assert _materialize(url, location, day(4)) == "SUCCESS"
     store = open_store(store_dir(home_under(demo / "dagster_home")))
-    assert list(store.records(TableSpec("demo", "surveys"), ["2024-01-05"]))
+    assert list(store.records(TableSpec("demo", "surveys"), [day(4)]))
 
 
 def _runs(url: str, **tags: str) -> list[dict[str, Any]]:
@@ -139,12 +150,14 @@ def _succeeded(url: str, what: str, earlier: str = "", **tags: str) -> str:
 
 
 def _launch_from_dialog(page: Page, url: str, asset: str, selection: str, button: str) -> None:
-    """On ``asset``'s page: Materialize…, all of time (not only the last 90 days), type the partitions,
-    press ``button``."""
+    """On ``asset``'s page: Materialize…, all of time if the dialog offers less, type the partitions, press
+    ``button``."""
     page.goto(f"{url}/assets/{asset}")
     page.get_by_role("button", name="Materialize…").click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_role("button", name="Show all partitions").click()  # the dialog offers the last 90 days first
+    show_all = dialog.get_by_role("button", name="Show all partitions")  # the dialog offers the last 90 days first
+    if show_all.count():
+        show_all.click()
     box = dialog.get_by_role("textbox").first
     box.fill(selection)
     box.press("Enter")
@@ -163,7 +176,7 @@ def test_every_button_a_user_presses_on_the_demo_assets_does_what_it_says(ui: tu
         "selector": {"repositoryLocationName": location, "repositoryName": "__repository__",
                      "pipelineName": "__ASSET_JOB", "assetSelection": [{"path": ["demo", "survey_responses"]}]},
         "mode": "default", "runConfigData": {}, "executionMetadata": {"tags": [
-            {"key": "dagster/partition", "value": "2024-01-20"}, {"key": "dagster/max_retries", "value": "0"}]}}})
+            {"key": "dagster/partition", "value": day(19)}, {"key": "dagster/max_retries", "value": "0"}]}}})
     failed_id = failed["launchPipelineExecution"]["run"]["runId"]
     assert str(_wait_for("the run failing", lambda: (lambda s: s if s in ("SUCCESS", "FAILURE") else None)(
         _graphql(url, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
@@ -176,29 +189,29 @@ def test_every_button_a_user_presses_on_the_demo_assets_does_what_it_says(ui: tu
         page.set_default_timeout(60_000)
         try:
             # Materialize one partition: the dialog's "Launch 1 run"
-            _launch_from_dialog(page, url, "demo/surveys", "2024-01-20", "Launch 1 run")
-            _succeeded(url, "the partition's run", failed_id, **{"dagster/partition": "2024-01-20"})
-            assert list(store.records(TableSpec("demo", "surveys"), ["2024-01-20"]))
+            _launch_from_dialog(page, url, "demo/surveys", day(19), "Launch 1 run")
+            _succeeded(url, "the partition's run", failed_id, **{"dagster/partition": day(19)})
+            assert list(store.records(TableSpec("demo", "surveys"), [day(19)]))
             # ... and the asset's page shows it as a user sees it
             page.goto(f"{url}/assets/demo/surveys")
             page.get_by_text("Latest materialization").wait_for()
-            page.get_by_text("2024-01-20").first.wait_for()  # the latest materialization's partition, loaded
+            page.get_by_text(day(19)).first.wait_for()  # the latest materialization's partition, loaded
             shown = page.inner_text("body")
             assert "Never materialized" not in shown
             assert "api" in shown and "DuckDB" in shown  # kinds: where the data comes from, and where it lives
             assert "Join the Dagster community" not in shown  # no dialog over the assets (dagster.yaml's nux)
             page.screenshot(path=str(ARTIFACTS / "ui-demo-surveys.png"))
             # Backfill a range: one run of three partitions (the single-run backfill policy)
-            _launch_from_dialog(page, url, "demo/surveys", "[2024-01-21...2024-01-23]", "Launch backfill")
-            _succeeded(url, "the backfill's run", **{"dagster/asset_partition_range_start": "2024-01-21",
-                                                      "dagster/asset_partition_range_end": "2024-01-23"})
-            assert {"2024-01-21", "2024-01-22", "2024-01-23"} <= set(store.partition_states(
+            _launch_from_dialog(page, url, "demo/surveys", f"[{day(20)}...{day(22)}]", "Launch backfill")
+            _succeeded(url, "the backfill's run", **{"dagster/asset_partition_range_start": day(20),
+                                                      "dagster/asset_partition_range_end": day(22)})
+            assert {day(20), day(21), day(22)} <= set(store.partition_states(
                 TableSpec("demo", "surveys")))
             # Re-execute the failed run, now that its parents are synced
             page.goto(f"{url}/runs/{failed_id}")
             page.get_by_role("button", name="Re-execute all (*)").click()
             _succeeded(url, "the re-execution", **{"dagster/parent_run_id": failed_id})
-            assert list(store.records(TableSpec("demo", "survey_responses"), ["2024-01-20"]))
+            assert list(store.records(TableSpec("demo", "survey_responses"), [day(19)]))
             # Start a full refresh, knowing no partition key: the refresh sensor's tick, previewed and applied
             page.goto(f"{url}/locations/{location}/sensors/demo_refresh_sensor")
             page.get_by_role("button", name="Preview tick result").click()

@@ -174,6 +174,26 @@ def test_surveys_page_walk_returns_all_surveys_sorted_by_modification_instant(ap
     assert [record["id"] for record in records] != sorted(record["id"] for record in records)
 
 
+def test_the_surveys_year_can_end_today_as_the_demo_serves_it(make_api: MakeApi) -> None:
+    """``--survey-year-start recent``: surveys are modified over the 366 days up to today, so the demo's recent
+    partitions hold data; the same ground truth functions know them."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    recent = parser.parse_args(["--survey-year-start", "recent"]).survey_year_start
+    assert recent == datetime.now(UTC).date() - timedelta(days=365)
+    assert parser.parse_args([]).survey_year_start == date(2024, 1, 1)  # the tests' fixed year by default
+    server = make_api(survey_year_start=recent)
+    start = datetime(recent.year, recent.month, recent.day, tzinfo=UTC) + timedelta(days=300)
+    window = {"start_modified_at": start.isoformat(), "end_modified_at": (start + timedelta(days=60)).isoformat()}
+    served = fetch_surveys(server, **window)
+    assert served and served == surveys_modified_between(SEED, SIZES["surveys"], start, start + timedelta(days=60),
+                                                         year_start=recent)
+    assert max(parse_instant(r["date_modified"]) for r in surveys_modified_between(
+        SEED, SIZES["surveys"], year_start=recent)) < datetime.now(UTC) + timedelta(days=1)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--survey-year-start", "last-year"])
+
+
 def fetch_surveys(api: DemoApi, **window: str) -> list[dict[str, Any]]:
     body = get_json(f"{api.url}/v3/surveys", {"per_page": 1000, **window})
     assert body["total"] == len(body["data"])
