@@ -26,8 +26,8 @@ from sync_assets.concurrency import Units
 from sync_assets.errors import SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import PageSource, StreamReader
-from sync_assets.storage import Checkpoint, Published, RefreshState, Stage, Store, TableSpec
-from sync_assets.storage.layout import chunk_key, chunk_scope, refresh_scope
+from sync_assets.storage import Checkpoint, Published, Stage, Store, TableSpec
+from sync_assets.storage.layout import chunk_key, chunk_scope
 from sync_assets.substream import published_parents, refresh_pages
 
 
@@ -52,26 +52,22 @@ class FullRefresh:
         self.reader, self.store, self.concurrency = reader, store, concurrency
         self.pages: PageSource = refresh_pages(reader, lambda parent: published_parents(store, reader, parent))
         self.table = TableSpec.of(reader.source, reader.stream)
+        self.ledger = store.refreshes(self.table)
         self.source, self.stream = reader.source.name, reader.stream.name
         self.published: Published | None = None
         self.rows: int | None = None  # the published snapshot's, once this run publishes it
         self._followed: set[int] | None = None  # set by run()
         self._lock = threading.Lock()  # chunks are handed in by the chunks being read
 
-    def state(self) -> RefreshState:
-        state = self.store.state.latest_refresh(self.source, self.stream, "running")
-        return state or self.store.state.start_refresh(self.source, self.stream)
-
     def run(self) -> Iterator[ChunkResult]:
         """Read every unfinished chunk, registering new ones as they appear; yields each as it ends."""
-        state = self.state()
+        state = self.ledger.current()
         self.refresh = state.refresh
         # Every token this refresh followed so far, in any chunk and any run: a cursor pointing back into
         # pages already staged is then a cycle, not new pages. Read once a run; the run's chunks add
         # theirs (a cursor's chunks run one after another, each from where the last ended). Offsets
         # computed from the page size cannot point back: those chunks keep nothing.
-        self._followed = (None if self.pages.random_access
-                          else self.store.state.followed_tokens(refresh_scope(self.source, self.stream, self.refresh)))
+        self._followed = None if self.pages.random_access else self.ledger.followed_tokens(self.refresh)
         self._submitted: set[int] = set()
         self._units: Units[tuple[int, object], ChunkResult] = Units(
             lambda chunk: self._read_chunk(*chunk), self.concurrency, "chunk")
@@ -88,7 +84,7 @@ class FullRefresh:
         return new
 
     def _chunks(self) -> dict[int, object]:
-        state = self.store.state.latest_refresh(self.source, self.stream, "running")
+        state = self.ledger.running()
         return state.chunks if state is not None and state.refresh == self.refresh else {}
 
     def _scope(self, chunk: int) -> str:
@@ -140,7 +136,7 @@ class FullRefresh:
                     f"{chunk} was planned to start at {planned!r}; the API's pages are not the configured size"
                 )
             return
-        self.store.state.set_chunk_start(self.source, self.stream, self.refresh, chunk, start_token)
+        self.ledger.set_chunk_start(self.refresh, chunk, start_token)
         self._units.add(self._unsubmitted({chunk: start_token}))
 
     def _register_all(self, total_pages: int) -> None:
@@ -148,15 +144,13 @@ class FullRefresh:
         chunk_pages = self.reader.stream.chunk_pages
         chunks = -(-total_pages // chunk_pages)
         starts = {c: self.pages.token_for_page(c * chunk_pages) for c in range(1, chunks)}
-        self.store.state.add_chunks(self.source, self.stream, self.refresh, starts)
+        self.ledger.add_chunks(self.refresh, starts)
         self._units.add(self._unsubmitted(starts))
 
     def _publish_if_complete(self) -> None:
-        state = self.store.state.latest_refresh(self.source, self.stream, "running")
-        if state is None or state.refresh != self.refresh or not state.chunks:
+        state = self.ledger.running()
+        if state is None or state.refresh != self.refresh or not self.ledger.complete(state):
             return
-        checkpoints = list(self.store.state.chunk_checkpoints(self.source, self.stream, state).values())
-        last = checkpoints[-1]
-        if all(c is not None and c.done for c in checkpoints) and last is not None and last.token is None:
-            self.published = self.store.publish_refresh(self.table, self.refresh, len(checkpoints))
-            self.rows = sum(c.records for c in checkpoints if c is not None)
+        checkpoints = self.ledger.checkpoints(state).values()
+        self.published = self.store.publish_refresh(self.table, self.refresh, len(checkpoints))
+        self.rows = sum(c.records for c in checkpoints if c is not None)

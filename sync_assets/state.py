@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sync_assets.spec import ApiSource, Stream
-from sync_assets.storage import Store
+from sync_assets.storage import Store, TableSpec
 from sync_assets.windows import Window, merge_windows, parse_cursor
 
 FULL_REFRESH_COMPLETE = "__ab_full_refresh_sync_complete"
@@ -55,21 +55,15 @@ def refresh_state(complete: bool, next_page_token: Any = None, pages_done: int =
 
 
 def stream_state(store: Store, source: ApiSource, stream: Stream) -> dict[str, Any]:
+    table = TableSpec.of(source, stream)
     if stream.incremental is not None or stream.parent is not None:
-        states = store.state.partition_states(source.name, stream.name).values()
+        states = store.partition_states(table).values()
         return date_range_state((s.window, s.max_cursor) for s in states if s.window)
-    running = store.state.latest_refresh(source.name, stream.name, "running")
+    refreshes = store.refreshes(table)
+    running = refreshes.running()
     if running is None:
-        return refresh_state(store.state.latest_refresh(source.name, stream.name, "published") is not None)
-    # Resume from the first chunk not done: everything before it is synced (later chunks may be too,
-    # when they are read at once; the state is never ahead of the data).
-    token, pages = None, 0
-    for chunk, checkpoint in sorted(store.state.chunk_checkpoints(source.name, stream.name, running).items()):
-        if checkpoint is None or not checkpoint.done:
-            token = checkpoint.token if checkpoint is not None and checkpoint.pages else running.chunks[chunk]
-            pages += checkpoint.pages if checkpoint is not None else 0
-            break
-        pages += checkpoint.pages
+        return refresh_state(refreshes.published() is not None)
+    token, pages = refreshes.resume_point(running)
     return {**refresh_state(False, token, pages), "refresh": running.refresh}
 
 

@@ -271,7 +271,7 @@ def published_parents(store: Store, reader: StreamReader, parent: Stream) -> Lis
     table = TableSpec.of(reader.source, parent)
 
     def listing() -> Iterator[dict[str, Any]]:
-        if store.state.latest_refresh(table.source, table.stream, "published") is None:
+        if store.refreshes(table).published() is None:
             raise ConfigurationError(
                 f"stream {reader.stream.name!r} reads the parents that {parent.name!r} published, and "
                 f"{parent.name!r} has published none yet: refresh {parent.name!r} first")

@@ -129,7 +129,7 @@ def run_chaos(api: DemoApi, work: Path, store_location: str, seed: int, kills_pe
                 # A cursor pointed back to a page that looked new (its token differed) and was checkpointed:
                 # resuming from it would meet the cycle again. The operator's way out: restart the refresh.
                 store = open_store(store_location)
-                store.abandon_refresh(TableSpec("demo", stream, "snapshot"))
+                store.refreshes(TableSpec("demo", stream, "snapshot")).abandon()
                 store.close()
                 report.restarts[stream] += 1
     report.api = api.stats()
@@ -145,9 +145,10 @@ def _check_state_matches_data(location: str, kind: str, stream: str, report: Cha
     store = open_store(location)
     try:
         if kind == "refresh":
-            running = store.state.latest_refresh("demo", stream, "running")
+            refreshes = store.refreshes(TableSpec("demo", stream))
+            running = refreshes.running()
             if running is not None:
-                for chunk, checkpoint in store.state.chunk_checkpoints("demo", stream, running).items():
+                for chunk, checkpoint in refreshes.checkpoints(running).items():
                     staged = _staged_rows(store, chunk_scope("demo", stream, running.refresh, chunk))
                     assert staged == (checkpoint.records if checkpoint else 0), (chunk, checkpoint, staged, report)
             return
@@ -157,7 +158,7 @@ def _check_state_matches_data(location: str, kind: str, stream: str, report: Cha
             assert len(ids) == state.records == len(set(ids)), (key, state, len(ids), report)
         for key, _ in days(FIRST, LAST):
             scope = partition_scope("demo", stream, key)
-            checkpoint = store.state.checkpoint(scope)
+            checkpoint = store.checkpoint(scope)
             assert _staged_rows(store, scope) == (checkpoint.records if checkpoint else 0), (key, report)
     finally:
         store.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
+import psycopg
 import pytest
 import requests
 
@@ -23,6 +24,7 @@ from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.storage import StageBusyError, Store, TableSpec, open_store
 from sync_assets.storage.duckdb import DuckDBStore
 from sync_assets.storage.layout import chunk_scope
+from sync_assets.storage.postgres import PostgresStore
 from sync_assets_tests.helpers import make_source_data, stored
 
 SIZES = {"customers": 230, "orders": 310, "events": 170}
@@ -61,8 +63,10 @@ def refresh_data(store: Store, table: TableSpec) -> list[str]:
     """Where a backend keeps each refresh's published data: what a publish or an abandon must clean up."""
     if isinstance(store, DuckDBStore):
         return sorted(p.name for p in store.stream_dir(table).glob("refresh-*"))
-    rows = store.state.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
-                            "AND table_name LIKE ?", (table.source, f"{table.stream}%"))
+    assert isinstance(store, PostgresStore)
+    with psycopg.connect(store.url) as db:
+        rows = db.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                          "AND table_name LIKE %s", (table.source, f"{table.stream}%")).fetchall()
     return sorted(name for (name,) in rows)
 
 
@@ -85,7 +89,7 @@ def test_random_access_chunks_are_all_registered_from_the_first_page(
     runner = FullRefresh(StreamReader(source, source.stream("orders"), client), store, concurrency=1)
     first = next(runner.run())  # chunk 0 done: 13 pages of 25 in chunks of 2 are all known by now
     assert first.chunk == 0
-    state = store.state.latest_refresh("demo", "orders", "running")
+    state = store.refreshes(TableSpec("demo", "orders")).running()
     assert state is not None and state.chunks == {c: (None if c == 0 else c * 50) for c in range(7)}
     client.close()
 
@@ -132,7 +136,6 @@ def test_readers_see_the_last_complete_snapshot_until_the_next_is_published(
     resumed = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path, store_location)
     assert resumed.published and resumed.refresh == failed.refresh == 2
     assert stored(store, "customers") == first
-    assert store.state.superseded("demo", "customers") == []  # refresh 1's data is removed
     assert refresh_data(store, CUSTOMERS) == (["refresh-2"] if isinstance(store, DuckDBStore) else ["customers"])
     # And the refresh after that starts from the first page again.
     requests.post(f"{healthy.url}/stats/reset", timeout=5)
@@ -234,7 +237,7 @@ def test_an_abandoned_refresh_is_removed_and_the_next_one_starts_over(
     source = source_from_dict(make_source_data(flaky.url, retry={"max_attempts": 1}))
     failed = refresh(source, "customers", tmp_path, store_location)
     store = open_store(store_location)
-    assert not failed.published and store.abandon_refresh(CUSTOMERS) == failed.refresh
+    assert not failed.published and store.refreshes(CUSTOMERS).abandon() == failed.refresh
     assert refresh_data(store, CUSTOMERS) == []
     healthy = demo_api(**SIZES)
     again = refresh(source_from_dict(make_source_data(healthy.url)), "customers", tmp_path, store_location)

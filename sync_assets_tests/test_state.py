@@ -38,7 +38,7 @@ def test_state_command_prints_merged_slices_and_refresh_progress(
     store = open_store(store_location)
     for n, hour in ((1, 5), (2, 7), (4, 3)):
         commit_day(store, n, hour)
-    store.state.start_refresh("demo", "customers")
+    store.refreshes(TableSpec("demo", "customers")).current()
     assert main(["state", str(DEMO_SOURCE_PATH), "--store", store_location]) == 0
     messages = {m["state"]["stream"]["stream_descriptor"]["name"]: m["state"]["stream"]["stream_state"]
                 for m in map(json.loads, capsys.readouterr().out.splitlines())}

@@ -379,8 +379,9 @@ def build_refresh_asset(
         started = time.monotonic()
         api, store, reader = base.open(context)
         targets = set(context.partition_keys)
-        current = store.state.next_refresh(source.name, stream.name)
-        running = store.state.latest_refresh(source.name, stream.name, "running") is not None
+        refreshes = store.refreshes(TableSpec.of(source, stream))
+        current = refreshes.next_number()
+        running = refreshes.running() is not None
         other = sorted(key for key in targets if refresh_of(key) != current)
         if other:
             context.log.info(f"{other[0]} is a chunk of refresh {refresh_of(other[0])}, which is over; this run "
@@ -427,7 +428,7 @@ def _register_chunks(
     """Mirror the store's chunks as dynamic partitions; after a publish, drop older refreshes' chunks and
     those past the end."""
     name = partitions_def.name or ""
-    state = store.state.latest_refresh(source.name, stream.name)
+    state = store.refreshes(TableSpec.of(source, stream)).latest()
     wanted = [chunk_key(state.refresh, c) for c in sorted(state.chunks)] if state else []
     existing = set(context.instance.get_dynamic_partitions(name))
     missing = [key for key in wanted if key not in existing]
@@ -444,8 +445,7 @@ def _finished_earlier(store: Store, source: ApiSource, stream: Stream, refresh: 
     metadata = []
     for key in sorted(keys):
         chunk = chunk_of(key)
-        checkpoint = None if chunk is None else store.state.checkpoint(
-            chunk_scope(source.name, stream.name, refresh, chunk))
+        checkpoint = None if chunk is None else store.checkpoint(chunk_scope(source.name, stream.name, refresh, chunk))
         if checkpoint is not None and checkpoint.done:
             metadata.append((key, sync_metadata(checkpoint.records, checkpoint.pages, [], count="chunk_records")))
     return metadata

@@ -52,10 +52,10 @@ def start_refresh(
         table = TableSpec(str(metadata["sync_assets/source"]), str(metadata["sync_assets/stream"]), "snapshot")
         store = ((defs.resources or {}).get(STORE_KEY) or SyncStoreIOManager(base_dir=None)).store
         if restart:
-            abandoned = store.abandon_refresh(table)
+            abandoned = store.refreshes(table).abandon()
             if abandoned is not None:
                 print(f"{key}: abandoned refresh {abandoned}; starting again from the first page")
-        first = chunk_key(store.state.next_refresh(table.source, table.stream), 0)
+        first = chunk_key(store.refreshes(table).next_number(), 0)
         if not instance.has_dynamic_partition(partitions.name, first):
             instance.add_dynamic_partitions(partitions.name, [first])
         command = [str(dagster), "asset", "materialize", "-m", module, "--select", key, "--partition", first]

@@ -31,6 +31,7 @@ from sync_assets.dagster.assets import chunk_partitions_name
 from sync_assets.dagster.io_manager import SyncStoreIOManager
 from sync_assets.dagster.killed_runs import reap_dead_runs
 from sync_assets.spec import ApiSource
+from sync_assets.storage import TableSpec
 from sync_assets.storage.layout import chunk_key, chunk_scope
 
 REFRESH_TAG = "sync_assets/refresh"
@@ -66,11 +67,10 @@ def build_refresh_sensor(
             if context.instance.get_runs(RunsFilter(statuses=_ACTIVE, tags={REFRESH_TAG: tag}), limit=1):
                 continue  # a run is on it
             name = chunk_partitions_name(source, source.stream(stream))
-            running = store.state.latest_refresh(source.name, stream, "running")
+            refreshes = store.refreshes(TableSpec.of(source, source.stream(stream)))
+            running = refreshes.running()
             if running is not None:
-                unfinished = [c for c, checkpoint in store.state.chunk_checkpoints(source.name, stream, running).items()
-                              if checkpoint is None or not checkpoint.done]
-                chunk = unfinished[0] if unfinished else max(running.chunks)
+                chunk = refreshes.resume_chunk(running)
                 if store.locked(chunk_scope(source.name, stream, running.refresh, chunk)):
                     continue  # a run started outside this sensor (UI, CLI) is reading it
                 # The store may know chunks Dagster does not yet (a run killed before copying them over).
@@ -81,10 +81,9 @@ def build_refresh_sensor(
                 requests.append(RunRequest(asset_selection=[asset.key], partition_key=chunk_key(running.refresh, chunk),
                                            tags={REFRESH_TAG: tag}))
                 continue
-            published = store.state.latest_refresh(source.name, stream, "published")
-            finished = store.state.refresh_finished_at(source.name, stream, published.refresh) if published else None
+            finished = refreshes.published_at()
             if finished is None or datetime.now(UTC) - finished >= refresh_every:
-                first = chunk_key(store.state.next_refresh(source.name, stream), 0)
+                first = chunk_key(refreshes.next_number(), 0)
                 if not context.instance.has_dynamic_partition(name, first):
                     new_partitions.append(_add_request(asset, [first]))
                 requests.append(RunRequest(asset_selection=[asset.key], partition_key=first,

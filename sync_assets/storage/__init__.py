@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sync_assets.storage.refreshes import RefreshLedger
     from sync_assets.storage.statedb import Checkpoint, PartitionState, RefreshState
     from sync_assets.storage.store import (
         KeyTally,
@@ -30,6 +31,7 @@ __all__ = [
     "Part",
     "PartitionState",
     "Published",
+    "RefreshLedger",
     "RefreshState",
     "Stage",
     "StageBusyError",
@@ -44,7 +46,7 @@ _BOOKKEEPING = {"Checkpoint", "PartitionState", "RefreshState"}  # statedb's; th
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module 'sync_assets.storage' has no attribute {name!r}")
-    module = "statedb" if name in _BOOKKEEPING else "store"
+    module = "statedb" if name in _BOOKKEEPING else "refreshes" if name == "RefreshLedger" else "store"
     value = getattr(import_module(f"sync_assets.storage.{module}"), name)
     globals()[name] = value  # looked up once
     return value

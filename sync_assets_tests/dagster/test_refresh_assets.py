@@ -29,12 +29,14 @@ from sync_assets.dagster import build_definitions, chunk_partitions_name
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.home import home_under
 from sync_assets.sources import demo_source
+from sync_assets.storage import TableSpec
 from sync_assets.storage.layout import chunk_key, chunk_scope, store_dir
 from sync_assets_tests.dagster.helpers import SURVEYS, demo_defs, run, store_of
 from sync_assets_tests.dagster.test_cli_runs import BIN, REPO, _env, _home
 from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, make_source, stored, typed
 
 CUSTOMERS = AssetKey(["demo", "customers"])
+CUSTOMERS_TABLE = TableSpec("demo", "customers")
 RESPONSES = AssetKey(["demo", "survey_responses"])
 COUNT = 4500  # 9 pages of 500, 3 chunks of 4 pages
 
@@ -44,7 +46,7 @@ def refresh(defs: Definitions, instance: DagsterInstance, key: AssetKey = CUSTOM
     """A run of the refresh to work on (the running one, or the next), as start-refresh asks for it."""
     name = chunk_partitions_name(demo_source(), demo_source().stream(key.path[-1]))
     if partition is None:
-        partition = chunk_key(store_of(instance).state.next_refresh("demo", key.path[-1]), 0)
+        partition = chunk_key(store_of(instance).refreshes(TableSpec("demo", key.path[-1])).next_number(), 0)
     if not instance.has_dynamic_partition(name, partition):
         instance.add_dynamic_partitions(name, [partition])
     return run(defs, instance, key, partition=partition)
@@ -101,11 +103,11 @@ def test_downstream_loads_the_previous_snapshot_while_a_refresh_fails(
     flaky = demo_api(customers=COUNT, fail_rate=0.4)  # same data; some pages fail, nothing retried
     failed = refresh(demo_defs(flaky, max_attempts=1), instance)
     assert not failed.success
-    assert store_of(instance).state.latest_refresh("demo", "customers", "running") is not None
+    assert store_of(instance).refreshes(CUSTOMERS_TABLE).running() is not None
     assert downstream_load(demo_defs(healthy), instance) == typed(data.all_customers(0, COUNT),
                                                                         timestamps=("created_at",))
     assert refresh(demo_defs(healthy), instance).success  # resumes that refresh and publishes it
-    assert store_of(instance).state.latest_refresh("demo", "customers", "running") is None
+    assert store_of(instance).refreshes(CUSTOMERS_TABLE).running() is None
     assert downstream_load(demo_defs(healthy), instance) == typed(data.all_customers(0, COUNT),
                                                                         timestamps=("created_at",))
 
@@ -117,12 +119,12 @@ def test_materializing_any_chunk_continues_or_starts_the_current_refresh_and_nev
     first = refresh(defs, instance, partition=chunk_key(1, 2))  # none runs: refresh 1 starts from its first chunk
     assert first.success
     store = store_of(instance)
-    published = store.state.latest_refresh("demo", "customers", "published")
+    published = store.refreshes(CUSTOMERS_TABLE).published()
     assert published is not None and published.refresh == 1
     assert {chunk_key(1, c) for c in published.chunks} <= instance.get_materialized_partitions(CUSTOMERS)
     stale = refresh(defs, instance, partition=chunk_key(1, 0))  # a chunk of a refresh that is over
     assert stale.success  # not a failure: refresh 2 ran instead, and the asset is not marked failed
-    published = store.state.latest_refresh("demo", "customers", "published")
+    published = store.refreshes(CUSTOMERS_TABLE).published()
     assert published is not None and published.refresh == 2
     assert {chunk_key(2, c) for c in published.chunks} <= instance.get_materialized_partitions(CUSTOMERS)
     assert stored(store, "customers") == data.all_customers(0, COUNT)
@@ -138,15 +140,15 @@ def test_each_refresh_has_partitions_of_its_own_so_the_ui_shows_how_far_the_runn
     flaky = demo_api(customers=COUNT, fail_rate=0.5)
     assert not refresh(demo_defs(flaky, max_attempts=1), instance).success  # refresh 2 stops part-way
     store = store_of(instance)
-    running = store.state.latest_refresh("demo", "customers", "running")
+    running = store.refreshes(CUSTOMERS_TABLE).running()
     assert running is not None and running.refresh == 2
-    checkpoints = store.state.chunk_checkpoints("demo", "customers", running)
+    checkpoints = store.refreshes(CUSTOMERS_TABLE).checkpoints(running)
     done = {chunk_key(2, c) for c, checkpoint in checkpoints.items() if checkpoint is not None and checkpoint.done}
     second = {chunk_key(2, c) for c in running.chunks}
     assert not first & second  # refresh 2's chunks are partitions of their own...
     assert instance.get_materialized_partitions(CUSTOMERS) & second == done  # ...materialized only once done
     assert refresh(demo_defs(healthy), instance).success  # refresh 2 resumed and published
-    published = store.state.latest_refresh("demo", "customers", "published")
+    published = store.refreshes(CUSTOMERS_TABLE).published()
     assert published is not None and published.refresh == 2
     keys = {chunk_key(2, c) for c in published.chunks}
     assert set(instance.get_dynamic_partitions(name)) == keys  # refresh 1's partitions are gone
@@ -204,7 +206,7 @@ def test_the_refresh_sensor_starts_and_resumes_refreshes(
     flaky = demo_api(customers=COUNT, fail_rate=0.4)
     assert not refresh(demo_defs(flaky, max_attempts=1), instance).success
     store = store_of(instance)
-    state = store.state.latest_refresh("demo", "customers", "running")
+    state = store.refreshes(CUSTOMERS_TABLE).running()
     assert state is not None
     with build_sensor_context(instance=instance, resources=defs.resources) as context:
         result = sensor(context)  # resources by parameter name, as the daemon passes them
@@ -213,7 +215,7 @@ def test_the_refresh_sensor_starts_and_resumes_refreshes(
     name = chunk_partitions_name(demo_source(), demo_source().stream("customers"))
     known = set(instance.get_dynamic_partitions(name))
     assert {chunk_key(state.refresh, c) for c in state.chunks} <= known | registered  # every chunk the store knows
-    checkpoints = {c: store.state.checkpoint(chunk_scope("demo", "customers", state.refresh, c)) for c in state.chunks}
+    checkpoints = {c: store.checkpoint(chunk_scope("demo", "customers", state.refresh, c)) for c in state.chunks}
     first_unfinished = min(c for c, checkpoint in checkpoints.items() if checkpoint is None or not checkpoint.done)
     assert resume.partition_key == chunk_key(state.refresh, first_unfinished)
 

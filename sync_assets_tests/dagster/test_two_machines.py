@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from sync_assets.demo_api import DemoApi, data
-from sync_assets.storage import open_store
+from sync_assets.storage import TableSpec, open_store
 from sync_assets_tests.conftest import postgres_database
 from sync_assets_tests.dagster.test_cli_runs import BIN
 from sync_assets_tests.helpers import TOKEN, stored
@@ -56,9 +56,9 @@ def _pod(tmp_path: Path, name: str, url: str, api: DemoApi) -> dict[str, str]:
 def _pages_committed(url: str) -> int:
     store = open_store(url)
     try:
-        (row,) = store.state.rows("SELECT COALESCE(SUM(pages), 0) FROM sync_stages "
-                                  "WHERE substr(scope, 1, 15) = 'demo/customers/'")
-        return int(row[0])
+        refreshes = store.refreshes(TableSpec("demo", "customers"))
+        running = refreshes.running()
+        return 0 if running is None else sum(c.pages for c in refreshes.checkpoints(running).values() if c)
     finally:
         store.close()
 

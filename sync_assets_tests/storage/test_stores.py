@@ -7,6 +7,7 @@ both backends too, in ``test_refresh``, ``test_substream`` and ``test_state``.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -14,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
+import psycopg
 import pytest
 
 from sync_assets.schema import Drift
 from sync_assets.storage import PartitionState, Published, Stage, StageBusyError, Store, TableSpec, open_store
 from sync_assets.storage.duckdb import DuckDBStore
+from sync_assets.storage.postgres import PostgresStore
 from sync_assets.storage.store import PrivateStage
 from sync_assets.windows import Window
 from sync_assets_tests.conftest import postgres_database
@@ -46,7 +49,9 @@ def query(store: Store, sql: str) -> list[tuple[Any, ...]]:
     if isinstance(store, DuckDBStore):
         with duckdb.connect(str(store.catalog.path), read_only=True) as db:
             return [tuple(row) for row in db.sql(sql).fetchall()]
-    return [tuple(row) for row in store.state.rows(sql)]
+    assert isinstance(store, PostgresStore)
+    with psycopg.connect(store.url) as db:
+        return [tuple(row) for row in db.execute(sql).fetchall()]
 
 
 def test_a_partition_is_replaced_with_its_state(store_location: str) -> None:
@@ -235,7 +240,7 @@ def test_a_database_held_open_elsewhere_delays_only_the_views_never_the_data(
 
 def test_a_publish_waits_for_the_database_and_says_so(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
     store = DuckDBStore(tmp_path / "store")
-    store.state.rows("SELECT 1")  # the store exists before the database is held
+    store.partition_states(ORDERS)  # the store exists before the database is held
     holder = _hold_open(str(store.catalog.path), 1.0)
     try:
         with caplog.at_level("WARNING"):
@@ -340,7 +345,7 @@ def test_a_partition_published_alone_by_an_earlier_release_is_replaced_in_its_ow
     publish(store, "2024-01-01", [order(1), order(2)])
     (group,) = store.stream_dir(ORDERS).glob("*.parquet")
     group.rename(group.with_name("2024-01-01.parquet"))  # as release 0.2 left it: one file a partition
-    with store.state.transaction() as db:
+    with sqlite3.connect(tmp_path / "state.sqlite") as db:  # its bookkeeping knew no files
         db.execute("DELETE FROM sync_partition_files")
     assert [r["id"] for r in store.records(ORDERS, ["2024-01-01"])] == [1, 2]
     publish(store, "2024-01-01", [order(3)])
