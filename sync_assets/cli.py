@@ -193,9 +193,9 @@ def _manifest_check(args: argparse.Namespace) -> int:
 
 
 def _demo_api(args: argparse.Namespace) -> int:
-    from sync_assets.demo_api import server
+    from sync_assets.demo_api import command
 
-    return server.main(args.server_arguments, prog="sync-assets demo-api")
+    return command.main(args.server_arguments, prog="sync-assets demo-api")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     manifest_check.add_argument("paths", nargs="+", metavar="PATH", help="manifest.yaml files or connector folders")
     manifest_check.set_defaults(handler=_manifest_check)
 
-    # its options are the server's own, parsed by it: the server module loads only when it is asked for
+    # its options are the demo API's own, parsed by its command module, which loads only when it is asked for
     demo = commands.add_parser("demo-api", help="serve the bundled demo API (see demo-api --help)", add_help=False)
     demo.set_defaults(handler=_demo_api)
     return parser

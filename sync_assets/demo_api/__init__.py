@@ -1,7 +1,15 @@
 """The local demo HTTP API that the quickstart, the tests and the benchmarks sync from.
 
-``DemoApi`` and ``DemoApiConfig`` are imported lazily so that ``python -m sync_assets.demo_api.server``
-does not load the server module twice (once via this package, once as ``__main__``).
+Each endpoint uses a different pagination style (next URL in the body, page numbers, opaque cursor,
+offset, ``Link`` header) and the server can add latency, require credentials, enforce a moving-window
+rate limit and inject faults, so sync code is exercised against what production APIs do to it. All data
+comes from :mod:`sync_assets.demo_api.data`, computed per page, so tests know the exact ground truth and
+memory stays flat whatever the data set sizes. The server is :mod:`~sync_assets.demo_api.server`; each of
+its concerns (config, protocol, endpoints, auth, limits, faults, stats, command) is a module of its own.
+
+``DemoApi`` and ``DemoApiConfig`` are imported lazily: importing the package for its data then loads no
+HTTP machinery, and ``python -m sync_assets.demo_api.server`` does not find the server module already
+imported by its package before it runs as ``__main__`` (which runpy warns about).
 """
 
 from typing import TYPE_CHECKING
@@ -37,7 +45,8 @@ from sync_assets.demo_api.data import (
 )
 
 if TYPE_CHECKING:
-    from sync_assets.demo_api.server import DemoApi, DemoApiConfig
+    from sync_assets.demo_api.config import DemoApiConfig
+    from sync_assets.demo_api.server import DemoApi
 
 _LAZY_SERVER_NAMES = ("DemoApi", "DemoApiConfig")
 

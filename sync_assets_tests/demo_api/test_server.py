@@ -41,7 +41,8 @@ from sync_assets.demo_api import (
     survey_responses,
     surveys_modified_between,
 )
-from sync_assets.demo_api.server import add_arguments, parse_rate_limit, run
+from sync_assets.demo_api.command import add_arguments, run
+from sync_assets.demo_api.config import parse_rate_limit
 
 SEED = 7
 SIZES: dict[str, Any] = {"customers": 53, "orders": 47, "events": 41, "surveys": 83}
