@@ -19,8 +19,7 @@ from pathlib import Path
 import requests
 
 from benchmarks.demo_server import TOKEN, demo_api
-from sync_assets.http import RequestStats
-from sync_assets.reader import open_client
+from sync_assets.http import RequestStats, open_client
 from sync_assets.spec import source_from_dict
 
 

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from benchmarks.demo_server import TOKEN, demo_api
-from sync_assets.http import RequestStats
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import RequestStats, open_client
+from sync_assets.reader import StreamReader
 from sync_assets.refresh import FullRefresh
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.storage import open_store

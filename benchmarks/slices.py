@@ -33,8 +33,8 @@ import requests
 from benchmarks.backfill import fresh_home
 from benchmarks.budgeted_defs import BUDGETED_SOURCE
 from benchmarks.demo_server import TOKEN, demo_api
-from sync_assets.http import RequestStats
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import RequestStats, open_client
+from sync_assets.reader import StreamReader
 from sync_assets.sources import demo_source
 from sync_assets.spec import load_source
 from sync_assets.spooled import spool_windows

@@ -72,7 +72,8 @@ def fresh_store(backend: str, postgres: str = POSTGRES) -> Iterator[str]:
 def engine_run(url: str, store: str, concurrency: int = 10, days: int = 30) -> tuple[int, float]:
     """Records synced and CPU seconds of this process, for ``days`` days from January 1 through the engine,
     ``concurrency`` windows at once."""
-    from sync_assets.reader import StreamReader, open_client
+    from sync_assets.http import open_client
+    from sync_assets.reader import StreamReader
     from sync_assets.sources import demo_source
     from sync_assets.storage import open_store
     from sync_assets.sync import sync_windows
@@ -248,7 +249,8 @@ def peak_memory() -> None:
 
 
 def refresh_rss(url: str, store: str, count: int) -> float:
-    from sync_assets.reader import StreamReader, open_client
+    from sync_assets.http import open_client
+    from sync_assets.reader import StreamReader
     from sync_assets.refresh import FullRefresh
     from sync_assets.spec import source_from_dict
     from sync_assets.storage import open_store

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.demo_server import TOKEN, demo_api
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import open_client
+from sync_assets.reader import StreamReader
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.storage import open_store
 from sync_assets.substream import sync_substream

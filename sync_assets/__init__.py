@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sync_assets.auth import ApiKeyAuth, BasicAuth, BearerAuth
     from sync_assets.errors import ConfigurationError, SyncError, SyncSystemError, TransientError
-    from sync_assets.http import RequestStats, RetryPolicy
+    from sync_assets.http import RequestStats, RetryPolicy, open_client
     from sync_assets.pagination import CursorToken, LinkHeader, NextUrl, NoPagination, Offset, PageNumber
     from sync_assets.rate_limit import Rate, RateLimitStore
-    from sync_assets.reader import Page, StreamReader, open_client
+    from sync_assets.reader import Page, StreamReader
     from sync_assets.secrets import Env
     from sync_assets.spec import ApiSource, Parent, Stream, load_source
     from sync_assets.windows import Incremental, Window
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "sync_assets.auth": ("ApiKeyAuth", "BasicAuth", "BearerAuth"),
     "sync_assets.errors": ("ConfigurationError", "SyncError", "SyncSystemError", "TransientError"),
-    "sync_assets.http": ("RequestStats", "RetryPolicy"),
+    "sync_assets.http": ("RequestStats", "RetryPolicy", "open_client"),
     "sync_assets.pagination": ("CursorToken", "LinkHeader", "NextUrl", "NoPagination", "Offset", "PageNumber"),
     "sync_assets.rate_limit": ("Rate", "RateLimitStore"),
-    "sync_assets.reader": ("Page", "StreamReader", "open_client"),
+    "sync_assets.reader": ("Page", "StreamReader"),
     "sync_assets.secrets": ("Env",),
     "sync_assets.spec": ("ApiSource", "Parent", "Stream", "load_source"),
     "sync_assets.windows": ("Incremental", "Window"),

@@ -36,8 +36,8 @@ from pydantic import BaseModel, SecretStr
 
 from sync_assets.concurrency import completed
 from sync_assets.errors import ConfigurationError, CredentialsRefused, SyncError, TransientError
-from sync_assets.http import HttpClient, RequestStats
-from sync_assets.reader import PageSource, StreamReader, open_client
+from sync_assets.http import HttpClient, RequestStats, open_client
+from sync_assets.reader import PageSource, StreamReader
 from sync_assets.redaction import mask, register_secret
 from sync_assets.secrets import Env
 from sync_assets.spec import ApiSource, Stream

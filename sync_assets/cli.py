@@ -49,8 +49,8 @@ def _instant(text: str) -> datetime:
 
 
 def _read(args: argparse.Namespace) -> int:
-    from sync_assets.http import RequestStats
-    from sync_assets.reader import StreamReader, open_client
+    from sync_assets.http import RequestStats, open_client
+    from sync_assets.reader import StreamReader
     from sync_assets.spec import load_source
     from sync_assets.windows import windows_between
 

@@ -25,7 +25,7 @@ import random
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,15 +35,23 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from sync_assets.auth import ResolvedAuth
 from sync_assets.errors import ConfigurationError, CredentialsRefused, SyncSystemError, TransientError
+from sync_assets.home import sync_assets_home
 from sync_assets.rate_limit import (
     AnnouncedBudget,
     RateLimitHeaders,
+    RateLimitStore,
     SharedRateLimiter,
     announced_remaining,
     announced_reset_seconds,
     announced_wait,
 )
 from sync_assets.redaction import get_logger, mask, mask_url, strip_query_params
+from sync_assets.secrets import resolve_text
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sync_assets.spec import ApiSource
 
 log = get_logger(__name__)
 
@@ -306,3 +314,32 @@ class HttpClient:
     def close(self) -> None:
         self._session.close()
         self._limiter.close()
+
+
+def open_client(source: ApiSource, state_dir: Path | None = None) -> HttpClient:
+    """The source's client: credentials resolved from the environment now, budget shared via the store.
+
+    Beside the client it builds, so that what a client is made of is read in one file; the source's
+    models are only its argument (``spec`` imports this module for ``RetryPolicy``)."""
+    base_url = resolve_text(source.base_url, "base_url")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigurationError(f"base_url of source {source.name!r} must start with http:// or https://")
+    if not source.verify_tls:
+        log.warning("TLS certificates are not verified for source %s (verify_tls: false)", source.name)
+    budget_store = source.rate_limit_store
+    if "rate_limit_store" not in source.model_fields_set:
+        budget_store = RateLimitStore.deployment_default() or budget_store
+    limiter = SharedRateLimiter(
+        source.rate_limit_key or source.name, source.rate_limits, budget_store,
+        state_dir or sync_assets_home(), margin_seconds=source.rate_limit_margin_seconds,
+    )
+    try:
+        auth = source.auth.resolve(limiter.board) if source.auth else None
+    except BaseException:
+        limiter.close()
+        raise
+    return HttpClient(
+        base_url, auth or ResolvedAuth(), limiter, source.retry, headers=source.headers,
+        verify_tls=source.verify_tls, max_connections=source.concurrency,
+        rate_limit_headers=source.rate_limit_headers,
+    )

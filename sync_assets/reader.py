@@ -11,50 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
-from sync_assets.auth import ResolvedAuth
 from sync_assets.concurrency import page_work
 from sync_assets.errors import ConfigurationError, SyncSystemError
-from sync_assets.home import sync_assets_home
 from sync_assets.http import FormBody, HttpClient, RequestStats
 from sync_assets.pagination import Token, token_fingerprint
 from sync_assets.plugins import PluginError
-from sync_assets.rate_limit import RateLimitStore, SharedRateLimiter
 from sync_assets.records import select_records
 from sync_assets.redaction import get_logger, mask
-from sync_assets.secrets import resolve_text
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.windows import Window, cut_to_window, window_params
 
 log = get_logger(__name__)
-
-
-def open_client(source: ApiSource, state_dir: Path | None = None) -> HttpClient:
-    """The source's client: credentials resolved from the environment now, budget shared via the store."""
-    base_url = resolve_text(source.base_url, "base_url")
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigurationError(f"base_url of source {source.name!r} must start with http:// or https://")
-    if not source.verify_tls:
-        log.warning("TLS certificates are not verified for source %s (verify_tls: false)", source.name)
-    budget_store = source.rate_limit_store
-    if "rate_limit_store" not in source.model_fields_set:
-        budget_store = RateLimitStore.deployment_default() or budget_store
-    limiter = SharedRateLimiter(
-        source.rate_limit_key or source.name, source.rate_limits, budget_store,
-        state_dir or sync_assets_home(), margin_seconds=source.rate_limit_margin_seconds,
-    )
-    try:
-        auth = source.auth.resolve(limiter.board) if source.auth else None
-    except BaseException:
-        limiter.close()
-        raise
-    return HttpClient(
-        base_url, auth or ResolvedAuth(), limiter, source.retry, headers=source.headers,
-        verify_tls=source.verify_tls, max_connections=source.concurrency,
-        rate_limit_headers=source.rate_limit_headers,
-    )
 
 
 @dataclass(frozen=True)

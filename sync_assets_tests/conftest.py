@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from sync_assets.demo_api import DemoApi, DemoApiConfig
+from sync_assets.http import HttpClient, open_client
+from sync_assets.reader import StreamReader
+from sync_assets.spec import ApiSource
 from sync_assets_tests.helpers import TOKEN
 
 # The tests know the demo data of 2024 (the demo source's default start); `scripts/dev.py demo` moves the
@@ -32,6 +35,22 @@ def demo_api() -> Iterator[Callable[..., DemoApi]]:
     yield start
     for api in started:
         api.stop()
+
+
+@pytest.fixture
+def open_reader(tmp_path: Path) -> Iterator[Callable[[ApiSource, str], StreamReader]]:
+    """Readers of a source's streams, as a user's code opens them (a client each, its budget's files under
+    ``tmp_path``), all closed at the end of the test."""
+    clients: list[HttpClient] = []
+
+    def open_one(source: ApiSource, stream: str) -> StreamReader:
+        client = open_client(source, tmp_path)
+        clients.append(client)
+        return StreamReader(source, source.stream(stream), client)
+
+    yield open_one
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from sync_assets.demo_api import DemoApi
-from sync_assets.http import RequestStats
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import RequestStats, open_client
+from sync_assets.reader import StreamReader
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.storage import Store, TableSpec
 

@@ -20,7 +20,8 @@ import signal
 from datetime import date, timedelta
 from pathlib import Path
 
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import open_client
+from sync_assets.reader import StreamReader
 from sync_assets.refresh import FullRefresh
 from sync_assets.spec import source_from_dict
 from sync_assets.storage import TableSpec, open_store

@@ -74,7 +74,8 @@ def test_a_token_that_expires_is_renewed_under_a_concurrent_range(
 ) -> None:
     from datetime import UTC, datetime
 
-    from sync_assets.reader import StreamReader, open_client
+    from sync_assets.http import open_client
+    from sync_assets.reader import StreamReader
     from sync_assets.redaction import mask
     from sync_assets.storage import open_store
     from sync_assets.sync import sync_windows
@@ -119,7 +120,8 @@ def test_refused_credentials_are_sent_once_for_a_whole_concurrent_range(
     (a login retried by every window can lock the account)."""
     from datetime import UTC, datetime
 
-    from sync_assets.reader import StreamReader, open_client
+    from sync_assets.http import open_client
+    from sync_assets.reader import StreamReader
     from sync_assets.storage import open_store
     from sync_assets.sync import sync_windows
     from sync_assets.windows import partition_key, windows_between

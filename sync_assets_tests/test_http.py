@@ -153,8 +153,7 @@ def test_threads_sharing_a_client_never_send_more_than_the_headers_leave(
 ) -> None:
     """Six threads, one client, a budget of 5 a second announced only in headers: a thread must not send
     while the requests already on their way could use up what the last answer said was left."""
-    from sync_assets.http import RequestStats
-    from sync_assets.reader import open_client
+    from sync_assets.http import RequestStats, open_client
 
     api = demo_api(customers=50, rate_limit=(5, 1), rate_limit_style=style)
     client = open_client(make_source(api, [CUSTOMERS]), tmp_path)

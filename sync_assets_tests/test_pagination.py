@@ -11,8 +11,8 @@ import requests
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import SyncSystemError
-from sync_assets.http import RequestStats
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import RequestStats, open_client
+from sync_assets.reader import StreamReader
 from sync_assets.windows import Window
 from sync_assets_tests.helpers import TOKEN, make_source, read_all
 

@@ -10,7 +10,8 @@ import pytest
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import open_client
+from sync_assets.reader import StreamReader
 from sync_assets.spec import parse_source_yaml
 from sync_assets.storage import open_store
 from sync_assets.sync import sync_windows

@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from sync_assets.demo_api import DemoApi, data
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import open_client
+from sync_assets.reader import StreamReader
 from sync_assets.refresh import ChunkResult, FullRefresh
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.storage import StageBusyError, Store, TableSpec, open_store

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import SyncSystemError
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import open_client
+from sync_assets.reader import StreamReader
 from sync_assets.schema import PARTITION_COLUMN
 from sync_assets.slices import Slice, plan_slices
 from sync_assets.storage import TableSpec, open_store

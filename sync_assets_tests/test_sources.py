@@ -13,7 +13,8 @@ from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
 from sync_assets.dagster import SyncApiResource, build_definitions
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.home import home_under
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import open_client
+from sync_assets.reader import StreamReader
 from sync_assets.sources import github_style_source, stripe_style_source
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.storage import TableSpec, open_store

@@ -12,8 +12,8 @@ import requests
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
-from sync_assets.http import RequestStats
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import RequestStats, open_client
+from sync_assets.reader import StreamReader
 from sync_assets.refresh import ChunkResult, FullRefresh
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.storage import Store, TableSpec, open_store

@@ -13,7 +13,8 @@ from pydantic import SecretStr
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import open_client
+from sync_assets.reader import StreamReader
 from sync_assets.sources import demo_source
 from sync_assets.spec import source_from_dict
 from sync_assets.storage import TableSpec, open_store

@@ -16,9 +16,8 @@ from pydantic import Field, PrivateAttr, SecretStr
 
 from sync_assets.errors import ConfigurationError
 from sync_assets.home import home_under, sync_assets_home
-from sync_assets.http import HttpClient
+from sync_assets.http import HttpClient, open_client
 from sync_assets.rate_limit import Rate
-from sync_assets.reader import open_client
 from sync_assets.secrets import Env
 from sync_assets.spec import ApiSource
 

@@ -19,8 +19,8 @@ from sync_assets.dagster import SyncApiResource, build_definitions, chunk_partit
 from sync_assets.demo_api import DemoApi
 from sync_assets.errors import ConfigurationError
 from sync_assets.home import home_under
-from sync_assets.http import RequestStats
-from sync_assets.reader import StreamReader, open_client
+from sync_assets.http import RequestStats, open_client
+from sync_assets.reader import StreamReader
 from sync_assets.spec import ApiSource, load_source
 from sync_assets.storage import TableSpec, open_store
 from sync_assets.storage.layout import chunk_key, store_dir
