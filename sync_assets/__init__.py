@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from sync_assets.rate_limit import Rate, RateLimitStore
     from sync_assets.reader import Page, StreamReader
     from sync_assets.secrets import Env
-    from sync_assets.spec import ApiSource, Parent, Stream, load_source
+    from sync_assets.spec import ApiSource, Parent, Stream, StreamKind, load_source
     from sync_assets.windows import Incremental, Window
 
 _EXPORTS = {
@@ -32,7 +32,7 @@ _EXPORTS = {
     "sync_assets.rate_limit": ("Rate", "RateLimitStore"),
     "sync_assets.reader": ("Page", "StreamReader"),
     "sync_assets.secrets": ("Env",),
-    "sync_assets.spec": ("ApiSource", "Parent", "Stream", "load_source"),
+    "sync_assets.spec": ("ApiSource", "Parent", "Stream", "StreamKind", "load_source"),
     "sync_assets.windows": ("Incremental", "Window"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -58,6 +58,7 @@ __all__ = [
     "RequestStats",
     "RetryPolicy",
     "Stream",
+    "StreamKind",
     "StreamReader",
     "SyncError",
     "SyncSystemError",

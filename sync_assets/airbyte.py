@@ -40,7 +40,7 @@ from sync_assets.http import HttpClient, RequestStats, open_client
 from sync_assets.reader import PageSource, StreamReader
 from sync_assets.redaction import mask, register_secret
 from sync_assets.secrets import Env
-from sync_assets.spec import ApiSource, Stream
+from sync_assets.spec import ApiSource, Stream, StreamKind
 from sync_assets.spooled import encode_record, spool_windows
 from sync_assets.state import FULL_REFRESH_COMPLETE, covered_windows, date_range_state, refresh_state
 from sync_assets.substream import Listing, parent_id, refresh_pages
@@ -274,7 +274,7 @@ def _primary_key(stream: Stream) -> list[list[str]]:
 
 
 def catalog_stream(source: ApiSource, stream: Stream, schema: dict[str, Any]) -> dict[str, Any]:
-    windowed = not source.refreshes(stream)
+    windowed = source.kind(stream) is not StreamKind.FULL_REFRESH
     entry: dict[str, Any] = {
         "name": stream.name, "namespace": source.name, "json_schema": schema,
         "supported_sync_modes": ["full_refresh", "incremental"] if windowed else ["full_refresh"],
@@ -335,12 +335,14 @@ class Read:
     def _stream(self, reader: StreamReader, incremental: bool) -> bool:
         stream = reader.stream
         state = self.states.get(stream.name) if incremental else None
-        if stream.parent is not None and not self.source.refreshes(stream):
-            return self._substream(reader, state)
-        if stream.incremental is not None:
-            return self._windows(reader, state)
-        return self._refresh(refresh_pages(reader, lambda p: self._read_whole(p, reader.client)),
-                             self.states.get(stream.name))
+        match self.source.kind(stream):
+            case StreamKind.PARENT_WINDOWS | StreamKind.WINDOWS_OVER_PARENTS:
+                return self._substream(reader, state)
+            case StreamKind.WINDOWS:
+                return self._windows(reader, state)
+            case StreamKind.FULL_REFRESH:
+                return self._refresh(refresh_pages(reader, lambda p: self._read_whole(p, reader.client)),
+                                     self.states.get(stream.name))
 
     def _read_whole(self, parent: Stream, client: HttpClient) -> Listing:
         """A full-refresh parent's records, read whole from the API (its own parents too, at any depth)."""
@@ -413,7 +415,8 @@ class Read:
         parent = self.source.stream(stream.parent.stream)
         done = covered_windows(state)
         partial = (state or {}).get("in_progress") or {}
-        if stream.incremental is not None:  # the source refuses windows of its own under a windowed parent
+        if self.source.kind(stream) is StreamKind.WINDOWS_OVER_PARENTS:
+            assert stream.incremental is not None
             everyone = list(self._read_whole(parent, reader.client)())
             ok = True
             for window in uncovered_windows(stream.incremental, [w for w, _ in done], datetime.now(UTC)):

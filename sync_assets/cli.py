@@ -51,18 +51,11 @@ def _instant(text: str) -> datetime:
 def _read(args: argparse.Namespace) -> int:
     from sync_assets.http import RequestStats, open_client
     from sync_assets.reader import StreamReader
-    from sync_assets.spec import load_source
+    from sync_assets.spec import StreamKind, load_source
     from sync_assets.windows import windows_between
 
     source = load_source(args.source)
     stream = source.stream(args.stream)
-    windows: list[Window] = []
-    if stream.incremental is not None:
-        start = args.start or stream.incremental.start
-        end = stream.incremental.until(args.end or datetime.now(UTC))
-        windows = list(windows_between(start, end, stream.incremental.window))
-    elif args.start or args.end:
-        raise ConfigurationError(f"stream {stream.name!r} is not incremental; --start/--end do not apply")
     if stream.parent is not None:
         raise ConfigurationError(
             f"stream {stream.name!r} is a substream of {stream.parent.stream!r}: it is read once per parent "
@@ -70,6 +63,14 @@ def _read(args: argparse.Namespace) -> int:
             f"store), or read it with its parents from the API: sync-assets airbyte {args.source} read, with a "
             f"catalog naming {stream.name} (docs/airbyte.md)"
         )
+    windows: list[Window] = []
+    if source.kind(stream) is StreamKind.WINDOWS:
+        assert stream.incremental is not None
+        start = args.start or stream.incremental.start
+        end = stream.incremental.until(args.end or datetime.now(UTC))
+        windows = list(windows_between(start, end, stream.incremental.window))
+    elif args.start or args.end:
+        raise ConfigurationError(f"stream {stream.name!r} is not incremental; --start/--end do not apply")
     stats = RequestStats()
     client = open_client(source, args.state_dir)
     reader = StreamReader(source, stream, client)
@@ -94,9 +95,10 @@ def _write(reader: StreamReader, windows: list[Window], out: IO[str], totals: di
            stats: RequestStats) -> None:
     """An incremental stream's windows read through request slices (as a Dagster range run reads them),
     each slice written whole as it ends; any other stream page by page."""
+    from sync_assets.spec import StreamKind
     from sync_assets.spooled import encode_record, spool_windows
 
-    if reader.stream.incremental is None:
+    if reader.source.kind(reader.stream) is StreamKind.FULL_REFRESH:
         for page in reader.pages(stats):
             out.writelines(encode_record(record) + "\n" for record in page.records)
             totals["records"] += len(page.records)
@@ -121,7 +123,7 @@ def _check(args: argparse.Namespace) -> int:
 
     source = load_source(args.source)
     for stream in source.streams:
-        print(f"{source.name}/{stream.name}: {stream.path} ({source.kind_of(stream)}; "
+        print(f"{source.name}/{stream.name}: {stream.path} ({source.describe(stream)}; "
               f"{stream.paginator.type} pagination)")
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -254,6 +255,21 @@ class StreamDefaults(BaseModel):
         return {**stream, **update}
 
 
+class StreamKind(StrEnum):
+    """The four ways a stream is synced. Each front door (the Dagster assets, ``sync-assets read`` and
+    ``state``, the Airbyte read) dispatches on this, not on which of ``incremental`` and ``parent`` are set."""
+
+    WINDOWS = "windows"
+    """Incremental: a partition per date window, each read through request slices."""
+    FULL_REFRESH = "full_refresh"
+    """No cursor: a resumable full refresh in chunks of pages, published as a snapshot; a substream of a
+    full-refresh parent too (its pages are the parent's published records)."""
+    PARENT_WINDOWS = "parent_windows"
+    """A substream of a windowed parent: the parent's windows, each read once per parent record in it."""
+    WINDOWS_OVER_PARENTS = "windows_over_parents"
+    """A substream with windows of its own over a full-refresh parent: each window read for every parent."""
+
+
 class ApiSource(BaseModel):
     """An API: where it lives, how to authenticate, how fast it may be called, and its streams."""
 
@@ -344,22 +360,33 @@ class ApiSource(BaseModel):
             return stream.incremental
         return self.windows_of(self.stream(stream.parent.stream))
 
-    def kind_of(self, stream: Stream) -> str:
+    def kind(self, stream: Stream) -> StreamKind:
+        """How ``stream`` is synced: what the Dagster assets, ``sync-assets`` and the Airbyte read dispatch on."""
+        if self.refreshes(stream):
+            return StreamKind.FULL_REFRESH
+        if stream.parent is None:
+            return StreamKind.WINDOWS
+        return StreamKind.PARENT_WINDOWS if stream.incremental is None else StreamKind.WINDOWS_OVER_PARENTS
+
+    def describe(self, stream: Stream) -> str:
         """How ``stream`` is synced, in words (asset descriptions, ``sync-assets check``)."""
+        kind, parent, incremental = self.kind(stream), stream.parent, stream.incremental
         if stream.for_each:
             return (f"resumable full refresh for each {' x '.join(each.field for each in stream.for_each)}: one "
                     "read per value, checkpointed per value")
-        if stream.parent is not None and self.refreshes(stream):
-            return (f"substream of {stream.parent.stream}: a resumable full refresh over its published parents, "
-                    "checkpointed per parent")
-        if stream.parent is not None and stream.incremental is not None:
-            return (f"substream of {stream.parent.stream} with {stream.incremental.window} windows on "
-                    f"{stream.incremental.cursor_field}: each window read once per published parent")
-        if stream.parent is not None:
-            return f"substream of {stream.parent.stream}: one read per parent record, partitioned as its parent"
-        if stream.incremental is not None:
-            return f"incremental on {stream.incremental.cursor_field}, {stream.incremental.window} windows"
-        return "resumable full refresh"
+        if kind is StreamKind.FULL_REFRESH:
+            return "resumable full refresh" if parent is None else (
+                f"substream of {parent.stream}: a resumable full refresh over its published parents, "
+                "checkpointed per parent")
+        if kind is StreamKind.WINDOWS_OVER_PARENTS:
+            assert parent is not None and incremental is not None
+            return (f"substream of {parent.stream} with {incremental.window} windows on "
+                    f"{incremental.cursor_field}: each window read once per published parent")
+        if kind is StreamKind.PARENT_WINDOWS:
+            assert parent is not None
+            return f"substream of {parent.stream}: one read per parent record, partitioned as its parent"
+        assert incremental is not None
+        return f"incremental on {incremental.cursor_field}, {incremental.window} windows"
 
     def stream(self, name: str) -> Stream:
         for stream in self.streams:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sync_assets.spec import ApiSource, Stream
+from sync_assets.spec import ApiSource, Stream, StreamKind
 from sync_assets.storage import Store, TableSpec
 from sync_assets.windows import Window, merge_windows, parse_cursor
 
@@ -56,7 +56,7 @@ def refresh_state(complete: bool, next_page_token: Any = None, pages_done: int =
 
 def stream_state(store: Store, source: ApiSource, stream: Stream) -> dict[str, Any]:
     table = TableSpec.of(source, stream)
-    if stream.incremental is not None or stream.parent is not None:
+    if source.kind(stream) is not StreamKind.FULL_REFRESH:
         states = store.partition_states(table).values()
         return date_range_state((s.window, s.max_cursor) for s in states if s.window)
     refreshes = store.refreshes(table)

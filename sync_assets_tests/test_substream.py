@@ -15,7 +15,8 @@ from sync_assets.errors import ConfigurationError
 from sync_assets.http import RequestStats, open_client
 from sync_assets.reader import StreamReader
 from sync_assets.refresh import ChunkResult, FullRefresh
-from sync_assets.spec import ApiSource, source_from_dict
+from sync_assets.spec import ApiSource, StreamKind, source_from_dict
+from sync_assets.state import FULL_REFRESH_COMPLETE, stream_state
 from sync_assets.storage import Store, TableSpec, open_store
 from sync_assets.substream import PartitionResult, sync_substream
 from sync_assets.sync import sync_windows
@@ -174,8 +175,12 @@ def test_a_substream_of_a_full_refresh_parent_is_refreshed_over_its_published_pa
     failing, first = _refresh(flaky, "survey_responses", store, tmp_path, retry={"max_attempts": 1})
     chunks = -(-300 // 7)  # all registered from the first page
     assert failing.published is None and any(r.error for r in first) and len(first) == chunks
+    src = source_from_dict(make_source_data(steady.url, FULL_REFRESH_STREAMS))
+    progress = stream_state(store, src, src.stream("survey_responses"))  # a refresh's, not windows'
+    assert progress[FULL_REFRESH_COMPLETE] is False and progress["refresh"] == failing.refresh
     finished, second = _refresh(steady, "survey_responses", store, tmp_path)
     assert finished.published is not None and finished.refresh == failing.refresh  # the same refresh, resumed
+    assert stream_state(store, src, src.stream("survey_responses")) == {FULL_REFRESH_COMPLETE: True}
     assert len([r for r in second if r.checkpoint is not None]) == sum(1 for r in first if r.error is not None)
     assert sorted(r["id"] for r in stored(store, "survey_responses")) == truth  # each child once
 
@@ -193,7 +198,7 @@ def test_for_each_reads_a_stream_once_per_combination_of_its_lists_as_a_resumabl
                  "chunk_pages": 2}
     src = source_from_dict(make_source_data(api.url, [responses]))
     assert src.refreshes(src.stream("survey_responses"))
-    assert src.kind_of(src.stream("survey_responses")).startswith("resumable full refresh for each survey_id x size")
+    assert src.describe(src.stream("survey_responses")).startswith("resumable full refresh for each survey_id x size")
     client = open_client(src, tmp_path)
     runner = FullRefresh(StreamReader(src, src.stream("survey_responses"), client), store, concurrency=4)
     results = list(runner.run())
@@ -209,6 +214,18 @@ def test_for_each_reads_a_stream_once_per_combination_of_its_lists_as_a_resumabl
     with pytest.raises(ConfigurationError, match="404 Not Found"):  # not ignored: a failure, as before
         list(reader.pages(RequestStats(), parent={"survey_id": 999, "size": 5}))
     client.close()
+
+
+@pytest.mark.parametrize(("streams", "kinds"), [
+    (STREAMS, [StreamKind.WINDOWS, StreamKind.PARENT_WINDOWS]),
+    (FULL_REFRESH_STREAMS, [StreamKind.FULL_REFRESH, StreamKind.FULL_REFRESH]),
+    ([TICKERS, TICKER_PRICES], [StreamKind.FULL_REFRESH, StreamKind.WINDOWS_OVER_PARENTS]),
+])
+def test_each_stream_has_one_of_four_kinds_that_every_front_door_dispatches_on(
+    api: DemoApi, streams: list[dict[str, Any]], kinds: list[StreamKind]
+) -> None:
+    src = source_from_dict(make_source_data(api.url, streams))
+    assert [src.kind(s) for s in src.streams] == kinds
 
 
 def test_a_substream_of_a_full_refresh_substream_is_refreshed_over_its_parents_published_snapshot(
@@ -238,7 +255,7 @@ def test_a_substream_with_windows_of_its_own_reads_each_window_once_per_parent_o
     store, streams = open_store(store_location), [TICKERS, TICKER_PRICES]
     src = source_from_dict(make_source_data(api.url, streams))
     child = src.stream("ticker_prices")
-    assert not src.refreshes(child) and "each window read once per published parent" in src.kind_of(child)
+    assert not src.refreshes(child) and "each window read once per published parent" in src.describe(child)
     days = [(f"2024-03-{d:02d}", Window(datetime(2024, 3, d, tzinfo=UTC), datetime(2024, 3, d + 1, tzinfo=UTC)))
             for d in (4, 5, 6)]
     client = open_client(src, tmp_path)

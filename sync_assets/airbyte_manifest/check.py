@@ -65,7 +65,7 @@ def check(path: Path) -> Verdict:
                                                                 for what, where in exc.blockers))
     except ConfigurationError as exc:
         return Verdict(path, False, f"error: {str(exc).split(chr(10))[0]}")
-    kinds = [source.kind_of(stream).split(":")[0].split(" on ")[0] for stream in source.streams]
+    kinds = [source.describe(stream).split(":")[0].split(" on ")[0] for stream in source.streams]
     counted = ", ".join(f"{kinds.count(kind)} {kind}" for kind in dict.fromkeys(kinds))
     return Verdict(path, True, f"translates: {len(source.streams)} streams ({counted})")
 

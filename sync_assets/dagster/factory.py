@@ -16,7 +16,7 @@ from sync_assets.dagster.resource import SyncApiResource
 from sync_assets.dagster.schedules import build_schedules
 from sync_assets.dagster.sensors import build_refresh_sensor
 from sync_assets.dagster.translator import SyncAssetsTranslator
-from sync_assets.spec import ApiSource
+from sync_assets.spec import ApiSource, StreamKind
 
 STORE_KEY = "sync_store"
 
@@ -42,25 +42,26 @@ def build_definitions(
     store = store or DEFAULT_STORE
     api_key = api_resource_key(source)
     by_stream: dict[str, AssetsDefinition] = {}
-    for stream in source.streams:  # parents first: a substream takes its parent's partitions (or depends on it)
-        if stream.parent is None:
-            by_stream[stream.name] = (build_incremental_asset if stream.incremental else build_refresh_asset)(
-                source, stream, translator, api_key, STORE_KEY)
-    waiting = [stream for stream in source.streams if stream.parent is not None]
-    while waiting:  # substreams once their parent is built (a parent may itself be a substream)
-        stream = next(s for s in waiting if s.parent is not None and s.parent.stream in by_stream)
+    waiting = list(source.streams)
+    while waiting:  # parents first: a substream takes its parent's partitions (or depends on it)
+        stream = next(s for s in waiting if s.parent is None or s.parent.stream in by_stream)
         waiting.remove(stream)
-        assert stream.parent is not None
-        parent = by_stream[stream.parent.stream]
-        by_stream[stream.name] = (
-            build_refresh_asset(source, stream, translator, api_key, STORE_KEY, deps=[parent.key])
-            if source.refreshes(stream) else
-            build_substream_asset(source, stream, parent, translator, api_key, STORE_KEY))
+        parent = by_stream[stream.parent.stream] if stream.parent is not None else None
+        match source.kind(stream):
+            case StreamKind.WINDOWS:
+                built = build_incremental_asset(source, stream, translator, api_key, STORE_KEY)
+            case StreamKind.FULL_REFRESH:
+                built = build_refresh_asset(source, stream, translator, api_key, STORE_KEY,
+                                            deps=[parent.key] if parent is not None else [])
+            case StreamKind.PARENT_WINDOWS | StreamKind.WINDOWS_OVER_PARENTS:
+                assert parent is not None
+                built = build_substream_asset(source, stream, parent, translator, api_key, STORE_KEY)
+        by_stream[stream.name] = built
     where = store.storage_kind  # the kinds say where the data lives, as well as where it comes from
     by_stream = {name: asset.map_asset_specs(lambda spec: spec.merge_attributes(kinds={where}))
                  for name, asset in by_stream.items()}
     assets = [by_stream[stream.name] for stream in source.streams]
-    refreshed = [(s.name, by_stream[s.name]) for s in source.streams if source.refreshes(s)]
+    refreshed = [(s.name, by_stream[s.name]) for s in source.streams if source.kind(s) is StreamKind.FULL_REFRESH]
     sensors = [build_refresh_sensor(source, refreshed, STORE_KEY, refresh_every)] if refreshed else []
     return Definitions(
         assets=assets,

@@ -48,7 +48,7 @@ class SyncAssetsTranslator:
         renders Markdown, but the catalog's rows show the text as it is."""
         if stream.description:
             return stream.description
-        return f"{stream.method} {stream.path} from the {source.name} API ({source.kind_of(stream)})."
+        return f"{stream.method} {stream.path} from the {source.name} API ({source.describe(stream)})."
 
     def get_tags(self, source: ApiSource, stream: Stream) -> dict[str, str]:
         return {"sync_assets/source": source.name}

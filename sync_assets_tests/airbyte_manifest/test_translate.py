@@ -108,7 +108,7 @@ def test_an_api_key_in_a_form_body_rides_with_each_request_of_a_form_stream_and_
 
 def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, ApiSource]) -> None:
     manifest, _ = sources
-    kinds = {s.name: manifest.kind_of(s).split(":")[0] for s in manifest.streams}
+    kinds = {s.name: manifest.describe(s).split(":")[0] for s in manifest.streams}
     assert kinds == {"surveys": "incremental on date_modified, daily windows",
                      "survey_responses": "substream of surveys",
                      "stock_prices": "incremental on date, daily windows", "customers": "resumable full refresh",
@@ -123,7 +123,7 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
                      "ticker_prices": "substream of tickers with daily windows on date"}
     chosen = manifest.stream("chosen_survey_responses")
     assert chosen.for_each[0].values == [3, 17, 42, 999] and chosen.ignore_statuses == [404]  # the spec's default
-    assert "checkpointed per parent" in manifest.kind_of(manifest.stream("all_survey_responses"))
+    assert "checkpointed per parent" in manifest.describe(manifest.stream("all_survey_responses"))
     prices = manifest.stream("stock_prices").incremental
     assert prices is not None and prices.end_inclusive and prices.param_format == "%Y-%m-%d"
     assert manifest.stream("survey_responses").path == "/v3/surveys/{parent[id]}/responses"
