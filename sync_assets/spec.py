@@ -34,6 +34,8 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 # The only placeholders a request may hold: fields of the parent record (/surveys/{parent[id]}/responses), or
 # the value of a for_each list (/quotes/{each[symbol]}).
 PARENT_FIELD = re.compile(r"\{(parent|each)\[([A-Za-z0-9_]+)\]\}")
+# A request parameter written into the path instead (a report API's days: /daily/{param[start]}/{param[end]}).
+PATH_PARAM = re.compile(r"\{param\[([A-Za-z0-9_.\-]+)\]\}")
 
 
 def _filled(value: Any, parent_record: dict[str, Any] | None) -> Any:
@@ -172,10 +174,11 @@ class Stream(BaseModel):
                              f"{unknown[0]!r}; add for_each: [{{field: {unknown[0]}, values: [...]}}]")
         if self.body_format == "form" and any(isinstance(v, dict | list) for v in (self.body or {}).values()):
             raise ValueError("a form body holds flat fields: nest values only in a JSON body (body_format: json)")
-        bad = [p for p in re.findall(r"\{[^}]*\}", self.path) if not PARENT_FIELD.fullmatch(p)]
+        bad = [p for p in re.findall(r"\{[^}]*\}", self.path) if not (PARENT_FIELD.fullmatch(p)
+                                                                        or PATH_PARAM.fullmatch(p))]
         if bad:
-            raise ValueError(f"path placeholders must look like {{parent[field]}} or {{each[field]}}; found "
-                             f"{', '.join(bad)}")
+            raise ValueError(f"path placeholders must look like {{parent[field]}}, {{each[field]}} or "
+                             f"{{param[name]}}; found {', '.join(bad)}")
         if self.for_each and (self.incremental is not None or self.parent is not None):
             raise ValueError("for_each is supported on full-refresh streams without a parent (not yet on "
                              "incremental streams or substreams)")
@@ -202,13 +205,24 @@ class Stream(BaseModel):
 
         return None if self.body is None else fill(self.body)
 
-    def placed(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
-        """A request's parameters (the stream's, the window's, the paginator's) split by where they go: the
-        query, the body, the headers."""
+    def placed(self, url: str, params: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, str]]:
+        """A request's parameters (the stream's, the window's, the paginator's) put where they go: into the
+        URL's path where it names them (``{param[name]}``, URL-quoted), else the query, the body or the
+        headers. Returns the URL, the query, the body's fields and the headers."""
+        in_path = set(PATH_PARAM.findall(url))
+        missing = sorted(in_path - params.keys())
+        if missing:
+            raise ConfigurationError(
+                f"stream {self.name!r}: its path names {{param[{missing[0]}]}}, but no parameter {missing[0]!r} "
+                "is sent; name one the stream sends (its params, the paginator's, or the window's start_param "
+                "and end_param)")
+        if in_path:
+            url = PATH_PARAM.sub(lambda m: quote(str(params[m.group(1)]), safe=""), url)
         places: dict[str, dict[str, Any]] = {"query": {}, "body": {}, "header": {}}
         for name, value in params.items():
-            places[self.param_places.get(name, self.params_in)][name] = value
-        return places["query"], places["body"], {name: str(value) for name, value in places["header"].items()}
+            if name not in in_path:
+                places[self.param_places.get(name, self.params_in)][name] = value
+        return url, places["query"], places["body"], {name: str(value) for name, value in places["header"].items()}
 
     def headers_for(self, parent_record: dict[str, Any] | None) -> dict[str, str]:
         return {name: str(_filled(value, parent_record)) for name, value in self.headers.items()}

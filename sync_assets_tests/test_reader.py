@@ -88,6 +88,15 @@ def test_a_stream_without_a_cursor_refuses_a_window(api: DemoApi, open_reader: R
         next(reader.pages(RequestStats(), window=window))
 
 
+def test_a_path_naming_a_parameter_nobody_sends_is_a_configuration_error(api: DemoApi, open_reader: Reader) -> None:
+    stream = {**SURVEYS, "path": "/v1/reports/prices/{param[from]}/{param[until]}", "incremental": {
+        **SURVEYS["incremental"], "start_param": "from", "end_param": "to"}}
+    reader = open_reader(make_source(api, [stream]), "surveys")
+    window = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
+    with pytest.raises(ConfigurationError, match=r"names \{param\[until\]\}, but no parameter 'until' is sent"):
+        next(reader.pages(RequestStats(), window=window))
+
+
 def test_cursors_that_go_round_in_a_cycle_stop_the_read_with_the_token_named(
     demo_api: Callable[..., DemoApi], open_reader: Reader
 ) -> None:

@@ -20,7 +20,7 @@ from sync_assets.spec import source_from_dict
 from sync_assets.storage import TableSpec, open_store
 from sync_assets.sync import sync_windows
 from sync_assets.windows import Window, partition_key, windows_between
-from sync_assets_tests.helpers import TOKEN, make_source, make_source_data, stored
+from sync_assets_tests.helpers import TOKEN, make_source, make_source_data, stored, typed
 
 CONCURRENCY = 5
 
@@ -135,6 +135,30 @@ def test_a_search_endpoint_reads_the_parameters_wherever_the_stream_places_them(
     assert result.error is None and len(truth) > 5  # more than one page of 5
     assert sorted(r["id"] for r in stored(store, "surveys", ["march"])) == truth
     assert set(api.stats()["search_parameters"]) == {f"{name} in {place}" for name, place in arrived.items()}
+
+
+PRICE_REPORT = {"name": "price_report", "path": "/v1/reports/prices/{param[from]}/{param[to]}",
+                "records_path": "items", "primary_key": ["ticker", "date"],
+                "incremental": {"cursor_field": "date", "start": "2024-01-01", "start_param": "from", "end_param": "to",
+                                "end_inclusive": True, "param_format": "%Y%m%d"}}
+
+
+def test_a_report_api_takes_the_window_in_its_path(api: DemoApi, tmp_path: Path) -> None:
+    """Wikimedia's shape: /daily/20240301/20240307. A range's adjacent days are read as request slices, each
+    slice's days written into the path (both inclusive), and each day lands in its own partition."""
+    source = make_source(api, [PRICE_REPORT])
+    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    days = [(partition_key(w.start, "daily"), w) for w in windows_between(
+        datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 8, tzinfo=UTC), "daily")]
+    requests.post(f"{api.url}/stats/reset", timeout=5)
+    results = list(sync_windows(StreamReader(source, source.stream("price_report"), client), store, days, 4))
+    client.close()
+    assert all(r.error is None for r in results) and len(results) == 7
+    for key, window in days:
+        day = window.start.date()
+        assert stored(store, "price_report", [key]) == typed(data.price_rows(0, day, day), dates=("date",)), key
+    paths = api.stats()["by_path"]
+    assert set(paths) == {"/v1/reports/prices/{start}/{end}"} and paths["/v1/reports/prices/{start}/{end}"] < 7
 
 
 def test_a_form_body_holds_flat_fields() -> None:

@@ -2,21 +2,24 @@
 
 Manifests are checked without their real config: each field of the spec gets a stand-in of its type
 (its default or first example when it has one), which is enough to find every component and template
-the translation does not support. A stand-in that a manifest cannot read (a date in the wrong format)
-is reported as such, not as unsupported.
+the translation does not support. A stand-in date that the manifest reads in a format of its own is
+written in that format; a config value it cannot read otherwise is reported as such, not as unsupported.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sync_assets.airbyte_manifest.resolve import read_manifest
-from sync_assets.airbyte_manifest.translate import Unsupported, load_manifest
+from sync_assets.airbyte_manifest.translate import UnreadableDate, Unsupported, load_manifest
 from sync_assets.errors import ConfigurationError
+from sync_assets.spec import ApiSource
 
 _STAND_INS = {"integer": 1, "number": 1, "boolean": False, "object": {}}
+_STAND_IN_DAY = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def _stand_in(prop: dict[str, Any]) -> Any:
 def check(path: Path) -> Verdict:
     try:
         manifest = read_manifest(path)
-        source = load_manifest(path, stand_in_config(manifest))
+        source = _load_with_stand_ins(path, stand_in_config(manifest))
     except Unsupported as exc:
         return Verdict(path, False, "unsupported: " + "; ".join(f"{where.split(': ', 1)[-1]}: {what}"
                                                                 for what, where in exc.blockers))
@@ -68,6 +71,26 @@ def check(path: Path) -> Verdict:
     kinds = [source.describe(stream).split(":")[0].split(" on ")[0] for stream in source.streams]
     counted = ", ".join(f"{kinds.count(kind)} {kind}" for kind in dict.fromkeys(kinds))
     return Verdict(path, True, f"translates: {len(source.streams)} streams ({counted})")
+
+
+def _load_with_stand_ins(path: Path, config: dict[str, Any]) -> ApiSource:
+    """The manifest translated with stand-in values; a stand-in date the manifest reads in a format of its
+    own (``%d/%m/%Y``, ``%Y%m%d``) is written in that format and the translation tried again."""
+    for _ in range(len(config) + 1):
+        try:
+            return load_manifest(path, config)
+        except UnreadableDate as exc:
+            keys = [key for key, value in config.items() if value == exc.text]
+            if not keys:
+                raise
+            config = {**config, **dict.fromkeys(keys, _formatted(_STAND_IN_DAY, exc.fmt))}
+    return load_manifest(path, config)
+
+
+def _formatted(day: datetime, fmt: str) -> str:
+    if fmt in ("%s", "%ms"):
+        return str(int(day.timestamp()) * (1000 if fmt == "%ms" else 1))
+    return day.strftime(fmt) if fmt else day.isoformat()
 
 
 def run(paths: list[str]) -> int:

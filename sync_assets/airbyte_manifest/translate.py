@@ -58,6 +58,15 @@ _MARKER = re.compile("\x00[^\x00]*\x00")
 _NOW_MACROS = ("now_utc", "today_utc", "day_delta")
 
 
+class UnreadableDate(ConfigurationError):
+    """A date the manifest reads (a window's start or end, from the config) that is not in its format."""
+
+    def __init__(self, where: str, text: str, fmt: str) -> None:
+        super().__init__(f"{where}: {text!r} is not a date in the format {fmt!r}; fix the config value it comes "
+                         "from")
+        self.text, self.fmt = text, fmt
+
+
 class Unsupported(ConfigurationError):
     """Manifest parts this translation does not support (yet): which, where, and what is supported. One per
     stream that has any (the first met in it), so that a manifest's whole list is seen at once."""
@@ -341,7 +350,8 @@ class _Translator:
                 raise Unsupported(unsupported, f"{where}.{unsupported}")
         base = self.plain(requester.get("url_base"), f"{where}.url_base", parameters).rstrip("/")
         self._shared("_base_url", base, where, "url_base")
-        path = self.render(requester.get("path") or "", f"{where}.path", parameters, request)
+        path = self._window_in_path(self.render(requester.get("path") or "", f"{where}.path", parameters, request),
+                                    out, f"{where}.path")
         out["path"] = "/" + self._placeholders(path, f"{where}.path").lstrip("/")
         method = str(requester.get("http_method") or "GET").upper()
         if method not in ("GET", "POST"):
@@ -413,6 +423,21 @@ class _Translator:
             raise Unsupported("a window bound in a stream without incremental_sync", where)
         incremental[setting] = name
         self._place(out, _PLACES[where.rsplit(".", 1)[-1]], where, name)
+
+    def _window_in_path(self, path: str, out: dict[str, Any], where: str) -> str:
+        """A report API's window bounds in its path (``/daily/{{ stream_slice.start_time }}/...``) as the
+        engine's path parameters: ``{param[window_start]}``, written in the cursor's format."""
+        for marker, setting, name in ((_START, "start_param", "window_start"), (_END, "end_param", "window_end")):
+            if marker not in path:
+                continue
+            incremental = out.get("incremental")
+            if incremental is None:
+                raise Unsupported("a window bound in a stream without incremental_sync", where)
+            if incremental.get(setting) not in (None, name):
+                raise Unsupported("a window bound both in the path and in a request option", where)
+            incremental[setting] = name
+            path = path.replace(marker, f"{{param[{name}]}}")
+        return path
 
     def _placeholders(self, text: str, where: str) -> str:
         markers = [m for m in _MARKER.findall(text) if not m.startswith("\x00secret:")]
@@ -793,8 +818,7 @@ class _Translator:
             try:
                 return str_to_datetime(text)  # the CDK falls back to a lenient parse too
             except ValueError:
-                raise ConfigurationError(f"{where}: {text!r} is not a date in the format {fmt!r}; fix the config "
-                                         "value it comes from") from None
+                raise UnreadableDate(where, text, fmt) from None
 
     def _partition(self, retriever: dict[str, Any], out: dict[str, Any], where: str) -> dict[str, tuple[str, str]]:
         """The stream's partition router as a parent or for_each lists; its partition fields, each with the

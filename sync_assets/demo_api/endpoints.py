@@ -92,6 +92,19 @@ class Endpoints:
             next_url = query.url_with(request.base_url, request.path, "page_token", next_token)
         return Page({"data": list(islice(rows, limit)), "next": next_url}, "data")
 
+    def price_report(self, request: Request) -> Page:
+        """A report API's shape (Wikimedia's pageviews): the days in the path, both inclusive, as YYYYMMDD
+        (``/v1/reports/prices/20240101/20240131``), every row of them in one answer, under ``items``."""
+        start, end = (_report_day(text, name) for text, name in zip(request.path_args, ("start", "end"), strict=True))
+        if start > end:
+            raise BadParameter("end", "must not be before start (both are inclusive)")
+        if (end - start).days >= _REPORT_MAX_DAYS:
+            raise BadParameter("end", f"a report covers at most {_REPORT_MAX_DAYS} days")
+        ticker = request.query.get("ticker")
+        if ticker is not None and ticker not in data.TICKERS:
+            raise BadParameter("ticker", f"unknown ticker {ticker!r}; known: {', '.join(data.TICKERS)}")
+        return Page({"items": data.price_rows(self._config.seed, start, end, ticker)}, "items")
+
     def tickers(self, request: Request) -> Page:
         """``GET /v1/tickers``: the instruments ``/v1/prices?ticker=`` reports on, in one page, as a list of
         accounts or campaigns is before a report per account per day."""
@@ -223,6 +236,7 @@ Endpoint = Callable[[Endpoints, Request], Page]
 # (path pattern, route template used as the /stats by_path key, endpoint)
 _ROUTES: tuple[tuple[re.Pattern[str], str, Endpoint], ...] = (
     (re.compile(r"/v1/prices"), "/v1/prices", Endpoints.prices),
+    (re.compile(r"/v1/reports/prices/([^/]+)/([^/]+)"), "/v1/reports/prices/{start}/{end}", Endpoints.price_report),
     (re.compile(r"/v1/tickers"), "/v1/tickers", Endpoints.tickers),
     (re.compile(r"/v3/surveys"), "/v3/surveys", Endpoints.surveys),
     (re.compile(r"/v3/surveys/([^/]+)/responses"), "/v3/surveys/{id}/responses", Endpoints.survey_responses),
@@ -236,6 +250,16 @@ _ROUTES: tuple[tuple[re.Pattern[str], str, Endpoint], ...] = (
 )
 UNMATCHED_PATH_KEY = "(unmatched)"
 BODY_ENDPOINTS = (Endpoints.surveys_search,)  # answer a POST, and a GET that carries a body
+
+
+_REPORT_MAX_DAYS = 366
+
+
+def _report_day(text: str, name: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y%m%d").date()
+    except ValueError:
+        raise BadParameter(name, f"expected a day as YYYYMMDD, got {text!r}") from None
 
 
 def route(path: str) -> tuple[str, Endpoint | None, tuple[str, ...]]:

@@ -112,6 +112,7 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
     assert kinds == {"surveys": "incremental on date_modified, daily windows",
                      "survey_responses": "substream of surveys",
                      "stock_prices": "incremental on date, daily windows", "customers": "resumable full refresh",
+                     "price_reports": "incremental on date, daily windows",
                      "orders": "resumable full refresh", "events": "resumable full refresh",
                      "all_surveys": "resumable full refresh", "all_survey_responses": "substream of all_surveys",
                      "chosen_survey_responses": "resumable full refresh for each survey_id",
@@ -127,6 +128,9 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
     prices = manifest.stream("stock_prices").incremental
     assert prices is not None and prices.end_inclusive and prices.param_format == "%Y-%m-%d"
     assert manifest.stream("survey_responses").path == "/v3/surveys/{parent[id]}/responses"
+    reports = manifest.stream("price_reports")  # the window in the path, each request at most 30 days
+    assert reports.path == "/v1/reports/prices/{param[window_start]}/{param[window_end]}"
+    assert reports.incremental is not None and reports.incremental.max_slice == timedelta(days=30)
     searched = manifest.stream("searched_surveys")
     assert searched.method == "POST" and searched.body_format == "json"
     assert searched.param_places == dict.fromkeys(["start_modified_at", "end_modified_at", "page", "per_page"], "body")
@@ -228,12 +232,27 @@ def test_manifest_check_tells_which_manifests_translate_and_what_blocks_the_othe
     blocked = _manifest_with(tmp_path, {"partition_router": {"type": "GroupingPartitionRouter"}})
     assert cli_main(["manifest", "check", str(MANIFEST.parent), str(blocked)]) == 2
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("translates: 15 streams (5 incremental, 1 substream of surveys, 5 resumable full refresh, "
+    assert out[0].endswith("translates: 16 streams (6 incremental, 1 substream of surveys, 5 resumable full refresh, "
                            "1 substream of all_surveys, 1 resumable full refresh for each survey_id, "
                            "1 substream of chosen_survey_responses, 1 substream of tickers with daily windows)")
     assert "unsupported: stream customers.retriever.partition_router: component 'GroupingPartitionRouter'" in out[1]
     assert out[2] == "1 of 2 manifests translate"
     assert cli_main(["manifest", "check", str(MANIFEST)]) == 0
+
+
+def test_manifest_check_writes_a_stand_in_date_in_the_format_the_manifest_reads_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spec's example that is a placeholder ("dd/mm/YYYY") is no date; the check then writes its stand-in
+    in the manifest's own format instead of calling the manifest broken."""
+    text = MANIFEST.read_text().replace('datetime_format: "%Y-%m-%d"\n', 'datetime_format: "%d/%m/%Y"\n')
+    text = text.replace('examples: ["2024-01-01"]', 'examples: ["dd/mm/YYYY"]')
+    path = tmp_path / "source-day-first" / "manifest.yaml"
+    path.parent.mkdir()
+    path.write_text(text)
+    assert cli_main(["manifest", "check", str(path)]) == 0, capsys.readouterr().out
+    with pytest.raises(ConfigurationError, match="'dd/mm/YYYY' is not a date in the format '%d/%m/%Y'"):
+        load_manifest(path, {**CONFIG, "start_date": "dd/mm/YYYY"})  # a real config's value is never replaced
 
 
 def test_a_session_login_and_an_offset_without_a_page_size_read_as_airbyte_declares_them(
