@@ -76,7 +76,7 @@ def engine_run(url: str, store: str, concurrency: int = 10, days: int = 30) -> t
     from sync_assets.reader import StreamReader
     from sync_assets.sources import demo_source
     from sync_assets.storage import open_store
-    from sync_assets.sync import sync_windows
+    from sync_assets.window_sync import sync_windows
     from sync_assets.windows import partition_key, windows_between
 
     source = demo_source().model_copy(update={"base_url": url, "rate_limits": []})

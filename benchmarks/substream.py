@@ -22,7 +22,7 @@ from sync_assets.reader import StreamReader
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.storage import open_store
 from sync_assets.substream import sync_substream
-from sync_assets.sync import sync_windows
+from sync_assets.window_sync import sync_windows
 from sync_assets.windows import Window
 
 DAY = ("2024-01-05", Window(datetime(2024, 1, 5, tzinfo=UTC), datetime(2024, 1, 6, tzinfo=UTC)))

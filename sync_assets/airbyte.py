@@ -9,7 +9,7 @@ prints goes to stderr). The source is the same YAML the Dagster assets are built
 - ``check``: one real request; refused credentials give ``FAILED`` with what to fix.
 - ``discover``: every stream, with its declared JSON schema or one inferred from a first page.
 - ``read``: the configured streams, with per-stream STATE messages in the format ``sync-assets
-  state`` prints (``state.py``), each emitted after the records it covers:
+  state`` prints (``airbyte_state.py``), each emitted after the records it covers:
 
   - incremental streams read their windows through request slices (``slices``), concurrently, each
     slice spooled and emitted whole when it ends, then a date-range STATE that covers its windows: a
@@ -34,6 +34,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, SecretStr
 
+from sync_assets.airbyte_state import FULL_REFRESH_COMPLETE, covered_windows, date_range_state, refresh_state
 from sync_assets.concurrency import completed
 from sync_assets.errors import ConfigurationError, CredentialsRefused, SyncError, TransientError
 from sync_assets.http import HttpClient, RequestStats, open_client
@@ -42,7 +43,6 @@ from sync_assets.redaction import mask, register_secret
 from sync_assets.secrets import Env
 from sync_assets.spec import ApiSource, Stream, StreamKind
 from sync_assets.spooled import encode_record, spool_windows
-from sync_assets.state import FULL_REFRESH_COMPLETE, covered_windows, date_range_state, refresh_state
 from sync_assets.substream import Listing, parent_id, refresh_pages
 from sync_assets.windows import (
     Window,

@@ -150,8 +150,8 @@ def _open_store(args: argparse.Namespace) -> Store:
 
 
 def _state(args: argparse.Namespace) -> int:
+    from sync_assets.airbyte_state import airbyte_state_messages
     from sync_assets.spec import load_source
-    from sync_assets.state import airbyte_state_messages
 
     source = load_source(args.source)
     for message in airbyte_state_messages(_open_store(args), source):

@@ -27,7 +27,7 @@ from sync_assets.spec import source_from_dict
 from sync_assets.storage import TableSpec, open_store
 from sync_assets.storage.statedb import StateDB
 from sync_assets.substream import sync_substream
-from sync_assets.sync import sync_windows
+from sync_assets.window_sync import sync_windows
 from sync_assets.windows import Window, as_utc, partition_key, windows_between
 
 

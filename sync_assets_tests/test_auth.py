@@ -78,7 +78,7 @@ def test_a_token_that_expires_is_renewed_under_a_concurrent_range(
     from sync_assets.reader import StreamReader
     from sync_assets.redaction import mask
     from sync_assets.storage import open_store
-    from sync_assets.sync import sync_windows
+    from sync_assets.window_sync import sync_windows
     from sync_assets.windows import partition_key, windows_between
 
     # 81 windows read one by one (slicing: window), 4 at a time, 40 ms each: at least 0.8 s, so a 0.6 s
@@ -123,7 +123,7 @@ def test_refused_credentials_are_sent_once_for_a_whole_concurrent_range(
     from sync_assets.http import open_client
     from sync_assets.reader import StreamReader
     from sync_assets.storage import open_store
-    from sync_assets.sync import sync_windows
+    from sync_assets.window_sync import sync_windows
     from sync_assets.windows import partition_key, windows_between
 
     api = demo_api(token_lifetime=5, surveys=400)

@@ -14,7 +14,7 @@ from sync_assets.http import open_client
 from sync_assets.reader import StreamReader
 from sync_assets.spec import parse_source_yaml
 from sync_assets.storage import open_store
-from sync_assets.sync import sync_windows
+from sync_assets.window_sync import sync_windows
 from sync_assets.windows import Window
 from sync_assets_tests.helpers import TOKEN, make_source, stored
 from sync_assets_tests.plugins_for_tests import HeaderToken

@@ -19,7 +19,7 @@ from sync_assets.reader import StreamReader
 from sync_assets.schema import PARTITION_COLUMN
 from sync_assets.slices import Slice, plan_slices
 from sync_assets.storage import TableSpec, open_store
-from sync_assets.sync import sync_windows
+from sync_assets.window_sync import sync_windows
 from sync_assets.windows import Incremental, Window, parse_cursor, partition_key, windows_between
 from sync_assets_tests.helpers import TOKEN, make_source, stored
 

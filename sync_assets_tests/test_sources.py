@@ -19,7 +19,7 @@ from sync_assets.sources import github_style_source, stripe_style_source
 from sync_assets.spec import ApiSource, Stream
 from sync_assets.storage import TableSpec, open_store
 from sync_assets.storage.layout import store_dir
-from sync_assets.sync import WindowResult, sync_windows
+from sync_assets.window_sync import WindowResult, sync_windows
 from sync_assets.windows import Window, partition_key, windows_between
 from sync_assets_tests.helpers import TOKEN
 

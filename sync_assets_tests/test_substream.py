@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 import requests
 
+from sync_assets.airbyte_state import FULL_REFRESH_COMPLETE, stream_state
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
 from sync_assets.http import RequestStats, open_client
 from sync_assets.reader import StreamReader
 from sync_assets.refresh import ChunkResult, FullRefresh
 from sync_assets.spec import ApiSource, StreamKind, source_from_dict
-from sync_assets.state import FULL_REFRESH_COMPLETE, stream_state
 from sync_assets.storage import Store, TableSpec, open_store
 from sync_assets.substream import PartitionResult, sync_substream
-from sync_assets.sync import sync_windows
+from sync_assets.window_sync import sync_windows
 from sync_assets.windows import Window
 from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, make_source_data, stored, typed
 

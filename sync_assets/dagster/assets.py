@@ -55,7 +55,7 @@ from sync_assets.spec import ApiSource, Stream
 from sync_assets.storage import Published, Store, TableSpec
 from sync_assets.storage.layout import chunk_key, chunk_of, chunk_scope, refresh_of
 from sync_assets.substream import PartitionResult, sync_substream
-from sync_assets.sync import WindowResult, sync_windows
+from sync_assets.window_sync import WindowResult, sync_windows
 from sync_assets.windows import contiguous_end, window_floor
 
 UNIQUE_KEY_CHECK = "unique_primary_key"

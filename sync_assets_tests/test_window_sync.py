@@ -18,7 +18,7 @@ from sync_assets.reader import StreamReader
 from sync_assets.sources import demo_source
 from sync_assets.spec import source_from_dict
 from sync_assets.storage import TableSpec, open_store
-from sync_assets.sync import sync_windows
+from sync_assets.window_sync import sync_windows
 from sync_assets.windows import Window, partition_key, windows_between
 from sync_assets_tests.helpers import TOKEN, make_source, make_source_data, stored, typed
 
