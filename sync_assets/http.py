@@ -171,10 +171,11 @@ class HttpClient:
 
     def request(self, url: str, params: Mapping[str, Any], stats: RequestStats,
                 headers: Mapping[str, str] | None = None, method: str = "GET",
-                body: Body = None, ignore: Collection[int] = ()) -> ApiResponse:
-        """One request (a JSON ``body``, or a ``FormBody``) with the retry policy; raises a classified
-        ``SyncError`` when it cannot succeed. A status in ``ignore`` is an answer with nothing in it."""
-        policy = self._retry
+                body: Body = None, ignore: Collection[int] = (), retry: RetryPolicy | None = None) -> ApiResponse:
+        """One request (a JSON ``body``, or a ``FormBody``) with the retry policy (``retry``, a stream's own, or
+        the source's); raises a classified ``SyncError`` when it cannot succeed. A status in ``ignore`` is an
+        answer with nothing in it."""
+        policy = retry or self._retry
         counts = {"errors": 0, "throttles": 0}  # 5xx/timeouts/resets, and 429s: each backs off on its own
 
         def backoff(kind: str) -> float:

@@ -126,7 +126,7 @@ class StreamReader:
             response = self.client.request(
                 request_url, query, stats, {**headers, **in_headers} if in_headers else headers, stream.method,
                 FormBody(body or {}) if stream.body_format == "form" else body,
-                stream.ignore_statuses)
+                stream.ignore_statuses, stream.retry)
             if response.ignored is not None:  # an answer the stream reads as empty, and the last of its pages
                 yield Page([], token, None)
                 return

@@ -105,6 +105,9 @@ class Stream(BaseModel):
     ignore_statuses: list[int] = Field(
         default_factory=list, description="HTTP error statuses read as an empty last page, not a failure (e.g. 404 "
                                           "for a child that went away between the parent's read and its own).")
+    retry: RetryPolicy | None = Field(
+        None, description="This stream's retries instead of the source's, for an endpoint that needs its own "
+                          "(a slow report that wants a longer backoff, a search that should fail fast).")
     method: Literal["GET", "POST"] = "GET"
     body: dict[str, Any] | None = Field(
         None, description="The request body; its strings may use {parent[field]}. Usually with POST; a GET "

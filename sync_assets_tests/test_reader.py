@@ -11,7 +11,7 @@ from itertools import pairwise
 import pytest
 
 from sync_assets.demo_api import DemoApi, data
-from sync_assets.errors import ConfigurationError, SyncSystemError
+from sync_assets.errors import ConfigurationError, SyncError, SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
 from sync_assets.windows import Window, parse_cursor
@@ -95,6 +95,20 @@ def test_a_path_naming_a_parameter_nobody_sends_is_a_configuration_error(api: De
     window = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 2, tzinfo=UTC))
     with pytest.raises(ConfigurationError, match=r"names \{param\[until\]\}, but no parameter 'until' is sent"):
         next(reader.pages(RequestStats(), window=window))
+
+
+def test_a_streams_own_retries_replace_the_sources(demo_api: Callable[..., DemoApi], open_reader: Reader) -> None:
+    """About a third of the API's answers are 500s: the stream told to try once fails at its first, its sibling
+    (the source's eight attempts) reads everything, retrying as it goes."""
+    api = demo_api(customers=230, fail_rate=0.3)
+    source = make_source(api, [{**CUSTOMERS, "retry": {"max_attempts": 1}}, {**CUSTOMERS, "name": "patient"}])
+    hasty = RequestStats()
+    with pytest.raises(SyncError, match="500"):
+        list(open_reader(source, "customers").pages(hasty))
+    assert hasty.retries == 0
+    patient = RequestStats()
+    records = [r for page in open_reader(source, "patient").pages(patient) for r in page.records]
+    assert records == data.all_customers(0, 230) and patient.retries > 0
 
 
 def test_cursors_that_go_round_in_a_cycle_stop_the_read_with_the_token_named(

@@ -377,8 +377,8 @@ class _Translator:
             if isinstance(authenticator, dict) and authenticator.get("type") == "ApiKeyAuthenticator" else None
         if key_in in ("body_json", "body_data"):  # the key rides in each request's body: its format is the stream's
             self._place(out, _PLACES[key_in], f"{where}.authenticator.inject_into")
-        self._shared("_retry", self._error_handler(requester.get("error_handler"), f"{where}.error_handler", out),
-                     where, "error_handler")
+        self._retries(self._error_handler(requester.get("error_handler"), f"{where}.error_handler", out), out,
+                      f"{where}.error_handler")
 
     def _mapping(self, value: Any, where: str, parameters: Mapping[str, Any], request: dict[str, Any],
                  out: dict[str, Any]) -> dict[str, Any]:
@@ -593,6 +593,19 @@ class _Translator:
             defaults = ["Retry-After", "RateLimit-Reset", "RateLimit", "X-RateLimit-Reset"]
             settings["rate_limit_headers"] = {"reset": list(dict.fromkeys([*headers, *defaults]))}
         return settings
+
+    def _retries(self, settings: dict[str, Any], out: dict[str, Any], where: str) -> None:
+        """The first stream's error handler is the source's retries; a stream whose handler differs gets its
+        own (``retry``). Wait headers are the source's: streams that differ there are refused."""
+        if self._retry is None:
+            self._retry = (where, settings)
+            return
+        shared = self._retry[1]
+        if settings == shared:
+            return
+        if settings.get("rate_limit_headers") != shared.get("rate_limit_headers"):
+            raise Unsupported("a WaitTimeFromHeader that differs from stream to stream", where)
+        out["retry"] = settings.get("retry") or {}
 
     def _response_filter(self, filter_: dict[str, Any], where: str) -> set[int]:
         """The statuses the filter ignores (read as an empty last page); nothing for what our retries do."""

@@ -240,6 +240,22 @@ def test_manifest_check_tells_which_manifests_translate_and_what_blocks_the_othe
     assert cli_main(["manifest", "check", str(MANIFEST)]) == 0
 
 
+def test_a_stream_whose_error_handler_differs_gets_retries_of_its_own(tmp_path: Path) -> None:
+    handler: dict[str, Any] = {"type": "DefaultErrorHandler", "max_retries": 2, "backoff_strategies": [
+        {"type": "ConstantBackoffStrategy", "backoff_time_in_seconds": 1},
+        {"type": "WaitTimeFromHeader", "header": "Retry-After"}]}
+    requester = {"$ref": "#/definitions/requester", "path": "/v1/customers", "error_handler": handler}
+    source = load_manifest(_manifest_with(tmp_path, {"requester": requester}), CONFIG)
+    assert source.retry.max_attempts == 8  # the first stream's handler (max_retries: 7) is the source's
+    own = source.stream("customers").retry
+    assert own is not None and (own.max_attempts, own.backoff_seconds, own.max_backoff_seconds) == (3, 1, 1)
+    assert all(s.retry is None for s in source.streams if s.name != "customers")
+    handler["backoff_strategies"] = handler["backoff_strategies"][:1]  # its wait header would be its own
+    (tmp_path / "again").mkdir()
+    with pytest.raises(Unsupported, match="a WaitTimeFromHeader that differs from stream to stream"):
+        load_manifest(_manifest_with(tmp_path / "again", {"requester": requester}), CONFIG)
+
+
 def test_manifest_check_writes_a_stand_in_date_in_the_format_the_manifest_reads_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
