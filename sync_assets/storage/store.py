@@ -203,6 +203,16 @@ class PrivateStage(Stage):
                 self._spool.write(len(data).to_bytes(8, "little") + data)
         self._held, self._held_bytes = [], 0
 
+    @property
+    def spilled(self) -> bool:
+        """Whether pages went to the spool file: the window grew past ``SPILL_BYTES``."""
+        return self._spool is not None
+
+    @property
+    def held_bytes(self) -> int:
+        """What the pages held in memory (not spilled yet) take: at most ``SPILL_BYTES`` after any append."""
+        return self._held_bytes
+
     def batches(self) -> Iterator[pa.RecordBatch]:
         if (spool := self._spool) is not None:
             spool.seek(0)

@@ -97,10 +97,11 @@ def test_a_window_of_many_pages_is_published_whole_and_in_order(
     for page in range(5):
         stage.append([order(page * 10 + i, DAY + timedelta(minutes=page)) for i in range(10)],
                      cursors=[DAY + timedelta(minutes=page)] * 10)
-    assert (stage._spool is not None, bool(stage._held)) == (spilled, held)
+    assert isinstance(stage, PrivateStage) and (stage.spilled, stage.held_bytes > 0) == (spilled, held)
+    assert stage.held_bytes <= spill_bytes  # the memory bound: what passes it goes to disk
     store.publish_partition(stage, PartitionState("2024-01-01", None, 50, 5, 5, 0, None, datetime.now(UTC)))
     assert [r["id"] for r in store.records(ORDERS, ["2024-01-01"])] == list(range(50))
-    assert stage._spool is None  # the publish closed the stage: nothing held, nothing left on disk
+    assert not stage.spilled and stage.held_bytes == 0  # the publish closed it: nothing held, nothing on disk
 
 
 def test_a_publish_that_fails_keeps_the_previous_partition_and_its_state(
