@@ -79,9 +79,7 @@ class Endpoints:
         start, end = query.day("start_date"), query.day("end_date")
         if start > end:
             raise BadParameter("end_date", "must not be before start_date (both are inclusive)")
-        ticker = query.get("ticker")
-        if ticker is not None and ticker not in data.TICKERS:
-            raise BadParameter("ticker", f"unknown ticker {ticker!r}; known: {', '.join(data.TICKERS)}")
+        ticker = _ticker(query)
         limit = query.page_size("limit")
         token = query.get("page_token")
         position = 0 if token is None else decode_token("prices", token, "page_token")
@@ -100,10 +98,7 @@ class Endpoints:
             raise BadParameter("end", "must not be before start (both are inclusive)")
         if (end - start).days >= _REPORT_MAX_DAYS:
             raise BadParameter("end", f"a report covers at most {_REPORT_MAX_DAYS} days")
-        ticker = request.query.get("ticker")
-        if ticker is not None and ticker not in data.TICKERS:
-            raise BadParameter("ticker", f"unknown ticker {ticker!r}; known: {', '.join(data.TICKERS)}")
-        return Page({"items": data.price_rows(self._config.seed, start, end, ticker)}, "items")
+        return Page({"items": data.price_rows(self._config.seed, start, end, _ticker(request.query))}, "items")
 
     def tickers(self, request: Request) -> Page:
         """``GET /v1/tickers``: the instruments ``/v1/prices?ticker=`` reports on, in one page, as a list of
@@ -253,6 +248,14 @@ BODY_ENDPOINTS = (Endpoints.surveys_search,)  # answer a POST, and a GET that ca
 
 
 _REPORT_MAX_DAYS = 366
+
+
+def _ticker(query: Query) -> str | None:
+    """The ``ticker`` a prices request narrows to, if any; an unknown one is refused, naming the known."""
+    ticker = query.get("ticker")
+    if ticker is not None and ticker not in data.TICKERS:
+        raise BadParameter("ticker", f"unknown ticker {ticker!r}; known: {', '.join(data.TICKERS)}")
+    return ticker
 
 
 def _report_day(text: str, name: str) -> date:
