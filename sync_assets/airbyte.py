@@ -237,7 +237,7 @@ def check(source: ApiSource) -> dict[str, Any]:
     try:
         client = open_client(source)
         try:
-            stream = next(s for s in source.streams if s.parent is None)
+            stream = next(s for s in source.streams if not s.reads_from)
             _first_page(source, stream, client)
         finally:
             client.close()

@@ -56,12 +56,12 @@ def _read(args: argparse.Namespace) -> int:
 
     source = load_source(args.source)
     stream = source.stream(args.stream)
-    if stream.parent is not None:
+    if stream.reads_from:
         raise ConfigurationError(
-            f"stream {stream.name!r} is a substream of {stream.parent.stream!r}: it is read once per parent "
-            "record, so it cannot be read alone. Materialize it in Dagster (it reads its parents from the "
-            f"store), or read it with its parents from the API: sync-assets airbyte {args.source} read, with a "
-            f"catalog naming {stream.name} (docs/airbyte.md)"
+            f"stream {stream.name!r} is a substream of {' and '.join(map(repr, stream.reads_from))}: it is read "
+            "once per parent record, so it cannot be read alone. Materialize it in Dagster (it reads its parents "
+            f"from the store), or read it with its parents from the API: sync-assets airbyte {args.source} read, "
+            f"with a catalog naming {stream.name} (docs/airbyte.md)"
         )
     windows: list[Window] = []
     if source.kind(stream) is StreamKind.WINDOWS:

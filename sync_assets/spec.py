@@ -73,13 +73,34 @@ class CustomTransform(BaseModel):
         return call(self.class_path, "transform", self._impl, record, parent_record)
 
 
+class ValuesOf(BaseModel):
+    """Where a ``for_each`` list's values come from when the API lists them: a field of every record of a
+    full-refresh stream of the same source, as its last refresh published them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    stream: str = Field(pattern=NAME_PATTERN, description="A full-refresh stream of the same source.")
+    key: str = Field(pattern=r"^[A-Za-z0-9_]+$", description="The field of its records that gives the values.")
+
+
 class ForEach(BaseModel):
-    """A fixed list the stream is read over: once per value (per combination, with several lists), the value
-    filling ``{each[field]}`` in the path, parameters, headers or body (e.g. one read per ticker symbol)."""
+    """A list the stream is read over: once per value (per combination, with several lists), the value filling
+    ``{each[field]}`` in the path, parameters, headers or body. The values are fixed (one read per ticker
+    symbol), or a full-refresh stream's (``values_of``: one read per account, per inbox of every account).
+
+    Several lists from streams are what one ``parent`` cannot say: a read per combination of two parents'
+    records (Airbyte's several ``SubstreamPartitionRouter`` on one stream)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     field: str = Field(pattern=r"^[A-Za-z0-9_]+$", description="The placeholder's name: {each[field]}.")
-    values: list[str | int] = Field(min_length=1)
+    values: list[str | int] | None = Field(None, min_length=1, description="The values, when they are fixed.")
+    values_of: ValuesOf | None = Field(None, description="The values, when a full-refresh stream lists them.")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> ForEach:
+        if (self.values is None) == (self.values_of is None):
+            raise ValueError(f"for_each {self.field!r}: give its values, or values_of: {{stream: ..., key: ...}} "
+                             "to take them from a full-refresh stream's records, one of the two")
+        return self
 
 
 class Stream(BaseModel):
@@ -239,6 +260,13 @@ class Stream(BaseModel):
             record.update(copied)
 
     @property
+    def reads_from(self) -> list[str]:
+        """The streams whose records this one is read over: its parent, and those its ``for_each`` lists take
+        their values from. They are synced before it (its asset depends on theirs)."""
+        named = [self.parent.stream] if self.parent is not None else []
+        return named + [each.values_of.stream for each in self.for_each if each.values_of is not None]
+
+    @property
     def primary_keys(self) -> list[str]:
         if self.primary_key is None:
             return []
@@ -338,19 +366,26 @@ class ApiSource(BaseModel):
     def _parents_exist(self) -> ApiSource:
         by_name = {s.name: s for s in self.streams}
         for stream in self.streams:
-            if stream.parent is None:
-                continue
-            parent = by_name.get(stream.parent.stream)
-            if parent is None:
-                raise ValueError(f"stream {stream.name!r} names parent {stream.parent.stream!r}, which is not a stream "
-                                 f"of this source; use one of: {', '.join(by_name)}")
-            chain = [stream.name]
-            while parent is not None and parent.parent is not None:  # a substream of a substream...
-                if parent.name in chain:
-                    raise ValueError(f"streams {', '.join(chain)} name each other as parents: a cycle")
-                chain.append(parent.name)
-                parent = by_name.get(parent.parent.stream)
+            for name in stream.reads_from:
+                if name not in by_name:
+                    role = "parent" if stream.parent is not None and name == stream.parent.stream else "values_of"
+                    raise ValueError(f"stream {stream.name!r} names {role} {name!r}, which is not a stream of this "
+                                     f"source; use one of: {', '.join(by_name)}")
+
+        def visit(name: str, chain: list[str]) -> None:  # a substream of a substream...: no chain may loop
+            if name in chain:
+                raise ValueError(f"streams {', '.join(chain[chain.index(name):])} name each other as parents: a cycle")
+            for upstream in by_name[name].reads_from:
+                visit(upstream, [*chain, name])
+
+        for stream in self.streams:
+            visit(stream.name, [])
         for stream in self.streams:  # every parent exists and no chain loops: what kind each stream is, is known
+            for each in stream.for_each:
+                if each.values_of is not None and not self.refreshes(by_name[each.values_of.stream]):
+                    raise ValueError(f"stream {stream.name!r} takes for_each {each.field!r} from "
+                                     f"{each.values_of.stream!r}, which has windows: values_of names a full-refresh "
+                                     "stream, whose published snapshot lists every value at once")
             if stream.parent is None:
                 continue
             direct = by_name[stream.parent.stream]
@@ -389,8 +424,10 @@ class ApiSource(BaseModel):
         """How ``stream`` is synced, in words (asset descriptions, ``sync-assets check``)."""
         kind, parent, incremental = self.kind(stream), stream.parent, stream.incremental
         if stream.for_each:
-            return (f"resumable full refresh for each {' x '.join(each.field for each in stream.for_each)}: one "
-                    "read per value, checkpointed per value")
+            lists = " x ".join(each.field if each.values_of is None
+                               else f"{each.field} (from {each.values_of.stream}.{each.values_of.key})"
+                               for each in stream.for_each)
+            return f"resumable full refresh for each {lists}: one read per value, checkpointed per value"
         if kind is StreamKind.FULL_REFRESH:
             return "resumable full refresh" if parent is None else (
                 f"substream of {parent.stream}: a resumable full refresh over its published parents, "

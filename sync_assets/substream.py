@@ -32,7 +32,7 @@ from sync_assets.errors import ConfigurationError, SyncError, SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import Page, PageSource, StreamReader
 from sync_assets.records import dig
-from sync_assets.spec import Stream
+from sync_assets.spec import ForEach, Stream
 from sync_assets.storage import PartitionState, Published, Stage, Store, TableSpec
 from sync_assets.storage.layout import partition_scope
 from sync_assets.windows import Window
@@ -250,7 +250,8 @@ Listing = Callable[[], Iterable[dict[str, Any]]]
 
 def refresh_pages(reader: StreamReader, parents_of: Callable[[Stream], Listing]) -> PageSource:
     """What a full refresh of ``reader``'s stream reads: its API's pages, or one page per parent (of a
-    full-refresh parent, listed by ``parents_of``) or per combination of its ``for_each`` values."""
+    full-refresh parent, listed by ``parents_of``) or per combination of its ``for_each`` values (fixed, or
+    the fields of records that ``parents_of`` lists)."""
     stream = reader.stream
     if stream.parent is not None:
         parent = reader.source.stream(stream.parent.stream)
@@ -258,9 +259,17 @@ def refresh_pages(reader: StreamReader, parents_of: Callable[[Stream], Listing])
     if stream.for_each:
         fields = [each.field for each in stream.for_each]
 
+        def values(each: ForEach) -> list[Any]:
+            if each.values is not None:
+                return list(each.values)
+            assert each.values_of is not None
+            key = each.values_of.key  # a record without the field names no read (as Airbyte skips it)
+            listed = (record.get(key) for record in parents_of(reader.source.stream(each.values_of.stream))())
+            return list(dict.fromkeys(value for value in listed if value is not None))
+
         def combinations() -> Iterator[dict[str, Any]]:
-            for values in itertools.product(*(each.values for each in stream.for_each)):
-                yield dict(zip(fields, values, strict=True))
+            for combination in itertools.product(*(values(each) for each in stream.for_each)):
+                yield dict(zip(fields, combination, strict=True))
 
         return ParentPages(reader, lambda record: json.dumps([record[f] for f in fields]), combinations)
     return reader

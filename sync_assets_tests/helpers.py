@@ -36,6 +36,14 @@ TICKER_PRICES = {
     "paginator": {"type": "next_url", "url_path": "next"},
     "incremental": {"cursor_field": "date", "start": "2024-01-01", "start_param": "start_date",
                     "end_param": "end_date", "end_inclusive": True, "param_format": "date"}}
+CURRENCIES = {"name": "currencies", "path": "/v1/currencies", "records_path": "data", "primary_key": "code"}
+# A report per ticker per currency: two lists' product, each list a full-refresh stream's published records.
+TICKER_REPORTS = {
+    "name": "ticker_reports", "path": "/v1/reports/prices/20240301/20240307", "records_path": "items",
+    "primary_key": ["ticker", "currency", "date"], "params": {"ticker": "{each[ticker]}", "currency": "{each[cur]}"},
+    "for_each": [{"field": "ticker", "values_of": {"stream": "tickers", "key": "symbol"}},
+                 {"field": "cur", "values_of": {"stream": "currencies", "key": "code"}}],
+    "chunk_pages": 20}
 
 
 def make_source_data(url: str, streams: list[dict[str, Any]] | None = None, **overrides: Any) -> dict[str, Any]:

@@ -218,3 +218,39 @@ def test_a_post_body_takes_parent_values_at_any_depth() -> None:
 def test_a_parent_value_in_the_body_of_a_stream_without_a_parent_is_refused() -> None:
     with pytest.raises(ValidationError, match="body uses the parent record, but the stream has no parent"):
         Stream(name="lines", path="/lines/search", method="POST", body={"filter": {"order": "{parent[id]}"}})
+
+
+def _over(*streams: Stream) -> ApiSource:
+    return ApiSource(name="shop", base_url="https://shop.example", streams=list(streams))
+
+
+LISTED = Stream(name="accounts", path="/accounts")
+WINDOWED = Stream(name="orders", path="/orders", incremental={"cursor_field": "at", "start": "2024-01-01"})
+
+
+@pytest.mark.parametrize(("streams", "refusal"), [
+    ([Stream(name="lines", path="/lines", parent={"stream": "nowhere"})],
+     "'lines' names parent 'nowhere', which is not a stream of this source"),
+    ([Stream(name="lines", path="/l/{each[a]}", for_each=[{"field": "a", "values_of": {"stream": "no", "key": "id"}}])],
+     "'lines' names values_of 'no', which is not a stream of this source"),
+    ([Stream(name="a", path="/a", parent={"stream": "b"}),
+      Stream(name="b", path="/b/{each[x]}", for_each=[{"field": "x", "values_of": {"stream": "a", "key": "id"}}])],
+     "streams a, b name each other as parents: a cycle"),
+    ([WINDOWED, Stream(name="lines", path="/l/{each[o]}",
+                       for_each=[{"field": "o", "values_of": {"stream": "orders", "key": "id"}}])],
+     "takes for_each 'o' from 'orders', which has windows: values_of names a full-refresh stream"),
+])
+def test_streams_read_over_other_streams_name_existing_full_refresh_streams_without_a_cycle(
+    streams: list[Stream], refusal: str
+) -> None:
+    with pytest.raises(ValidationError, match=refusal):
+        _over(LISTED, *streams)
+
+
+def test_a_for_each_list_has_values_or_values_of_never_both_nor_neither() -> None:
+    for both_or_neither in ({"values": [1], "values_of": {"stream": "accounts", "key": "id"}}, {}):
+        with pytest.raises(ValidationError, match="for_each 'a': give its values, or values_of"):
+            Stream(name="lines", path="/l/{each[a]}", for_each=[{"field": "a", **both_or_neither}])
+    lines = Stream(name="lines", path="/l/{each[a]}",
+                   for_each=[{"field": "a", "values_of": {"stream": "accounts", "key": "id"}}])
+    assert _over(LISTED, lines).stream("lines").reads_from == ["accounts"]

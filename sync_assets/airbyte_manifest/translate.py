@@ -692,7 +692,10 @@ class _Translator:
         strategy = paginator.get("pagination_strategy") or {}
         kind = self._expect(strategy, ("PageIncrement", "OffsetIncrement", "CursorPagination"),
                             f"{where}.pagination_strategy")
-        token_option = paginator.get("page_token_option") or {}
+        token_option = paginator.get("page_token_option")
+        if not token_option:  # the CDK then sends the same request again until a page comes back short
+            raise Unsupported("a DefaultPaginator without page_token_option (each page's request is the first's)",
+                              f"{where}.page_token_option")
         token_kind = self._expect(token_option, ("RequestOption", "RequestPath"), f"{where}.page_token_option")
         token_param = self._request_parameter(token_option, f"{where}.page_token_option", parameters, out) \
             if token_kind == "RequestOption" else None
@@ -835,23 +838,30 @@ class _Translator:
 
     def _partition(self, retriever: dict[str, Any], out: dict[str, Any], where: str) -> dict[str, tuple[str, str]]:
         """The stream's partition router as a parent or for_each lists; its partition fields, each with the
-        placeholder kind (parent or each) and the key in the record that fills it."""
+        placeholder kind (parent or each) and the key in the record that fills it.
+
+        One SubstreamPartitionRouter is a parent (of any kind). Anything else is the cartesian product Airbyte
+        reads: one for_each list per router, fixed values or a full-refresh parent's published records."""
         router = retriever.get("partition_router")
         if not router:
             return {}
         at = f"{where}.retriever.partition_router"
         routers = router if isinstance(router, list) else [router]
         kinds = [self._expect(r, ("SubstreamPartitionRouter", "ListPartitionRouter"), at) for r in routers]
-        if set(kinds) == {"ListPartitionRouter"}:
-            if out.get("incremental"):
-                raise Unsupported("a ListPartitionRouter on an incremental stream", at)
-            fields: dict[str, tuple[str, str]] = {}
-            for index, one in enumerate(routers):
-                fields.update(self._list_router(one, out, f"{at}[{index}]" if len(routers) > 1 else at))
-            return fields
-        if len(routers) > 1:
-            raise Unsupported("several partition routers with a SubstreamPartitionRouter among them", at)
-        router = routers[0]
+        if kinds == ["SubstreamPartitionRouter"]:
+            return self._parent(routers[0], out, at)
+        if out.get("incremental"):
+            raise Unsupported("a ListPartitionRouter, or several partition routers, on an incremental stream", at)
+        fields: dict[str, tuple[str, str]] = {}
+        for index, (one, kind) in enumerate(zip(routers, kinds, strict=True)):
+            one_at = f"{at}[{index}]" if len(routers) > 1 else at
+            fields.update(self._list_router(one, out, one_at) if kind == "ListPartitionRouter"
+                          else self._values_of_router(one, out, one_at))
+        return fields
+
+    def _parent_config(self, router: dict[str, Any], at: str) -> tuple[dict[str, Any], str, str, str]:
+        """A SubstreamPartitionRouter's one ParentStreamConfig: the config, the parent's manifest name, its
+        ``parent_key`` and the ``partition_field`` it fills."""
         configs = router.get("parent_stream_configs") or []
         if len(configs) != 1:
             raise Unsupported(f"{len(configs)} parent_stream_configs (one is supported)", at)
@@ -862,10 +872,6 @@ class _Translator:
         parent_name = parent.get("name") if isinstance(parent, dict) else None
         if parent_name not in self.manifest_streams:
             raise Unsupported(f"a parent stream ({parent_name!r}) that is not one of the manifest's streams", at)
-        parent_windows = self.manifest_streams[parent_name].get("incremental_sync") or self._windowed(parent_name)
-        if out.get("incremental") and parent_windows:  # windows of its own go with a full-refresh parent
-            raise Unsupported("a substream with its own incremental_sync under an incremental parent (a cursor per "
-                              "parent over the parent's windows)", at)
         if self._windowed(parent_name):
             raise Unsupported(f"a parent ({parent_name}) that is a substream of an incremental stream", at)
         key = self.plain(config.get("parent_key"), f"{at}.parent_key", parameters)
@@ -875,10 +881,29 @@ class _Translator:
         for unsupported in ("extra_fields", "lazy_read_pointer"):
             if config.get(unsupported):
                 raise Unsupported(f"ParentStreamConfig.{unsupported}", f"{at}.{unsupported}")
+        return config, parent_name, key, field
+
+    def _parent(self, router: dict[str, Any], out: dict[str, Any], at: str) -> dict[str, tuple[str, str]]:
+        config, parent_name, key, field = self._parent_config(router, at)
+        if out.get("incremental") and self.manifest_streams[parent_name].get("incremental_sync"):
+            # windows of its own go with a full-refresh parent
+            raise Unsupported("a substream with its own incremental_sync under an incremental parent (a cursor per "
+                              "parent over the parent's windows)", at)
         out["parent"] = {"stream": self.names[parent_name]}
         self._partition_option(config.get("request_option"), f"{{parent[{key}]}}", out, f"{at}.request_option",
-                               parameters)
+                               config.get(PARAMETERS) or {})
         return {field: ("parent", key)}
+
+    def _values_of_router(self, router: dict[str, Any], out: dict[str, Any], at: str) -> dict[str, tuple[str, str]]:
+        """One of several routers over a parent: its values are the parent's published ``parent_key``s."""
+        config, parent_name, key, field = self._parent_config(router, at)
+        if self.manifest_streams[parent_name].get("incremental_sync"):
+            raise Unsupported(f"several partition routers, one over an incremental parent ({parent_name})", at)
+        out.setdefault("for_each", []).append(
+            {"field": field, "values_of": {"stream": self.names[parent_name], "key": key}})
+        self._partition_option(config.get("request_option"), f"{{each[{field}]}}", out, f"{at}.request_option",
+                               config.get(PARAMETERS) or {})
+        return {field: ("each", field)}
 
     def _windowed(self, name: str) -> bool:
         """Whether stream ``name`` is a substream whose chain of parents starts at an incremental stream."""

@@ -44,7 +44,7 @@ def build_definitions(
     by_stream: dict[str, AssetsDefinition] = {}
     waiting = list(source.streams)
     while waiting:  # parents first: a substream takes its parent's partitions (or depends on it)
-        stream = next(s for s in waiting if s.parent is None or s.parent.stream in by_stream)
+        stream = next(s for s in waiting if all(name in by_stream for name in s.reads_from))
         waiting.remove(stream)
         parent = by_stream[stream.parent.stream] if stream.parent is not None else None
         match source.kind(stream):
@@ -52,7 +52,7 @@ def build_definitions(
                 built = build_incremental_asset(source, stream, translator, api_key, STORE_KEY)
             case StreamKind.FULL_REFRESH:
                 built = build_refresh_asset(source, stream, translator, api_key, STORE_KEY,
-                                            deps=[parent.key] if parent is not None else [])
+                                            deps=[by_stream[name].key for name in stream.reads_from])
             case StreamKind.PARENT_WINDOWS | StreamKind.WINDOWS_OVER_PARENTS:
                 assert parent is not None
                 built = build_substream_asset(source, stream, parent, translator, api_key, STORE_KEY)

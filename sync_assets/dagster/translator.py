@@ -31,9 +31,9 @@ class SyncAssetsTranslator:
         )
 
     def get_code_version(self, source: ApiSource, stream: Stream) -> str:
-        """A digest of what decides the stream's records: its declaration (and its parent's, for a
-        substream). Editing it marks the asset's materialized partitions stale in the UI."""
-        declarations = [stream] + ([source.stream(stream.parent.stream)] if stream.parent else [])
+        """A digest of what decides the stream's records: its declaration (and those of the streams it is read
+        over, for a substream). Editing it marks the asset's materialized partitions stale in the UI."""
+        declarations = [stream] + [source.stream(name) for name in stream.reads_from]
         text = "".join(s.model_dump_json(by_alias=True) for s in declarations)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

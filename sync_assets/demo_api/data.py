@@ -39,6 +39,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 TICKERS: tuple[str, ...] = ("AAPL", "MSFT", "GOOG", "AMZN", "NVDA")
+# What a dollar buys: the prices report converts into these, one fixed rate each.
+CURRENCIES: dict[str, float] = {"USD": 1.0, "EUR": 0.92, "GBP": 0.79}
 PRICES_FIRST_DAY = date(2020, 1, 1)
 PRICES_LAST_DAY = date(2100, 12, 31)
 
@@ -150,6 +152,11 @@ def price_row(seed: int, day: date, ticker: str) -> dict[str, Any]:
         "price": round(base * trend * cycle * noise, 2),
         "volume": 100_000 + draws.below(50_000_000),
     }
+
+
+def in_currency(row: dict[str, Any], currency: str) -> dict[str, Any]:
+    """A price row in another currency, saying which (the row's key grows by it)."""
+    return {**row, "price": round(row["price"] * CURRENCIES[currency], 2), "currency": currency}
 
 
 def _price_window(start: date, end_inclusive: date, ticker: str | None) -> tuple[date, int, tuple[str, ...]]:

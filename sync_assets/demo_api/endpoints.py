@@ -92,18 +92,29 @@ class Endpoints:
 
     def price_report(self, request: Request) -> Page:
         """A report API's shape (Wikimedia's pageviews): the days in the path, both inclusive, as YYYYMMDD
-        (``/v1/reports/prices/20240101/20240131``), every row of them in one answer, under ``items``."""
+        (``/v1/reports/prices/20240101/20240131``), every row of them in one answer, under ``items``; in
+        dollars, or in the ``currency`` asked for (a report per ticker per currency: two lists' product)."""
         start, end = (_report_day(text, name) for text, name in zip(request.path_args, ("start", "end"), strict=True))
         if start > end:
             raise BadParameter("end", "must not be before start (both are inclusive)")
         if (end - start).days >= _REPORT_MAX_DAYS:
             raise BadParameter("end", f"a report covers at most {_REPORT_MAX_DAYS} days")
-        return Page({"items": data.price_rows(self._config.seed, start, end, _ticker(request.query))}, "items")
+        rows = data.price_rows(self._config.seed, start, end, _ticker(request.query))
+        currency = request.query.get("currency")
+        if currency is not None:
+            if currency not in data.CURRENCIES:
+                raise BadParameter("currency", f"unknown currency {currency!r}; known: {', '.join(data.CURRENCIES)}")
+            rows = [data.in_currency(row, currency) for row in rows]
+        return Page({"items": rows}, "items")
 
     def tickers(self, request: Request) -> Page:
         """``GET /v1/tickers``: the instruments ``/v1/prices?ticker=`` reports on, in one page, as a list of
         accounts or campaigns is before a report per account per day."""
         return Page({"data": [{"symbol": ticker, "name": f"{ticker} Inc."} for ticker in data.TICKERS]}, "data")
+
+    def currencies(self, request: Request) -> Page:
+        """``GET /v1/currencies``: what the prices report converts into, in one page."""
+        return Page({"data": [{"code": code, "per_usd": rate} for code, rate in data.CURRENCIES.items()]}, "data")
 
     def surveys(self, request: Request, max_results: int = 0) -> Page:
         """Also as Stripe-style APIs take it: ``modified[gte]`` / ``modified[lt]`` in epoch milliseconds, and
@@ -233,6 +244,7 @@ _ROUTES: tuple[tuple[re.Pattern[str], str, Endpoint], ...] = (
     (re.compile(r"/v1/prices"), "/v1/prices", Endpoints.prices),
     (re.compile(r"/v1/reports/prices/([^/]+)/([^/]+)"), "/v1/reports/prices/{start}/{end}", Endpoints.price_report),
     (re.compile(r"/v1/tickers"), "/v1/tickers", Endpoints.tickers),
+    (re.compile(r"/v1/currencies"), "/v1/currencies", Endpoints.currencies),
     (re.compile(r"/v3/surveys"), "/v3/surveys", Endpoints.surveys),
     (re.compile(r"/v3/surveys/([^/]+)/responses"), "/v3/surveys/{id}/responses", Endpoints.survey_responses),
     (re.compile(r"/v3/responses"), "/v3/responses", Endpoints.responses),

@@ -40,10 +40,12 @@ STREAMS = {"surveys": "incremental", "survey_responses": "full_refresh", "custom
            "all_survey_responses": "full_refresh", "chosen_survey_responses": "full_refresh",
            "chosen_siblings": "full_refresh", "searched_surveys": "full_refresh", "tickers": "full_refresh",
            "split_searched_surveys": "full_refresh", "form_searched_surveys": "full_refresh",
-           "ticker_prices": "full_refresh", "price_reports": "full_refresh"}
+           "ticker_prices": "full_refresh", "price_reports": "full_refresh", "currencies": "full_refresh",
+           "ticker_reports": "full_refresh"}
 THROUGH_OUR_AIRBYTE_DOOR = {"all_survey_responses": "full_refresh", "chosen_survey_responses": "full_refresh",
                             "chosen_siblings": "full_refresh", "ticker_prices": "full_refresh",
-                            "price_reports": "full_refresh"}  # its windows through request slices of 30 days
+                            "price_reports": "full_refresh",  # its windows through request slices of 30 days
+                            "ticker_reports": "full_refresh"}  # a read per ticker per currency
 START = "2024-01-01"
 
 
@@ -97,7 +99,7 @@ def _ours(source: ApiSource, api: DemoApi, tmp_path: Path, capsys: pytest.Captur
             **{name: [m["record"]["data"] for m in read if m["type"] == "RECORD" and m["record"]["stream"] == name]
                for name in THROUGH_OUR_AIRBYTE_DOOR},
             **{name: _read(source, name, tmp_path) for name in ("customers", "orders", "events", "all_surveys",
-                                                                "tickers")}}
+                                                                "tickers", "currencies")}}
 
 
 def _normalised(records: list[dict[str, Any]]) -> list[str]:

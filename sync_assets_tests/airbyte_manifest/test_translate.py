@@ -121,7 +121,10 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
                      "split_searched_surveys": "incremental on date_modified, daily windows",
                      "form_searched_surveys": "incremental on date_modified, daily windows",
                      "tickers": "resumable full refresh",
-                     "ticker_prices": "substream of tickers with daily windows on date"}
+                     "ticker_prices": "substream of tickers with daily windows on date",
+                     "currencies": "resumable full refresh",
+                     "ticker_reports": "resumable full refresh for each ticker (from tickers.symbol) x currency "
+                                       "(from currencies.code)"}
     chosen = manifest.stream("chosen_survey_responses")
     assert chosen.for_each[0].values == [3, 17, 42, 999] and chosen.ignore_statuses == [404]  # the spec's default
     assert "checkpointed per parent" in manifest.describe(manifest.stream("all_survey_responses"))
@@ -232,9 +235,11 @@ def test_manifest_check_tells_which_manifests_translate_and_what_blocks_the_othe
     blocked = _manifest_with(tmp_path, {"partition_router": {"type": "GroupingPartitionRouter"}})
     assert cli_main(["manifest", "check", str(MANIFEST.parent), str(blocked)]) == 2
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("translates: 16 streams (6 incremental, 1 substream of surveys, 5 resumable full refresh, "
+    assert out[0].endswith("translates: 18 streams (6 incremental, 1 substream of surveys, 6 resumable full refresh, "
                            "1 substream of all_surveys, 1 resumable full refresh for each survey_id, "
-                           "1 substream of chosen_survey_responses, 1 substream of tickers with daily windows)")
+                           "1 substream of chosen_survey_responses, 1 substream of tickers with daily windows, "
+                           "1 resumable full refresh for each ticker (from tickers.symbol) x currency (from "
+                           "currencies.code))")
     assert "unsupported: stream customers.retriever.partition_router: component 'GroupingPartitionRouter'" in out[1]
     assert out[2] == "1 of 2 manifests translate"
     assert cli_main(["manifest", "check", str(MANIFEST)]) == 0

@@ -33,7 +33,15 @@ from sync_assets.storage import TableSpec
 from sync_assets.storage.layout import chunk_key, chunk_scope, store_dir
 from sync_assets_tests.dagster.helpers import SURVEYS, demo_defs, run, store_of
 from sync_assets_tests.dagster.test_cli_runs import BIN, REPO, _env, _home
-from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, make_source, stored, typed
+from sync_assets_tests.helpers import (
+    CURRENCIES,
+    TICKER_PRICES,
+    TICKER_REPORTS,
+    TICKERS,
+    make_source,
+    stored,
+    typed,
+)
 
 CUSTOMERS = AssetKey(["demo", "customers"])
 CUSTOMERS_TABLE = TableSpec("demo", "customers")
@@ -190,6 +198,29 @@ def test_a_substream_with_windows_of_its_own_is_partitioned_by_them_and_reads_th
     for key in keys:
         truth = typed(data.price_rows(0, date.fromisoformat(key), date.fromisoformat(key)), dates=("date",))
         assert sorted(map(str, stored(store_of(instance), "ticker_prices", [key]))) == sorted(map(str, truth))
+
+
+def test_a_stream_read_over_two_parents_depends_on_both_and_reads_each_combination_of_their_snapshots(
+    api: DemoApi, instance: DagsterInstance
+) -> None:
+    source = make_source(api, [TICKER_REPORTS, TICKERS, CURRENCIES], rate_limits=[])  # parents listed last
+    defs = build_definitions(source)
+    reports, tickers, currencies = (AssetKey(["demo", name]) for name in ("ticker_reports", "tickers", "currencies"))
+    assert defs.get_assets_def(reports).asset_deps[reports] == {tickers, currencies}
+    first = chunk_key(1, 0)
+    for stream in ("ticker_reports", "tickers", "currencies"):
+        instance.add_dynamic_partitions(chunk_partitions_name(source, source.stream(stream)), [first])
+    refused = run(defs, instance, reports, partition=first)
+    assert not refused.success
+    assert "'tickers' has published none yet: refresh 'tickers' first" in str(refused.all_events)
+    assert run(defs, instance, tickers, partition=first).success
+    assert run(defs, instance, currencies, partition=first).success
+    assert run(defs, instance, reports, partition=first).success
+    days = (date(2024, 3, 1), date(2024, 3, 7))
+    truth = [data.in_currency(row, code) for code in data.CURRENCIES for row in data.price_rows(0, *days)]
+    assert len(truth) == 7 * len(data.TICKERS) * len(data.CURRENCIES)
+    found = stored(store_of(instance), "ticker_reports")
+    assert sorted(map(str, found)) == sorted(map(str, truth))
 
 
 def test_the_refresh_sensor_starts_and_resumes_refreshes(
