@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -41,6 +41,7 @@ from sync_assets.http import HttpClient, RequestStats, open_client
 from sync_assets.reader import PageSource, StreamReader
 from sync_assets.redaction import mask, register_secret
 from sync_assets.secrets import Env
+from sync_assets.slices import plan_slices
 from sync_assets.spec import ApiSource, Stream, StreamKind
 from sync_assets.spooled import encode_record, spool_windows
 from sync_assets.substream import Listing, parent_id, refresh_pages
@@ -345,9 +346,24 @@ class Read:
                                      self.states.get(stream.name))
 
     def _read_whole(self, parent: Stream, client: HttpClient) -> Listing:
-        """A full-refresh parent's records, read whole from the API (its own parents too, at any depth)."""
-        parents = refresh_pages(StreamReader(self.source, parent, client), lambda p: self._read_whole(p, client))
-        return lambda: (record for page in parents.pages(RequestStats()) for record in page.records)
+        """A parent's records, read whole from the API: a full refresh (its own parents too, at any depth),
+        or every window of a windowed parent from its start."""
+        reader = StreamReader(self.source, parent, client)
+        if parent.incremental is None:
+            parents = refresh_pages(reader, lambda p: self._read_whole(p, client))
+            return lambda: (record for page in parents.pages(RequestStats()) for record in page.records)
+        windows = uncovered_windows(parent.incremental, [], datetime.now(UTC))
+
+        def every_window() -> Iterator[dict[str, Any]]:
+            for listed in spool_windows(reader, windows, self.source.concurrency):
+                try:
+                    if listed.error is not None:
+                        raise listed.error
+                    yield from map(json.loads, listed.sink.lines())
+                finally:
+                    listed.sink.close()
+
+        return every_window
 
     def _failed(self, stream: Stream, error: Exception) -> None:
         """Report a slice's or a parent's error, and read on. A configuration error (refused credentials, a
@@ -419,8 +435,10 @@ class Read:
             assert stream.incremental is not None
             everyone = list(self._read_whole(parent, reader.client)())
             ok = True
-            for window in uncovered_windows(stream.incremental, [w for w, _ in done], datetime.now(UTC)):
-                ok &= self._children(reader, parent, window, everyone, done, partial)
+            windows = uncovered_windows(stream.incremental, [w for w, _ in done], datetime.now(UTC))
+            per_parent = -(-self.source.concurrency // max(1, len(everyone)))  # as in sync_substream
+            for piece in plan_slices(windows, stream.incremental, per_parent):  # not a request per window
+                ok &= self._children(reader, parent, piece.window, everyone, done, partial)
             return ok
         assert parent.incremental is not None
         windows = uncovered_windows(parent.incremental, [w for w, _ in done], datetime.now(UTC))
@@ -444,7 +462,7 @@ class Read:
     def _children(self, reader: StreamReader, parent: Stream, window: Window, parents: list[dict[str, Any]],
                   done: list[tuple[Window, datetime | None]], partial: dict[str, Any]) -> bool:
         stream = reader.stream
-        finished = _parents_done(partial, parent, parents, window)
+        finished = _parents_done(partial, parent, parents, window, own_windows=stream.incremental is not None)
         todo = [record for record in parents if parent_id(parent, record) not in finished]
 
         def children(record: dict[str, Any]) -> tuple[str, list[dict[str, Any]] | Exception]:
@@ -473,13 +491,14 @@ class Read:
         return ok
 
 
-def _parents_done(partial: dict[str, Any], parent: Stream, parents: list[dict[str, Any]], window: Window) -> set[str]:
+def _parents_done(partial: dict[str, Any], parent: Stream, parents: list[dict[str, Any]], window: Window, *,
+                  own_windows: bool) -> set[str]:
     """Which of ``parents`` an interrupted read already emitted the children of, in ``window``.
 
     A windowed parent: those its ``in_progress`` names whose cursor value lies in the range it was
     reading. The range, not a slice: a resumed read may cut its slices differently. (A state of an older
-    release names the start of one window.) A full-refresh parent: every window lists every parent, so
-    the names hold only if it was reading this very window."""
+    release names the start of one window.) A child with windows of its own: every window lists every
+    parent, so the names hold only if it was reading this very window (slice)."""
     named = set(partial.get("parents_done", []))
     if not named:
         return set()
@@ -490,9 +509,10 @@ def _parents_done(partial: dict[str, Any], parent: Stream, parents: list[dict[st
         reading = Window(start, window_after(start, parent.incremental.window))
     else:
         return set()
-    if parent.incremental is None:
+    if own_windows:
         return {ident for record in parents if (ident := parent_id(parent, record)) in named} \
             if reading == window else set()
+    assert parent.incremental is not None  # the parent's windows are the child's
     return {ident for record in parents if (ident := parent_id(parent, record)) in named
             and reading.contains(record_instant(record, parent.incremental))}
 

@@ -185,7 +185,7 @@ def read_slice(reader: StreamReader, slice_: Slice, sink: SinkT, idle: Callable[
                     )
                 result.split = slice_.cut(2, result.stats)
                 break
-            for index, records, cursors in _by_window(page, starts):
+            for index, records, cursors in split_by_window(page, starts):
                 sink.put(index, records, cursors)
                 read = result.windows[index]
                 read.records += len(records)
@@ -226,7 +226,7 @@ def _pieces_worth_it(total: int, read: int, idle: Callable[[], int]) -> int:
     return pieces if pieces > 1 and saved > read + pieces - 1 else 0
 
 
-def _by_window(
+def split_by_window(
     page: Page, starts: list[datetime],
 ) -> Iterator[tuple[int, list[dict[str, Any]], list[datetime | None] | None]]:
     """A page's records grouped by the window of the slice that holds each (``starts``: the windows'

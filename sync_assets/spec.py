@@ -389,10 +389,6 @@ class ApiSource(BaseModel):
             if stream.parent is None:
                 continue
             direct = by_name[stream.parent.stream]
-            if stream.incremental is not None and not self.refreshes(direct):
-                raise ValueError(f"stream {stream.name!r} has an incremental block, and its parent {direct.name!r} "
-                                 "has windows: a substream of a windowed parent takes the parent's windows. Remove "
-                                 "its incremental block (windows of its own go with a full-refresh parent)")
             if direct.parent is not None and not self.refreshes(direct):
                 raise ValueError(f"parent {direct.name!r} of {stream.name!r} is a substream with windows; substreams "
                                  "of such substreams are not supported yet (of a full-refresh chain they are)")
@@ -434,8 +430,9 @@ class ApiSource(BaseModel):
                 "checkpointed per parent")
         if kind is StreamKind.WINDOWS_OVER_PARENTS:
             assert parent is not None and incremental is not None
+            over = "published parent" if self.refreshes(self.stream(parent.stream)) else f"record {parent.stream} holds"
             return (f"substream of {parent.stream} with {incremental.window} windows on "
-                    f"{incremental.cursor_field}: each window read once per published parent")
+                    f"{incremental.cursor_field}: each window read once per {over}")
         if kind is StreamKind.PARENT_WINDOWS:
             assert parent is not None
             return f"substream of {parent.stream}: one read per parent record, partitioned as its parent"

@@ -32,6 +32,7 @@ from sync_assets.errors import ConfigurationError, SyncError, SyncSystemError
 from sync_assets.http import RequestStats
 from sync_assets.reader import Page, PageSource, StreamReader
 from sync_assets.records import dig
+from sync_assets.slices import plan_slices, split_by_window
 from sync_assets.spec import ForEach, Stream
 from sync_assets.storage import PartitionState, Published, Stage, Store, TableSpec
 from sync_assets.storage.layout import partition_scope
@@ -76,99 +77,152 @@ def sync_substream(
 ) -> Iterator[PartitionResult]:
     """Sync the children of every parent in ``partitions``; yields each partition as it is published.
 
-    The parents are listed from the store as threads free up (the listing stays lazy): a windowed
-    parent's partition of the same key, or a full-refresh parent's published snapshot, whole for each of
-    the child's own windows. Each parent's children are fetched as a unit of the one scheduler (for the
-    child's window, when it has windows of its own), and a partition is published as soon as every
-    parent it listed is answered.
+    Without windows of its own, a child's partition reads the parents of the windowed parent's partition of
+    the same key, listed from the store as threads free up (the listing stays lazy).
+
+    With windows of its own, every partition has the same parents: a full-refresh parent's published
+    snapshot, or every record a windowed parent holds (Airbyte's cursor per partition, which reads the
+    parent whole). They are listed once, and each is read once per request slice, not once per window:
+    the run's adjacent windows through one request sequence for their union (no wider than the stream's
+    ``max_slice``), the records split into their windows by cursor value, as an incremental stream's are
+    (``slices``). A year of daily windows over five tickers costs five request sequences, not 1,825.
+
+    Each unit (a parent over one partition, or over one slice of them) is fetched on the one scheduler,
+    and a partition is published as soon as every unit that covers it is answered.
     """
-    source, child = reader.source.name, reader.stream.name
     assert reader.stream.parent is not None
     parent = reader.source.stream(reader.stream.parent.stream)
     table = TableSpec.of(reader.source, reader.stream)
-    snapshot = published_parents(store, reader, parent) if reader.source.refreshes(parent) else None
-    parent_table = TableSpec.of(reader.source, parent)
-
-    def parents_of(key: str) -> Iterable[dict[str, Any]]:
-        """A windowed parent's partition of the same key; a refreshed parent's whole snapshot, for any key."""
-        return snapshot() if snapshot is not None else store.records(parent_table, [key])
-
-    own_windows = reader.stream.incremental is not None
     results = {key: PartitionResult(key, window) for key, window in partitions}
     stages: dict[str, Stage] = {}
-    open_keys: dict[str, int] = {key: 0 for key, _ in partitions}  # parents handed out and not answered yet
-    listed: set[str] = set()  # partitions whose parents are all handed out
+    open_units: dict[str, int] = {key: 0 for key, _ in partitions}  # units handed out and not answered yet
+    listed: set[str] = set()  # partitions whose units are all handed out
 
-    def units() -> Iterator[tuple[str, str, dict[str, Any]]]:
-        for key, ident, record, earlier_keys in _parents(parents_of, parent, [k for k, _ in partitions], stages,
-                                                         results):
-            listed.update(earlier_keys)
-            if results[key].error is None:
-                open_keys[key] += 1
-                yield key, ident, record
-        listed.update(open_keys)
+    def todo(keys: tuple[str, ...], ident: str, record: dict[str, Any], windows: tuple[Window, ...] = ()
+             ) -> Iterator[_Unit]:
+        """The unit, for those of its partitions that still need this parent (a re-run of a killed run
+        skips the parents it staged)."""
+        needed = []
+        for key in keys:
+            if results[key].error is None and ident in stages[key].items:
+                results[key].parents_skipped += 1
+            elif results[key].error is None:
+                needed.append(key)
+        for key in needed:
+            open_units[key] += 1
+        if needed:
+            yield _Unit(keys, tuple(needed), ident, record, windows)
 
-    def children(unit: tuple[str, str, dict[str, Any]]) -> tuple[str, str, _Answer | Exception]:
-        key, ident, record = unit
+    def units() -> Iterator[_Unit]:
+        if reader.stream.incremental is None:
+            parent_table = TableSpec.of(reader.source, parent)
+            for key in results:
+                try:
+                    seen: set[str] = set()  # a parent listed twice in its partition (pages shifted under the read)
+                    for record in store.records(parent_table, [key]):
+                        ident = parent_id(parent, record)
+                        if ident in seen:
+                            results[key].parents_skipped += 1
+                            continue
+                        seen.add(ident)
+                        yield from todo((key,), ident, record)
+                except SyncError as exc:
+                    results[key].error = exc
+                listed.add(key)
+        else:
+            everyone = _every_parent(store, reader, parent, results)
+            key_of = {window: key for key, window in partitions if window is not None}
+            # as many slices as keep every thread busy over these parents, and no more
+            per_parent = -(-concurrency // max(1, len(everyone)))
+            for piece in plan_slices(list(key_of), reader.stream.incremental, per_parent):
+                keys = tuple(key_of[window] for window in piece.windows)
+                for ident, record in everyone:
+                    yield from todo(keys, ident, record, piece.windows)
+                listed.update(keys)
+        listed.update(open_units)
+
+    def children(unit: _Unit) -> tuple[_Unit, _Answer | Exception]:
         try:
-            return key, ident, _children(reader, record, results[key].window if own_windows else None)
+            return unit, _children(reader, unit.record, unit.windows)
         except Exception as exc:
-            return key, ident, exc
+            return unit, exc
 
     try:
         for key, _ in partitions:
-            stages[key] = store.open_stage(table, partition_scope(source, child, key))
-        for key, ident, answer in completed(children, units(), concurrency, "children"):
-            open_keys[key] -= 1
-            result = results[key]
+            stages[key] = store.open_stage(table, partition_scope(reader.source.name, reader.stream.name, key))
+        for unit, answer in completed(children, units(), concurrency, "children"):
+            for key in unit.needed:
+                open_units[key] -= 1
             if isinstance(answer, Exception):
-                result.error = result.error or answer
+                for key in unit.needed:
+                    results[key].error = results[key].error or answer
             else:
                 found, pages, stats = answer
-                result.stats.merge(stats)
-                result.parents += 1
-                # Kept even if a sibling failed: a re-run then skips this parent.
-                stages[key].append(found, stats.requests, stats.bytes, pages=pages, item=ident)
-            yield from _publish_ready(store, stages, results, open_keys, listed)
-        yield from _publish_ready(store, stages, results, open_keys, listed)
+                for key in unit.needed:  # the requests are counted once, with the first (every stage's
+                    first, result = key == unit.needed[0], results[key]  # append is a page of its own)
+                    if first:
+                        result.stats.merge(stats)
+                    result.parents += 1
+                    # Kept even if a sibling failed: a re-run then skips this parent.
+                    records, cursors = found[unit.keys.index(key)]
+                    stages[key].append(records, stats.requests if first else 0, stats.bytes if first else 0,
+                                       pages=pages if first else 1, item=unit.ident, cursors=cursors)
+            yield from _publish_ready(store, stages, results, open_units, listed)
+        yield from _publish_ready(store, stages, results, open_units, listed)
     finally:
         for stage in stages.values():
             stage.close()
 
 
-_Answer = tuple[list[dict[str, Any]], int, RequestStats]
-"""A parent's children, the pages they took, and what the requests cost."""
+@dataclass(frozen=True)
+class _Unit:
+    """One parent's children over some partitions: one partition of a windowed parent, or one request slice
+    of the child's own windows (``windows``, one per key, to split the records by)."""
+
+    keys: tuple[str, ...]
+    needed: tuple[str, ...]  # the keys that have not staged this parent yet
+    ident: str
+    record: dict[str, Any]
+    windows: tuple[Window, ...] = ()
 
 
-def _parents(
-    parents_of: Callable[[str], Iterable[dict[str, Any]]], parent: Stream, keys: list[str], stages: dict[str, Stage],
-    results: dict[str, PartitionResult],
-) -> Iterator[tuple[str, str, dict[str, Any], list[str]]]:
-    """(key, parent id, parent record, keys fully listed so far) for every parent not done yet."""
-    listed: list[str] = []
-    for key in keys:
-        seen: set[str] = set()  # a parent listed twice in its partition (pages shifted under the read)
-        try:
-            for record in parents_of(key):
-                ident = parent_id(parent, record)
-                if ident in stages[key].items or ident in seen:
-                    results[key].parents_skipped += 1
-                    continue
-                seen.add(ident)
-                yield key, ident, record, listed
-        except SyncError as exc:
-            results[key].error = exc
-        listed = [*listed, key]
+_Found = tuple[list[dict[str, Any]], list[datetime | None] | None]
+"""Records, and their cursor values when the child has windows of its own."""
+_Answer = tuple[list[_Found], int, RequestStats]
+"""A parent's children (by window of the unit, or all in one), the pages they took, and what they cost."""
 
 
-def _children(reader: StreamReader, record: dict[str, Any], window: Window | None) -> _Answer:
-    """One parent's children (in ``window``, for a child with windows of its own), the pages they took,
-    and what the requests cost."""
-    stats, children, pages = RequestStats(), [], 0
-    for page in reader.pages(stats, window=window, parent=record):
-        children.extend(page.records)
+def _every_parent(store: Store, reader: StreamReader, parent: Stream, results: dict[str, PartitionResult]
+                  ) -> list[tuple[str, dict[str, Any]]]:
+    """(id, record) of every parent of a child with windows of its own, in id order: a full-refresh parent's
+    published snapshot, or the newest version of every record a windowed parent holds. A listing that
+    fails fails every partition."""
+    try:
+        listing = published_parents(store, reader, parent) if reader.source.refreshes(parent) \
+            else held_parents(store, reader, parent)
+        by_id = {parent_id(parent, record): record for record in listing()}
+    except SyncError as exc:
+        for result in results.values():
+            result.error = exc
+        return []
+    return sorted(by_id.items())
+
+
+def _children(reader: StreamReader, record: dict[str, Any], windows: tuple[Window, ...]) -> _Answer:
+    """One parent's children (over ``windows``, split by them, for a child with windows of its own), the
+    pages they took, and what the requests cost."""
+    stats, pages = RequestStats(), 0
+    found: list[_Found] = [([], [] if windows else None) for _ in windows or (None,)]
+    starts = [window.start for window in windows[1:]]
+    for page in reader.pages(stats, window=Window(windows[0].start, windows[-1].end) if windows else None,
+                             parent=record):
+        for index, records, cursors in split_by_window(page, starts):
+            kept, instants = found[index]
+            kept.extend(records)
+            if instants is not None:
+                instants.extend(cursors or [None] * len(records))
         pages += 1
-    return children, pages, stats
+    return found, pages, stats
 
 
 def _publish_ready(
@@ -273,6 +327,22 @@ def refresh_pages(reader: StreamReader, parents_of: Callable[[Stream], Listing])
 
         return ParentPages(reader, lambda record: json.dumps([record[f] for f in fields]), combinations)
     return reader
+
+
+def held_parents(store: Store, reader: StreamReader, parent: Stream) -> Listing:
+    """The listing of every record a windowed parent holds, over every window it synced, the newest version
+    of each last; refused with advice while it holds none."""
+    table = TableSpec.of(reader.source, parent)
+
+    def listing() -> Iterator[dict[str, Any]]:
+        keys = sorted(store.partition_states(table))  # partition keys sort as their windows do
+        if not keys:
+            raise ConfigurationError(
+                f"stream {reader.stream.name!r} reads every record that {parent.name!r} holds, and "
+                f"{parent.name!r} has synced no window yet: sync {parent.name!r} first")
+        return store.records(table, keys)
+
+    return listing
 
 
 def published_parents(store: Store, reader: StreamReader, parent: Stream) -> Listing:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +271,38 @@ def test_a_substream_with_windows_of_its_own_reads_each_window_once_per_parent_o
     for key, window in days:
         truth = typed(data.price_rows(0, window.start.date(), window.start.date()), dates=("date",))  # end inclusive
         assert sorted(map(str, stored(store, "ticker_prices", [key]))) == sorted(map(str, truth)), key
-    with pytest.raises(ConfigurationError, match="its parent 'surveys' has windows"):
-        source_from_dict(make_source_data(api.url, [STREAMS[0], {**STREAMS[1], "incremental": TICKER_PRICES[
-            "incremental"]}]))
+
+
+def test_a_substream_with_windows_of_its_own_under_a_windowed_parent_reads_every_parent_once_per_slice(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+) -> None:
+    """Airbyte's cursor per parent under an incremental parent: every parent the parent holds (over all its
+    windows), each read through one request sequence for the run's windows, not one per window."""
+    api, store = demo_api(surveys=SURVEYS), open_store(store_location)
+    own = {**STREAMS[1], "name": "recent_responses",  # the API cannot filter them: cut client side
+           "incremental": {"cursor_field": "submitted_at", "start": "2024-01-01"}}
+    src = source_from_dict(make_source_data(api.url, [STREAMS[0], own]))
+    child = src.stream("recent_responses")
+    assert src.kind(child) is StreamKind.WINDOWS_OVER_PARENTS
+    assert "each window read once per record surveys holds" in src.describe(child)
+    days = [(f"2024-{d:%m-%d}", Window(d, d + timedelta(days=1)))
+            for d in (datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=n) for n in range(120))]
+    client = open_client(src, tmp_path)
+    try:
+        refused = list(sync_substream(StreamReader(src, child, client), store, days[:2], concurrency=8))
+        assert all("'surveys' has synced no window yet: sync 'surveys' first" in str(r.error) for r in refused)
+        sync_parents(api, store, tmp_path)
+        parents = stored(store, "surveys", [key for key, _ in DAYS])
+        api.reset_stats()
+        results = list(sync_substream(StreamReader(src, child, client), store, days, concurrency=8))
+    finally:
+        client.close()
+    assert [r.error for r in results if r.error] == [] and len(results) == len(days)
+    assert all(r.parents == len(parents) for r in results)
+    pages = sum(-(-max(1, data.survey_response_count(0, p["id"])) // 5) for p in parents)  # 5 a page
+    assert api.stats()["requests"] == pages  # one request sequence per parent, where a window each sent 120
+    everything = [r for p in parents for r in data.survey_responses(0, p["id"])]
+    for key, window in days:
+        truth = sorted(r["id"] for r in everything if window.contains(datetime.fromisoformat(r["submitted_at"])))
+        assert sorted(r["id"] for r in stored(store, "recent_responses", [key])) == truth, key
+    assert sum(len(stored(store, "recent_responses", [k])) for k, _ in days) > 0

@@ -885,10 +885,11 @@ class _Translator:
 
     def _parent(self, router: dict[str, Any], out: dict[str, Any], at: str) -> dict[str, tuple[str, str]]:
         config, parent_name, key, field = self._parent_config(router, at)
-        if out.get("incremental") and self.manifest_streams[parent_name].get("incremental_sync"):
-            # windows of its own go with a full-refresh parent
-            raise Unsupported("a substream with its own incremental_sync under an incremental parent (a cursor per "
-                              "parent over the parent's windows)", at)
+        if out.get("incremental") and config.get("incremental_dependency"):
+            # Airbyte then reads only the parents changed since the last read; we read every window for every
+            # parent the parent holds
+            raise Unsupported("incremental_dependency on a substream with its own incremental_sync",
+                              f"{at}.parent_stream_configs[0].incremental_dependency")
         out["parent"] = {"stream": self.names[parent_name]}
         self._partition_option(config.get("request_option"), f"{{parent[{key}]}}", out, f"{at}.request_option",
                                config.get(PARAMETERS) or {})

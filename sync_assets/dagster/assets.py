@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dagster import (
+    AllPartitionMapping,
     AssetCheckEvaluation,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
+    AssetDep,
     AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
@@ -474,7 +476,10 @@ def build_substream_asset(
     assert isinstance(partitions_def, TimeWindowPartitionsDefinition)
     base = _StreamAsset(source, stream, translator, api_key, store_key)
 
-    @base.define(partitions_def, {"sync_assets/parent": parent_stream.name}, deps=[parent.key])
+    # windows of its own read every parent (all of a windowed parent's partitions), not those of the same key
+    dep = AssetDep(parent.key, partition_mapping=AllPartitionMapping()) if stream.incremental else parent.key
+
+    @base.define(partitions_def, {"sync_assets/parent": parent_stream.name}, deps=[dep])
     def _children(context: AssetExecutionContext) -> Iterator[Any]:
         started = time.monotonic()
         api, store, reader = base.open(context)

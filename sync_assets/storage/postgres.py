@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -68,6 +69,52 @@ def _lock_id(text: str) -> int:
     return zlib.crc32(text.encode()) << 31 | zlib.crc32(text[::-1].encode()) >> 1
 
 
+class _LockSession:
+    """The one session that holds a store's advisory locks, however many: a run of a year of partitions
+    holds 365 locks on one connection, not on 365 connections (PostgreSQL allows 100 by default). The
+    server releases them all when the session ends, as when a killed run's process dies.
+
+    A session may take the same advisory lock twice, so this store refuses a scope it already holds itself:
+    two stages of one scope in one process exclude each other as two processes do."""
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+        self._conn: Any = None
+        self._held: set[int] = set()
+        self._mutex = threading.Lock()
+
+    def acquire(self, scope: str) -> None:
+        key = _lock_id(scope)
+        with self._mutex:
+            if key in self._held:
+                raise StageBusyError(f"{scope} is being read by another run right now")
+            if self._conn is None or self._conn.closed:
+                self._conn = self._connect()
+                # A holder on a machine that vanished (no FIN, no RST) is noticed in about 30 s, not in the
+                # kernel's default two hours: the server probes this session's socket.
+                self._conn.execute("SET tcp_keepalives_idle = 15; SET tcp_keepalives_interval = 5; "
+                                   "SET tcp_keepalives_count = 3")
+            (got,) = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if not got:
+                raise StageBusyError(f"{scope} is being read by another run right now")
+            self._held.add(key)
+
+    def release(self, scope: str) -> None:
+        key = _lock_id(scope)
+        with self._mutex:
+            self._held.discard(key)
+            conn = self._conn
+            if conn is None or conn.closed:
+                return  # the session is gone, and the server released its locks with it
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            except Exception:  # a broken session: the server releases its locks as it drops it
+                conn.close()
+            if not self._held:  # no idle session is left open between stages
+                conn.close()
+                self._conn = None
+
+
 class PostgresStore(Store):
     """Every part of the store in one PostgreSQL database, reachable from every machine."""
 
@@ -97,6 +144,7 @@ class PostgresStore(Store):
             conn.execute(schema_lock)
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
         self._connect = connect
+        self._locks = _LockSession(connect)
         self._state = StateDB(Dialect(connect=connect, begin="BEGIN", blob="BYTEA", placeholder="%s",
                                      schema_lock=schema_lock))
         self._prepared: set[str] = set()  # streams whose table this process has checked against their columns
@@ -112,21 +160,11 @@ class PostgresStore(Store):
 
     @contextmanager
     def lock(self, scope: str) -> Iterator[None]:
-        conn, key = self._connect(), _lock_id(scope)
+        self._locks.acquire(scope)
         try:
-            # A holder on a machine that vanished (no FIN, no RST) is noticed in about 30 s, not in the
-            # kernel's default two hours: the server probes this session's socket.
-            conn.execute("SET tcp_keepalives_idle = 15; SET tcp_keepalives_interval = 5; "
-                         "SET tcp_keepalives_count = 3")
-            (got,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-            if not got:
-                raise StageBusyError(f"{scope} is being read by another run right now")
-            try:
-                yield
-            finally:  # released now; a session that dies (a killed run) has its locks released by the server
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            yield
         finally:
-            conn.close()
+            self._locks.release(scope)
 
     def locked(self, scope: str) -> bool:
         key = _lock_id(scope)
@@ -158,9 +196,10 @@ class PostgresStore(Store):
                    (table.source, table.stream))
         present = {row[0] for row in db.fetchall()}
         if not present:
-            definitions = ", ".join(f"{quote(c)} {_SQL_TYPES[k]}" for c, k in merged.items())
-            db.execute(f"CREATE TABLE {name} ({definitions}, {quote(PARTITION_COLUMN)} TEXT, "
-                       f"{quote(_SEQ)} BIGINT GENERATED ALWAYS AS IDENTITY)")
+            # no data columns yet when the first partitions published are empty: later ones add them
+            definitions = [f"{quote(c)} {_SQL_TYPES[k]}" for c, k in merged.items()]
+            definitions += [f"{quote(PARTITION_COLUMN)} TEXT", f"{quote(_SEQ)} BIGINT GENERATED ALWAYS AS IDENTITY"]
+            db.execute(f"CREATE TABLE {name} ({', '.join(definitions)})")
             if table.kind == "partitions":
                 db.execute(f"CREATE INDEX ON {name} ({quote(PARTITION_COLUMN)})")
         changes = [(c, k) for c, k in merged.items() if present and (c not in present or known.get(c, k) != k)]

@@ -41,11 +41,12 @@ STREAMS = {"surveys": "incremental", "survey_responses": "full_refresh", "custom
            "chosen_siblings": "full_refresh", "searched_surveys": "full_refresh", "tickers": "full_refresh",
            "split_searched_surveys": "full_refresh", "form_searched_surveys": "full_refresh",
            "ticker_prices": "full_refresh", "price_reports": "full_refresh", "currencies": "full_refresh",
-           "ticker_reports": "full_refresh"}
+           "ticker_reports": "full_refresh", "recent_responses": "full_refresh"}
 THROUGH_OUR_AIRBYTE_DOOR = {"all_survey_responses": "full_refresh", "chosen_survey_responses": "full_refresh",
                             "chosen_siblings": "full_refresh", "ticker_prices": "full_refresh",
                             "price_reports": "full_refresh",  # its windows through request slices of 30 days
-                            "ticker_reports": "full_refresh"}  # a read per ticker per currency
+                            "ticker_reports": "full_refresh",  # a read per ticker per currency
+                            "recent_responses": "full_refresh"}  # windows over an incremental parent
 START = "2024-01-01"
 
 
@@ -117,6 +118,8 @@ def test_airbyte_and_sync_assets_read_the_same_records_from_the_demo_manifest(
     today = datetime.now(UTC).date().isoformat()
     for daily in ("ticker_prices", "price_reports"):
         theirs[daily] = [r for r in theirs[daily] if r["date"] < today]
+    # the responses API cannot filter: Airbyte emits those submitted before the start too; we keep each window's
+    theirs["recent_responses"] = [r for r in theirs["recent_responses"] if r["submitted_at"] >= START]
     for stream in STREAMS:
         assert theirs[stream], f"Airbyte read no {stream}"
         assert _normalised(ours[stream]) == _normalised(theirs[stream]), stream

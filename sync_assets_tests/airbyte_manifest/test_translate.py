@@ -111,6 +111,7 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
     kinds = {s.name: manifest.describe(s).split(":")[0] for s in manifest.streams}
     assert kinds == {"surveys": "incremental on date_modified, daily windows",
                      "survey_responses": "substream of surveys",
+                     "recent_responses": "substream of surveys with daily windows on submitted_at",
                      "stock_prices": "incremental on date, daily windows", "customers": "resumable full refresh",
                      "price_reports": "incremental on date, daily windows",
                      "orders": "resumable full refresh", "events": "resumable full refresh",
@@ -235,7 +236,8 @@ def test_manifest_check_tells_which_manifests_translate_and_what_blocks_the_othe
     blocked = _manifest_with(tmp_path, {"partition_router": {"type": "GroupingPartitionRouter"}})
     assert cli_main(["manifest", "check", str(MANIFEST.parent), str(blocked)]) == 2
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("translates: 18 streams (6 incremental, 1 substream of surveys, 6 resumable full refresh, "
+    assert out[0].endswith("translates: 19 streams (6 incremental, 1 substream of surveys, "
+                           "1 substream of surveys with daily windows, 6 resumable full refresh, "
                            "1 substream of all_surveys, 1 resumable full refresh for each survey_id, "
                            "1 substream of chosen_survey_responses, 1 substream of tickers with daily windows, "
                            "1 resumable full refresh for each ticker (from tickers.symbol) x currency (from "

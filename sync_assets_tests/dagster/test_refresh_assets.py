@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from dagster import (
+    AllPartitionMapping,
     AssetIn,
     AssetKey,
     DagsterInstance,
@@ -198,6 +199,27 @@ def test_a_substream_with_windows_of_its_own_is_partitioned_by_them_and_reads_th
     for key in keys:
         truth = typed(data.price_rows(0, date.fromisoformat(key), date.fromisoformat(key)), dates=("date",))
         assert sorted(map(str, stored(store_of(instance), "ticker_prices", [key]))) == sorted(map(str, truth))
+
+
+def test_a_substream_with_windows_of_its_own_depends_on_every_partition_of_a_windowed_parent(
+    api: DemoApi, instance: DagsterInstance
+) -> None:
+    own = {"name": "recent_responses", "path": "/v3/surveys/{parent[id]}/responses", "records_path": "data",
+           "primary_key": "id", "parent": {"stream": "surveys"}, "paginator": {"type": "page_number", "size": 100},
+           "incremental": {"cursor_field": "submitted_at", "start": "2023-01-01"}}
+    source = make_source(api, [demo_source().stream("surveys").model_dump(by_alias=True, exclude_none=True), own],
+                         rate_limits=[])
+    defs = build_definitions(source)
+    responses = AssetKey(["demo", "recent_responses"])
+    child = defs.get_assets_def(responses)
+    assert isinstance(child.get_partition_mapping(SURVEYS), AllPartitionMapping)  # not the day of the same key
+    assert run(defs, instance, SURVEYS, partition_range=("2024-01-01", "2024-01-31")).success
+    assert run(defs, instance, responses, partition_range=("2023-09-01", "2023-09-30")).success
+    store = store_of(instance)
+    parents = stored(store, "surveys", [f"2024-01-{d:02d}" for d in range(1, 32)])
+    truth = [r["id"] for p in parents for r in data.survey_responses(0, p["id"]) if r["submitted_at"][:7] == "2023-09"]
+    keys = [f"2023-09-{d:02d}" for d in range(1, 31)]
+    assert truth and sorted(r["id"] for r in stored(store, "recent_responses", keys)) == sorted(truth)
 
 
 def test_a_stream_read_over_two_parents_depends_on_both_and_reads_each_combination_of_their_snapshots(
