@@ -347,12 +347,29 @@ class Read:
 
     def _read_whole(self, parent: Stream, client: HttpClient) -> Listing:
         """A parent's records, read whole from the API: a full refresh (its own parents too, at any depth),
-        or every window of a windowed parent from its start."""
+        every window of a windowed parent from its start, or a windowed substream's children of every record
+        its own parent has, over all its windows at once."""
         reader = StreamReader(self.source, parent, client)
-        if parent.incremental is None:
+        kind = self.source.kind(parent)
+        if kind is StreamKind.FULL_REFRESH:
             parents = refresh_pages(reader, lambda p: self._read_whole(p, client))
             return lambda: (record for page in parents.pages(RequestStats()) for record in page.records)
-        windows = uncovered_windows(parent.incremental, [], datetime.now(UTC))
+        windows_of = self.source.windows_of(parent)
+        assert windows_of is not None
+        windows = uncovered_windows(windows_of, [], datetime.now(UTC))
+        if kind is not StreamKind.WINDOWS:
+            assert parent.parent is not None
+            grand = self._read_whole(self.source.stream(parent.parent.stream), client)
+            if parent.incremental is not None and not windows:
+                return lambda: iter(())
+            span = Window(windows[0].start, windows[-1].end) if parent.incremental is not None else None
+
+            def children() -> Iterator[dict[str, Any]]:
+                for record in grand():
+                    for page in reader.pages(RequestStats(), window=span, parent=record):
+                        yield from page.records
+
+            return children
 
         def every_window() -> Iterator[dict[str, Any]]:
             for listed in spool_windows(reader, windows, self.source.concurrency):

@@ -28,7 +28,7 @@ from sync_assets.http import RequestStats
 from sync_assets.reader import PageSource, StreamReader
 from sync_assets.storage import Checkpoint, Published, Stage, Store, TableSpec
 from sync_assets.storage.layout import chunk_key, chunk_scope
-from sync_assets.substream import published_parents, refresh_pages
+from sync_assets.substream import refresh_pages, stored_parents
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class FullRefresh:
 
     def __init__(self, reader: StreamReader, store: Store, concurrency: int) -> None:
         self.reader, self.store, self.concurrency = reader, store, concurrency
-        self.pages: PageSource = refresh_pages(reader, lambda parent: published_parents(store, reader, parent))
+        self.pages: PageSource = refresh_pages(reader, lambda parent: stored_parents(store, reader, parent))
         self.table = TableSpec.of(reader.source, reader.stream)
         self.ledger = store.refreshes(self.table)
         self.source, self.stream = reader.source.name, reader.stream.name

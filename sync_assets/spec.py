@@ -75,17 +75,17 @@ class CustomTransform(BaseModel):
 
 class ValuesOf(BaseModel):
     """Where a ``for_each`` list's values come from when the API lists them: a field of every record of a
-    full-refresh stream of the same source, as its last refresh published them."""
+    stream of the same source (a full refresh's published snapshot, or every record a windowed stream holds)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    stream: str = Field(pattern=NAME_PATTERN, description="A full-refresh stream of the same source.")
+    stream: str = Field(pattern=NAME_PATTERN, description="A stream of the same source.")
     key: str = Field(pattern=r"^[A-Za-z0-9_]+$", description="The field of its records that gives the values.")
 
 
 class ForEach(BaseModel):
     """A list the stream is read over: once per value (per combination, with several lists), the value filling
     ``{each[field]}`` in the path, parameters, headers or body. The values are fixed (one read per ticker
-    symbol), or a full-refresh stream's (``values_of``: one read per account, per inbox of every account).
+    symbol), or another stream's (``values_of``: one read per account, per inbox of every account).
 
     Several lists from streams are what one ``parent`` cannot say: a read per combination of two parents'
     records (Airbyte's several ``SubstreamPartitionRouter`` on one stream)."""
@@ -381,17 +381,13 @@ class ApiSource(BaseModel):
         for stream in self.streams:
             visit(stream.name, [])
         for stream in self.streams:  # every parent exists and no chain loops: what kind each stream is, is known
-            for each in stream.for_each:
-                if each.values_of is not None and not self.refreshes(by_name[each.values_of.stream]):
-                    raise ValueError(f"stream {stream.name!r} takes for_each {each.field!r} from "
-                                     f"{each.values_of.stream!r}, which has windows: values_of names a full-refresh "
-                                     "stream, whose published snapshot lists every value at once")
             if stream.parent is None:
                 continue
             direct = by_name[stream.parent.stream]
-            if direct.parent is not None and not self.refreshes(direct):
-                raise ValueError(f"parent {direct.name!r} of {stream.name!r} is a substream with windows; substreams "
-                                 "of such substreams are not supported yet (of a full-refresh chain they are)")
+            if direct.parent is not None and not self.refreshes(direct) and stream.incremental is None:
+                raise ValueError(f"parent {direct.name!r} of {stream.name!r} is a substream with windows: its child "
+                                 "needs windows of its own (an incremental block), read for every record the parent "
+                                 "holds; it cannot take the windows of a parent that takes them from its own")
         return self
 
     def refreshes(self, stream: Stream) -> bool:

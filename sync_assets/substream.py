@@ -198,9 +198,7 @@ def _every_parent(store: Store, reader: StreamReader, parent: Stream, results: d
     published snapshot, or the newest version of every record a windowed parent holds. A listing that
     fails fails every partition."""
     try:
-        listing = published_parents(store, reader, parent) if reader.source.refreshes(parent) \
-            else held_parents(store, reader, parent)
-        by_id = {parent_id(parent, record): record for record in listing()}
+        by_id = {parent_id(parent, record): record for record in stored_parents(store, reader, parent)()}
     except SyncError as exc:
         for result in results.values():
             result.error = exc
@@ -327,6 +325,13 @@ def refresh_pages(reader: StreamReader, parents_of: Callable[[Stream], Listing])
 
         return ParentPages(reader, lambda record: json.dumps([record[f] for f in fields]), combinations)
     return reader
+
+
+def stored_parents(store: Store, reader: StreamReader, parent: Stream) -> Listing:
+    """What a child reads of a parent in the store: a full refresh's published snapshot, or every record a
+    windowed parent holds."""
+    return published_parents(store, reader, parent) if reader.source.refreshes(parent) \
+        else held_parents(store, reader, parent)
 
 
 def held_parents(store: Store, reader: StreamReader, parent: Stream) -> Listing:

@@ -313,3 +313,29 @@ def test_a_substream_with_windows_of_its_own_reads_them_per_parent_and_resumes_b
     code, again = _airbyte(files, capsys, "read", "--config", str(config), "--catalog", str(catalog), "--state",
                            str(_write(files / "state.json", _last_states(resumed))))
     assert code == 0 and _records(again, "ticker_prices") == []
+
+
+def test_a_chain_of_windowed_substreams_reads_each_level_whole_from_the_api(
+    tmp_path: Path, demo_api: Callable[..., DemoApi], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under Airbyte's protocol there is no store to list parents from: a child of a windowed substream, and a
+    list of a windowed stream's values, read their parents whole, level by level, from the API."""
+    monkeypatch.setenv("SYNC_ASSETS_HOME", str(tmp_path / "home"))
+    api = demo_api(surveys=20)
+    own = {"incremental": {"cursor_field": "submitted_at", "start": "2023-01-01", "window": "monthly"}}
+    responses = {**SOURCE["streams"][1], "name": "recent_responses", **own}
+    siblings = {**SOURCE["streams"][1], "name": "siblings", "path": "/v3/surveys/{parent[survey_id]}/responses",
+                "parent": {"stream": "recent_responses"}, **own}
+    held = {**SOURCE["streams"][1], "name": "held_responses", "parent": None,
+            "path": "/v3/surveys/{each[survey]}/responses",
+            "for_each": [{"field": "survey", "values_of": {"stream": "surveys", "key": "id"}}]}
+    (tmp_path / "source.yaml").write_text(yaml.safe_dump({**SOURCE, "streams": [
+        SOURCE["streams"][0], responses, siblings, held]}))
+    config = _write(tmp_path / "config.json", {"SYNC_TEST_URL": api.url, "SYNC_TEST_TOKEN": TOKEN})
+    code, messages = _airbyte(tmp_path, capsys, "read", "--config", str(config), "--catalog",
+                              str(_catalog(tmp_path, siblings="incremental", held_responses="full_refresh")))
+    assert code == 0
+    every = {r["id"] for survey in range(1, 21) for r in data.survey_responses(0, survey)}
+    assert {r["id"] for r in _records(messages, "held_responses")} == every
+    assert {r["id"] for r in _records(messages, "siblings")} == every  # each once per response of its survey

@@ -236,9 +236,9 @@ WINDOWED = Stream(name="orders", path="/orders", incremental={"cursor_field": "a
     ([Stream(name="a", path="/a", parent={"stream": "b"}),
       Stream(name="b", path="/b/{each[x]}", for_each=[{"field": "x", "values_of": {"stream": "a", "key": "id"}}])],
      "streams a, b name each other as parents: a cycle"),
-    ([WINDOWED, Stream(name="lines", path="/l/{each[o]}",
-                       for_each=[{"field": "o", "values_of": {"stream": "orders", "key": "id"}}])],
-     "takes for_each 'o' from 'orders', which has windows: values_of names a full-refresh stream"),
+    ([WINDOWED, Stream(name="lines", path="/l/{parent[id]}", parent={"stream": "orders"}),
+      Stream(name="notes", path="/n/{parent[id]}", parent={"stream": "lines"})],
+     "parent 'lines' of 'notes' is a substream with windows: its child needs windows of its own"),
 ])
 def test_streams_read_over_other_streams_name_existing_full_refresh_streams_without_a_cycle(
     streams: list[Stream], refusal: str

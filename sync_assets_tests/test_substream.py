@@ -306,3 +306,41 @@ def test_a_substream_with_windows_of_its_own_under_a_windowed_parent_reads_every
         truth = sorted(r["id"] for r in everything if window.contains(datetime.fromisoformat(r["submitted_at"])))
         assert sorted(r["id"] for r in stored(store, "recent_responses", [key])) == truth, key
     assert sum(len(stored(store, "recent_responses", [k])) for k, _ in days) > 0
+
+
+def test_a_chain_of_windowed_substreams_and_a_list_of_a_windowed_streams_values_read_what_the_store_holds(
+    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+) -> None:
+    """A child with windows of its own under a windowed substream (Airbyte: a cursor per parent two levels
+    down), and a for_each list taken from a windowed stream: both read every record their parent holds."""
+    api, store = demo_api(surveys=SURVEYS), open_store(store_location)
+    own = {"incremental": {"cursor_field": "submitted_at", "start": "2023-01-01"}}
+    responses = {**STREAMS[1], "name": "recent_responses", **own}
+    siblings = {**STREAMS[1], "name": "siblings", "path": "/v3/surveys/{parent[survey_id]}/responses",
+                "parent": {"stream": "recent_responses"}, **own}
+    held = {**STREAMS[1], "name": "held_responses", "parent": None, "path": "/v3/surveys/{each[survey]}/responses",
+            "for_each": [{"field": "survey", "values_of": {"stream": "surveys", "key": "id"}}]}
+    src = source_from_dict(make_source_data(api.url, [STREAMS[0], responses, siblings, held]))
+    assert [src.kind(s) for s in src.streams][1:] == [StreamKind.WINDOWS_OVER_PARENTS] * 2 + [StreamKind.FULL_REFRESH]
+    days = [(f"{d:%Y-%m-%d}", Window(d, d + timedelta(days=1)))
+            for d in (datetime(2023, 10, 1, tzinfo=UTC) + timedelta(days=n) for n in range(92))]
+    client = open_client(src, tmp_path)
+    try:
+        sync_parents(api, store, tmp_path)
+        for child in ("recent_responses", "siblings"):
+            results = list(sync_substream(StreamReader(src, src.stream(child), client), store, days, concurrency=8))
+            assert [r.error for r in results if r.error] == [] and len(results) == len(days), child
+        refresh = FullRefresh(StreamReader(src, src.stream("held_responses"), client), store, concurrency=4)
+        assert [c.error for c in refresh.run() if c.error] == [] and refresh.published is not None
+    finally:
+        client.close()
+    surveys = [s["id"] for s in stored(store, "surveys", [key for key, _ in DAYS])]
+    keys = [key for key, _ in days]
+    in_range = [r for r in stored(store, "recent_responses", keys)]
+    assert in_range and {r["survey_id"] for r in in_range} < set(surveys)  # some surveys have none in the range
+    of_their_surveys = [r for s in {r["survey_id"] for r in in_range} for r in data.survey_responses(0, s)]
+    for key, window in days:  # every held response's survey's responses in each window
+        truth = {r["id"] for r in of_their_surveys if window.contains(datetime.fromisoformat(r["submitted_at"]))}
+        assert {r["id"] for r in stored(store, "siblings", [key])} == truth, key
+    assert sorted(r["id"] for r in stored(store, "held_responses")) == sorted(
+        r["id"] for s in surveys for r in data.survey_responses(0, s))

@@ -872,8 +872,6 @@ class _Translator:
         parent_name = parent.get("name") if isinstance(parent, dict) else None
         if parent_name not in self.manifest_streams:
             raise Unsupported(f"a parent stream ({parent_name!r}) that is not one of the manifest's streams", at)
-        if self._windowed(parent_name):
-            raise Unsupported(f"a parent ({parent_name}) that is a substream of an incremental stream", at)
         key = self.plain(config.get("parent_key"), f"{at}.parent_key", parameters)
         field = self.plain(config.get("partition_field"), f"{at}.partition_field", parameters)
         if not re.fullmatch(r"[A-Za-z0-9_]+", key):
@@ -885,6 +883,9 @@ class _Translator:
 
     def _parent(self, router: dict[str, Any], out: dict[str, Any], at: str) -> dict[str, tuple[str, str]]:
         config, parent_name, key, field = self._parent_config(router, at)
+        if self._windowed(parent_name) and not out.get("incremental"):
+            raise Unsupported(f"a substream without a cursor of its own under a parent ({parent_name}) that is a "
+                              "substream of an incremental stream", at)
         if out.get("incremental") and config.get("incremental_dependency"):
             # Airbyte then reads only the parents changed since the last read; we read every window for every
             # parent the parent holds
@@ -896,10 +897,9 @@ class _Translator:
         return {field: ("parent", key)}
 
     def _values_of_router(self, router: dict[str, Any], out: dict[str, Any], at: str) -> dict[str, tuple[str, str]]:
-        """One of several routers over a parent: its values are the parent's published ``parent_key``s."""
+        """One of several routers over a parent: its values are the ``parent_key``s of the parent's records in
+        the store (its published snapshot, or every record it holds when it has windows)."""
         config, parent_name, key, field = self._parent_config(router, at)
-        if self.manifest_streams[parent_name].get("incremental_sync"):
-            raise Unsupported(f"several partition routers, one over an incremental parent ({parent_name})", at)
         out.setdefault("for_each", []).append(
             {"field": field, "values_of": {"stream": self.names[parent_name], "key": key}})
         self._partition_option(config.get("request_option"), f"{{each[{field}]}}", out, f"{at}.request_option",

@@ -359,7 +359,7 @@ def window_metadata(result: WindowResult) -> dict[str, Any]:
 
 def build_refresh_asset(
     source: ApiSource, stream: Stream, translator: SyncAssetsTranslator, api_key: str, store_key: str,
-    deps: Sequence[AssetKey] = (),
+    deps: Sequence[AssetKey | AssetDep] = (),
 ) -> AssetsDefinition:
     """A full-refresh stream: dynamic partitions, one per chunk of pages, in reading order.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dagster import AssetsDefinition, Definitions
+from dagster import AllPartitionMapping, AssetDep, AssetsDefinition, Definitions
 
 from sync_assets.dagster.assets import (
     build_incremental_asset,
@@ -52,7 +52,8 @@ def build_definitions(
                 built = build_incremental_asset(source, stream, translator, api_key, STORE_KEY)
             case StreamKind.FULL_REFRESH:
                 built = build_refresh_asset(source, stream, translator, api_key, STORE_KEY,
-                                            deps=[by_stream[name].key for name in stream.reads_from])
+                                            deps=[AssetDep(by_stream[name].key, partition_mapping=AllPartitionMapping())
+                                                  for name in stream.reads_from])  # all of each, read whole
             case StreamKind.PARENT_WINDOWS | StreamKind.WINDOWS_OVER_PARENTS:
                 assert parent is not None
                 built = build_substream_asset(source, stream, parent, translator, api_key, STORE_KEY)
