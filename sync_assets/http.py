@@ -210,21 +210,25 @@ class HttpClient:
             stop=stop, wait=wait, retry=retry_if_exception_type(TransientError), before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._send, url, params, stats, headers, method, body, ignore)
+        return retrying(self._try_once, url, params, stats, headers, method, body, ignore)
 
-    def _send(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
-              method: str, body: Body, ignore: Collection[int]) -> ApiResponse:
+    def _try_once(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
+                  method: str, body: Body, ignore: Collection[int]) -> ApiResponse:
+        """One try of the retry loop: the request (again once, with a new token, if the token was refused),
+        its answer read into records or into the error that decides whether to try again."""
         if self._refused is not None:  # another thread of this run was refused: knocking again cannot help
             raise CredentialsRefused(f"not sent: {self._refused}")
-        response = self._attempt(url, params, stats, headers, method, body)
+        response = self._within_budget(url, params, stats, headers, method, body)
         if response.status_code == 401 and self._tokens is not None:
             # The token expired early, or was revoked: fetch a new one, once; a 401 to that is a refusal.
             self._tokens.renew(response.request.headers)
-            response = self._attempt(url, params, stats, headers, method, body)
+            response = self._within_budget(url, params, stats, headers, method, body)
         return self._answer(response, stats, method, ignore)
 
-    def _attempt(self, url: str, params: Mapping[str, Any], stats: RequestStats, headers: Mapping[str, str] | None,
-                 method: str, body: Body) -> requests.Response:
+    def _within_budget(self, url: str, params: Mapping[str, Any], stats: RequestStats,
+                       headers: Mapping[str, str] | None, method: str, body: Body) -> requests.Response:
+        """One request with its credentials, sent when the shared budget has a slot; what the API announces
+        of its own budget in the answer is kept for the next one."""
         query = {**params, **self._auth.query_params} if self._auth_params else params
         if self._auth.body_fields:
             body = FormBody({**body.fields, **self._auth.body_fields}) if isinstance(body, FormBody) \
@@ -242,7 +246,7 @@ class HttpClient:
             raise
         stats.add(seconds_waited=waited + held, requests=1)
         try:
-            response = self._sent(method, url, query, headers, body)
+            response = self._exchange(method, url, query, headers, body)
         except BaseException:  # no answer: what is left stays as the last answer said
             self._announced.unanswered()
             raise
@@ -257,8 +261,9 @@ class HttpClient:
                 self._limiter.pause(announced[0])
         return response
 
-    def _sent(self, method: str, url: str, query: Mapping[str, Any], headers: Mapping[str, str] | None,
-              body: Body) -> requests.Response:
+    def _exchange(self, method: str, url: str, query: Mapping[str, Any], headers: Mapping[str, str] | None,
+                  body: Body) -> requests.Response:
+        """The HTTP exchange itself; a transport failure becomes our error (retried, or a configuration one)."""
         sent = {"data": dict(body.fields)} if isinstance(body, FormBody) else {"json": body}
         try:
             return self._session.request(method, url, params=query, headers=headers or None, timeout=self._timeout,
