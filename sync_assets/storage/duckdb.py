@@ -338,8 +338,11 @@ class DuckDBStore(Store):
             f"CREATE SCHEMA IF NOT EXISTS {schema}",
             f"CREATE OR REPLACE VIEW {schema}.{name} AS SELECT * FROM read_parquet('{files}', union_by_name = true)",
         ]
-        if table.primary_key and table.kind == "partitions":
-            order = f"{quote(CURSOR_COLUMN)} DESC NULLS LAST, " if table.cursor else ""
+        known = self._state.columns(table.source, table.stream)
+        # The latest version of each key needs the key's columns: not yet while every partition published
+        # so far was empty (the view comes with the first rows: its text changes, so it is created then).
+        if table.primary_key and table.kind == "partitions" and all(k in known for k in table.primary_key):
+            order = f"{quote(CURSOR_COLUMN)} DESC NULLS LAST, " if CURSOR_COLUMN in known else ""
             statements.append(
                 f"CREATE OR REPLACE VIEW {schema}.{quote(table.stream + '_current')} AS SELECT * FROM {schema}.{name} "
                 f"QUALIFY row_number() OVER (PARTITION BY {', '.join(quote(k) for k in table.primary_key)} "

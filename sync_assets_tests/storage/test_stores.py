@@ -406,3 +406,16 @@ def test_eight_processes_opening_a_fresh_store_at_once_all_succeed(store_locatio
     store = open_store(store_location)
     assert query(store, "SELECT count(*) FROM shop.orders") == [(12,)]
     assert query(store, "SELECT count(*) FROM shop.refunds") == [(12,)]
+
+
+def test_a_stream_whose_first_partitions_are_empty_gets_its_views_with_its_first_rows(
+    store_location: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing declares the columns: until rows come there is no key to take the latest version by, and no
+    warning about a view that cannot be made yet."""
+    store, events = open_store(store_location), TableSpec("shop", "events", primary_key=("id",), cursor=True)
+    for key in ("2024-01-01", "2024-01-02"):
+        publish(store, key, [], events)
+    publish(store, "2024-01-03", [order(1), order(2, updated=DAY + timedelta(hours=1))], events)
+    assert "could not be created" not in caplog.text
+    assert query(store, "SELECT id FROM shop.events_current ORDER BY id") == [(1,), (2,)]
