@@ -121,8 +121,7 @@ class StreamReader:
                 request_url, request_params = stream.paginator.apply(url, params, token)
             except PluginError as exc:
                 raise SyncSystemError(f"stream {stream.name!r}: {exc}") from exc
-            request_url, query, in_body, in_headers = stream.placed(request_url, request_params)
-            body = {**(stream_body or {}), **in_body} if in_body else stream_body
+            request_url, query, body, in_headers = stream.placed(request_url, request_params, stream_body)
             response = self.client.request(
                 request_url, query, stats, {**headers, **in_headers} if in_headers else headers, stream.method,
                 FormBody(body or {}) if stream.body_format == "form" else body,

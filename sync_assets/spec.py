@@ -34,14 +34,45 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 # The only placeholders a request may hold: fields of the parent record (/surveys/{parent[id]}/responses), or
 # the value of a for_each list (/quotes/{each[symbol]}).
 PARENT_FIELD = re.compile(r"\{(parent|each)\[([A-Za-z0-9_]+)\]\}")
-# A request parameter written into the path instead (a report API's days: /daily/{param[start]}/{param[end]}).
-PATH_PARAM = re.compile(r"\{param\[([A-Za-z0-9_.\-]+)\]\}")
+# A request parameter written where it is named instead: into the path (a report API's days:
+# /daily/{param[start]}/{param[end]}), or into a JSON body's nested field ({"options": {"offset": "{param[offset]}"}}).
+PARAM_PLACEHOLDER = re.compile(r"\{param\[([A-Za-z0-9_.\-]+)\]\}")
 
 
 def _filled(value: Any, parent_record: dict[str, Any] | None) -> Any:
     if parent_record is None or not isinstance(value, str):
         return value
     return PARENT_FIELD.sub(lambda m: str(parent_record.get(m.group(2), "")), value)
+
+
+def _param_names(value: Any) -> set[str]:
+    """The parameters a JSON body names at any depth (``{param[name]}``)."""
+    if isinstance(value, dict):
+        return set().union(*map(_param_names, value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*map(_param_names, value)) if value else set()
+    return set(PARAM_PLACEHOLDER.findall(value)) if isinstance(value, str) else set()
+
+
+def _with_params(value: Any, params: dict[str, Any]) -> Any:
+    """A JSON body with the parameters it names written in; a field naming one not sent is left out."""
+    if isinstance(value, dict):
+        filled = {key: _with_params(item, params) for key, item in value.items()}
+        return {key: item for key, item in filled.items() if item is not _UNSENT}
+    if isinstance(value, list):
+        return [item for item in (_with_params(item, params) for item in value) if item is not _UNSENT]
+    if not isinstance(value, str) or not PARAM_PLACEHOLDER.search(value):
+        return value
+    names = PARAM_PLACEHOLDER.findall(value)
+    if any(name not in params for name in names):
+        return _UNSENT
+    whole = PARAM_PLACEHOLDER.fullmatch(value)
+    if whole:  # the value itself, typed: a number stays a number
+        return params[whole.group(1)]
+    return PARAM_PLACEHOLDER.sub(lambda m: str(params[m.group(1)]), value)
+
+
+_UNSENT = object()
 
 
 Place = Literal["query", "body", "header"]
@@ -199,7 +230,7 @@ class Stream(BaseModel):
         if self.body_format == "form" and any(isinstance(v, dict | list) for v in (self.body or {}).values()):
             raise ValueError("a form body holds flat fields: nest values only in a JSON body (body_format: json)")
         bad = [p for p in re.findall(r"\{[^}]*\}", self.path) if not (PARENT_FIELD.fullmatch(p)
-                                                                        or PATH_PARAM.fullmatch(p))]
+                                                                        or PARAM_PLACEHOLDER.fullmatch(p))]
         if bad:
             raise ValueError(f"path placeholders must look like {{parent[field]}}, {{each[field]}} or "
                              f"{{param[name]}}; found {', '.join(bad)}")
@@ -229,11 +260,16 @@ class Stream(BaseModel):
 
         return None if self.body is None else fill(self.body)
 
-    def placed(self, url: str, params: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, str]]:
-        """A request's parameters (the stream's, the window's, the paginator's) put where they go: into the
-        URL's path where it names them (``{param[name]}``, URL-quoted), else the query, the body or the
-        headers. Returns the URL, the query, the body's fields and the headers."""
-        in_path = set(PATH_PARAM.findall(url))
+    def placed(self, url: str, params: dict[str, Any], body: dict[str, Any] | None
+               ) -> tuple[str, dict[str, Any], dict[str, Any] | None, dict[str, str]]:
+        """A request's parameters (the stream's, the window's, the paginator's) put where they go: where the
+        path or the JSON body names them (``{param[name]}``: URL-quoted in the path; in the body the value
+        itself, or its text within a longer string), else the query, the body's top level or the headers.
+        Returns the URL, the query, the body and the headers.
+
+        A body field naming a parameter this request does not send (the page token of a first page) is
+        left out of the body; a path cannot leave one out, so there it is a configuration error."""
+        in_path = set(PARAM_PLACEHOLDER.findall(url))
         missing = sorted(in_path - params.keys())
         if missing:
             raise ConfigurationError(
@@ -241,12 +277,17 @@ class Stream(BaseModel):
                 "is sent; name one the stream sends (its params, the paginator's, or the window's start_param "
                 "and end_param)")
         if in_path:
-            url = PATH_PARAM.sub(lambda m: quote(str(params[m.group(1)]), safe=""), url)
+            url = PARAM_PLACEHOLDER.sub(lambda m: quote(str(params[m.group(1)]), safe=""), url)
+        in_body = _param_names(body)
+        if in_body:
+            body = _with_params(body, params)
         places: dict[str, dict[str, Any]] = {"query": {}, "body": {}, "header": {}}
         for name, value in params.items():
-            if name not in in_path:
+            if name not in in_path and name not in in_body:
                 places[self.param_places.get(name, self.params_in)][name] = value
-        return url, places["query"], places["body"], {name: str(value) for name, value in places["header"].items()}
+        if places["body"]:
+            body = {**(body or {}), **places["body"]}
+        return url, places["query"], body, {name: str(value) for name, value in places["header"].items()}
 
     def headers_for(self, parent_record: dict[str, Any] | None) -> dict[str, str]:
         return {name: str(_filled(value, parent_record)) for name, value in self.headers.items()}

@@ -254,3 +254,16 @@ def test_a_for_each_list_has_values_or_values_of_never_both_nor_neither() -> Non
     lines = Stream(name="lines", path="/l/{each[a]}",
                    for_each=[{"field": "a", "values_of": {"stream": "accounts", "key": "id"}}])
     assert _over(LISTED, lines).stream("lines").reads_from == ["accounts"]
+
+
+def test_a_json_body_names_where_request_parameters_go_at_any_depth() -> None:
+    search = Stream(name="search", path="/search", method="POST", params_in="body",
+                    body={"filter": {"from": "{param[start]}", "label": "since {param[start]}"},
+                          "paging": ["{param[page]}"], "size": 50})
+    url, query, body, headers = search.placed("https://x/search", {"start": "2024-01-01", "page": 3, "sort": "asc"},
+                                              search.body_for(None))
+    assert body == {"filter": {"from": "2024-01-01", "label": "since 2024-01-01"}, "paging": [3], "size": 50,
+                    "sort": "asc"}  # named ones where named (a number stays one), the others at the top level
+    assert (url, query, headers) == ("https://x/search", {}, {})
+    _, _, first, _ = search.placed("https://x/search", {"start": "2024-01-01"}, search.body_for(None))
+    assert first == {"filter": {"from": "2024-01-01", "label": "since 2024-01-01"}, "paging": [], "size": 50}

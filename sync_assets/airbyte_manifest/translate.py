@@ -48,6 +48,7 @@ SUPPORTED = (
 
 # What a slice's window bounds and a page token render as while a value is translated.
 _START, _END, _TOKEN = "\x00start\x00", "\x00end\x00", "\x00token\x00"
+_TOKEN_PARAM = "next_page_token"  # the engine's name for a page token that a body template places itself
 # Where a RequestOption (by its inject_into) or a requester's mapping sends its values; "form" is a body
 # sent as a form (request_body_data), which the engine models as body_format: form.
 _PLACES = {"request_parameter": "query", "header": "header", "body_json": "body", "body_data": "form",
@@ -350,8 +351,8 @@ class _Translator:
                 raise Unsupported(unsupported, f"{where}.{unsupported}")
         base = self.plain(requester.get("url_base"), f"{where}.url_base", parameters).rstrip("/")
         self._shared("_base_url", base, where, "url_base")
-        path = self._window_in_path(self.render(requester.get("path") or "", f"{where}.path", parameters, request),
-                                    out, f"{where}.path")
+        path = self._as_params(self.render(requester.get("path") or "", f"{where}.path", parameters, request),
+                               out, f"{where}.path", token=False)
         out["path"] = "/" + self._placeholders(path, f"{where}.path").lstrip("/")
         method = str(requester.get("http_method") or "GET").upper()
         if method not in ("GET", "POST"):
@@ -391,7 +392,7 @@ class _Translator:
             if isinstance(item, dict | list):
                 if not where.endswith("request_body_json"):  # a form's fields and headers are flat
                     raise Unsupported("a nested value", f"{where}.{key}")
-                result[str(key)] = self._nested(item, f"{where}.{key}", parameters, request)
+                result[str(key)] = self._nested(item, f"{where}.{key}", parameters, request, out)
                 continue
             if not isinstance(item, str):
                 result[str(key)] = item  # a number or a boolean, as written
@@ -406,15 +407,18 @@ class _Translator:
             result[str(key)] = self._resolved_secret(text, where) if _SECRET.search(text) else text
         return result
 
-    def _nested(self, value: Any, where: str, parameters: Mapping[str, Any], request: dict[str, Any]) -> Any:
-        """A JSON body's nested value: its strings rendered, its structure kept; no window or token inside."""
+    def _nested(self, value: Any, where: str, parameters: Mapping[str, Any], request: dict[str, Any],
+                out: dict[str, Any]) -> Any:
+        """A JSON body's nested value: its strings rendered, its structure kept; a window bound or the page
+        token inside becomes the engine's ``{param[...]}``, written there on each request."""
         if isinstance(value, dict):
-            return {str(k): self._nested(v, f"{where}.{k}", parameters, request) for k, v in value.items()}
+            return {str(k): self._nested(v, f"{where}.{k}", parameters, request, out) for k, v in value.items()}
         if isinstance(value, list):
-            return [self._nested(v, f"{where}[{i}]", parameters, request) for i, v in enumerate(value)]
+            return [self._nested(v, f"{where}[{i}]", parameters, request, out) for i, v in enumerate(value)]
         if not isinstance(value, str):
             return value
-        text = self._placeholders(self.render(value, where, parameters, request), where)
+        text = self._as_params(self.render(value, where, parameters, request), out, where, token=True)
+        text = self._placeholders(text, where)
         return self._resolved_secret(text, where) if _SECRET.search(text) else text
 
     def _window_option(self, out: dict[str, Any], setting: str, name: str, where: str) -> None:
@@ -424,20 +428,25 @@ class _Translator:
         incremental[setting] = name
         self._place(out, _PLACES[where.rsplit(".", 1)[-1]], where, name)
 
-    def _window_in_path(self, path: str, out: dict[str, Any], where: str) -> str:
-        """A report API's window bounds in its path (``/daily/{{ stream_slice.start_time }}/...``) as the
-        engine's path parameters: ``{param[window_start]}``, written in the cursor's format."""
+    def _as_params(self, text: str, out: dict[str, Any], where: str, token: bool) -> str:
+        """Window bounds (and, with ``token``, the page token) in a path or a nested body value as the engine's
+        ``{param[...]}``: a report API's ``/daily/{{ stream_slice.start_time }}/...`` becomes
+        ``{param[window_start]}``, written in the cursor's format. A path cannot leave out a token that a
+        first page does not have, so there the token stays refused."""
         for marker, setting, name in ((_START, "start_param", "window_start"), (_END, "end_param", "window_end")):
-            if marker not in path:
+            if marker not in text:
                 continue
             incremental = out.get("incremental")
             if incremental is None:
                 raise Unsupported("a window bound in a stream without incremental_sync", where)
             if incremental.get(setting) not in (None, name):
-                raise Unsupported("a window bound both in the path and in a request option", where)
+                raise Unsupported("a window bound both in a template and in a request option", where)
             incremental[setting] = name
-            path = path.replace(marker, f"{{param[{name}]}}")
-        return path
+            text = text.replace(marker, f"{{param[{name}]}}")
+        if token and _TOKEN in text:
+            out["_token_in_template"] = True  # the paginator's token is then named for it
+            text = text.replace(_TOKEN, f"{{param[{_TOKEN_PARAM}]}}")
+        return text
 
     def _placeholders(self, text: str, where: str) -> str:
         markers = [m for m in _MARKER.findall(text) if not m.startswith("\x00secret:")]
@@ -692,13 +701,20 @@ class _Translator:
         strategy = paginator.get("pagination_strategy") or {}
         kind = self._expect(strategy, ("PageIncrement", "OffsetIncrement", "CursorPagination"),
                             f"{where}.pagination_strategy")
-        token_option = paginator.get("page_token_option")
-        if not token_option:  # the CDK then sends the same request again until a page comes back short
+        token_option, in_template = paginator.get("page_token_option"), out.pop("_token_in_template", False)
+        if token_option and in_template:
+            raise Unsupported("the page token both in page_token_option and in a request template",
+                              f"{where}.page_token_option")
+        token_param: str | None
+        if in_template:  # the token goes where the body's template says ({param[next_page_token]})
+            token_kind, token_param = "RequestOption", _TOKEN_PARAM
+        elif not token_option:  # the CDK then sends the same request again until a page comes back short
             raise Unsupported("a DefaultPaginator without page_token_option (each page's request is the first's)",
                               f"{where}.page_token_option")
-        token_kind = self._expect(token_option, ("RequestOption", "RequestPath"), f"{where}.page_token_option")
-        token_param = self._request_parameter(token_option, f"{where}.page_token_option", parameters, out) \
-            if token_kind == "RequestOption" else None
+        else:
+            token_kind = self._expect(token_option, ("RequestOption", "RequestPath"), f"{where}.page_token_option")
+            token_param = self._request_parameter(token_option, f"{where}.page_token_option", parameters, out) \
+                if token_kind == "RequestOption" else None
         size_option = paginator.get("page_size_option")
         size_param = self._request_parameter(size_option, f"{where}.page_size_option", parameters, out) \
             if size_option else None

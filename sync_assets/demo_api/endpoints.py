@@ -146,8 +146,11 @@ class Endpoints:
         """``/v3/surveys/search`` (POST, or GET with a body): the surveys, asked for by ``start_modified_at``,
         ``end_modified_at``, ``page``, ``per_page`` and ``sort``, each taken from the query, a JSON or form body,
         or a header of its name, as search and report endpoints variously take them (a header wins, then
-        the body)."""
-        places = {"query": dict(request.query.pairs), "body": body_fields(request),
+        the body). A JSON body may nest them in a ``filter`` object, as search APIs nest their criteria."""
+        body = body_fields(request)
+        nested = body.pop("filter", None)
+        places = {"query": dict(request.query.pairs), "body": body,
+                  "filter": nested if isinstance(nested, dict) else {},
                   "header": {name: request.headers[name] for name in _SEARCH_PARAMETERS
                              if request.headers is not None and request.headers.get(name) is not None}}
         values: dict[str, Any] = {}

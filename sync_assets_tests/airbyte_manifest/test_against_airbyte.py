@@ -41,7 +41,8 @@ STREAMS = {"surveys": "incremental", "survey_responses": "full_refresh", "custom
            "chosen_siblings": "full_refresh", "searched_surveys": "full_refresh", "tickers": "full_refresh",
            "split_searched_surveys": "full_refresh", "form_searched_surveys": "full_refresh",
            "ticker_prices": "full_refresh", "price_reports": "full_refresh", "currencies": "full_refresh",
-           "ticker_reports": "full_refresh", "recent_responses": "full_refresh"}
+           "ticker_reports": "full_refresh", "recent_responses": "full_refresh",
+           "nested_searched_surveys": "full_refresh"}
 THROUGH_OUR_AIRBYTE_DOOR = {"all_survey_responses": "full_refresh", "chosen_survey_responses": "full_refresh",
                             "chosen_siblings": "full_refresh", "ticker_prices": "full_refresh",
                             "price_reports": "full_refresh",  # its windows through request slices of 30 days
@@ -85,7 +86,8 @@ def _ours(source: ApiSource, api: DemoApi, tmp_path: Path, capsys: pytest.Captur
     everything = Window(datetime.fromisoformat(START).replace(tzinfo=UTC), datetime.now(UTC))
     surveys = _read(source, "surveys", tmp_path, window=everything)
     searched = {name: _read(source, name, tmp_path, window=everything)
-                for name in ("searched_surveys", "split_searched_surveys", "form_searched_surveys")}
+                for name in ("searched_surveys", "split_searched_surveys", "form_searched_surveys",
+                             "nested_searched_surveys")}
     responses = [r for survey in surveys for r in _read(source, "survey_responses", tmp_path, parent=survey)]
     # the substream of a full-refresh parent (its parents read whole, then one page of children each) and the
     # list-partitioned stream, through our own Airbyte front door

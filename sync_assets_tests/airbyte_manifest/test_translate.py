@@ -85,6 +85,22 @@ def test_every_stream_reads_what_the_bundled_source_reads_with_the_manifests_tra
         assert _read(manifest, name, tmp_path, window=EVERYTHING) == searched, name
 
 
+def test_window_bounds_and_a_page_token_templated_into_a_nested_body_are_written_there_on_each_request(
+    sources: tuple[ApiSource, ApiSource], api: DemoApi, tmp_path: Path
+) -> None:
+    manifest, ours = sources
+    nested = manifest.stream("nested_searched_surveys")
+    assert nested.body == {"filter": {"start_modified_at": "{param[window_start]}",
+                                      "end_modified_at": "{param[window_end]}", "page": "{param[next_page_token]}"},
+                           "per_page": 100}
+    api.reset_stats()
+    found = _read(manifest, "nested_searched_surveys", tmp_path, window=EVERYTHING)
+    assert found == _read(ours, "surveys", tmp_path, window=EVERYTHING) and len(found) > 100  # several pages
+    arrived = set(api.stats()["search_parameters"])
+    assert {"start_modified_at in filter", "end_modified_at in filter", "page in filter", "per_page in body"} <= arrived
+    assert not {p for p in arrived if p.endswith(("in query", "in header"))}  # nothing went anywhere else
+
+
 def test_an_api_key_in_a_form_body_rides_with_each_request_of_a_form_stream_and_a_json_stream_is_refused(
     api: DemoApi, tmp_path: Path
 ) -> None:
@@ -121,6 +137,7 @@ def test_the_translation_says_what_each_stream_became(sources: tuple[ApiSource, 
                      "searched_surveys": "incremental on date_modified, daily windows",
                      "split_searched_surveys": "incremental on date_modified, daily windows",
                      "form_searched_surveys": "incremental on date_modified, daily windows",
+                     "nested_searched_surveys": "incremental on date_modified, daily windows",
                      "tickers": "resumable full refresh",
                      "ticker_prices": "substream of tickers with daily windows on date",
                      "currencies": "resumable full refresh",
@@ -236,7 +253,7 @@ def test_manifest_check_tells_which_manifests_translate_and_what_blocks_the_othe
     blocked = _manifest_with(tmp_path, {"partition_router": {"type": "GroupingPartitionRouter"}})
     assert cli_main(["manifest", "check", str(MANIFEST.parent), str(blocked)]) == 2
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("translates: 19 streams (6 incremental, 1 substream of surveys, "
+    assert out[0].endswith("translates: 20 streams (7 incremental, 1 substream of surveys, "
                            "1 substream of surveys with daily windows, 6 resumable full refresh, "
                            "1 substream of all_surveys, 1 resumable full refresh for each survey_id, "
                            "1 substream of chosen_survey_responses, 1 substream of tickers with daily windows, "
