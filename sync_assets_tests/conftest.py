@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from sync_assets.demo_api import DemoApi, DemoApiConfig
 from sync_assets.http import HttpClient, open_client
 from sync_assets.reader import StreamReader
 from sync_assets.spec import ApiSource
-from sync_assets_tests.helpers import TOKEN
+from sync_assets.storage import Store, open_store
+from sync_assets_tests.helpers import TOKEN, ClientFor, OpenReader
 
 # The tests know the demo data of 2024 (the demo source's default start); `scripts/dev.py demo` moves the
 # source to recent days through this variable, which a shell that ran the demo may still hold.
@@ -38,19 +40,28 @@ def demo_api() -> Iterator[Callable[..., DemoApi]]:
 
 
 @pytest.fixture
-def open_reader(tmp_path: Path) -> Iterator[Callable[[ApiSource, str], StreamReader]]:
-    """Readers of a source's streams, as a user's code opens them (a client each, its budget's files under
-    ``tmp_path``), all closed at the end of the test."""
-    clients: list[HttpClient] = []
+def client_for(tmp_path: Path) -> Iterator[ClientFor]:
+    """Clients opened as a user's code opens them (``open_client``, the budget's files under ``tmp_path``),
+    each closed when the test ends, however it ends: a test that fails half-way must not leave a session
+    or a rate-limit database open behind it, and a test says what it checks, not how it tidies up."""
+    with ExitStack() as opened:
+
+        def open_one(source: ApiSource) -> HttpClient:
+            client = open_client(source, tmp_path)
+            opened.callback(client.close)
+            return client
+
+        yield open_one
+
+
+@pytest.fixture
+def open_reader(client_for: ClientFor) -> OpenReader:
+    """Readers of a source's streams, as a user's code opens them: a client each, closed with the others."""
 
     def open_one(source: ApiSource, stream: str) -> StreamReader:
-        client = open_client(source, tmp_path)
-        clients.append(client)
-        return StreamReader(source, source.stream(stream), client)
+        return StreamReader(source, source.stream(stream), client_for(source))
 
-    yield open_one
-    for client in clients:
-        client.close()
+    return open_one
 
 
 @pytest.fixture
@@ -90,3 +101,12 @@ def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         yield str(tmp_path / "store")
     else:
         yield from postgres_database()
+
+
+@pytest.fixture
+def store(store_location: str) -> Iterator[Store]:
+    """The test's store, on every backend in turn, closed when the test ends: a store left open holds
+    connections that the PostgreSQL database's drop has to force, and file handles under ``tmp_path``."""
+    opened = open_store(store_location)
+    yield opened
+    opened.close()

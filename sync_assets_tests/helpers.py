@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from sync_assets.demo_api import DemoApi
-from sync_assets.http import RequestStats, open_client
+from sync_assets.http import HttpClient, RequestStats, open_client
 from sync_assets.reader import StreamReader
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.storage import Store, TableSpec
 
 TOKEN = "s3cret-demo-token"
+
+ClientFor = Callable[[ApiSource], HttpClient]
+"""The ``client_for`` fixture: a source's client, closed when the test ends."""
+OpenReader = Callable[[ApiSource, str], StreamReader]
+"""The ``open_reader`` fixture: a reader of a source's stream, its client closed when the test ends."""
 
 # Retries fast enough for tests, still exponential.
 FAST_RETRY = {"backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "max_attempts": 8}

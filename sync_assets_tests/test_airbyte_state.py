@@ -9,7 +9,7 @@ import pytest
 
 from sync_assets.cli import main
 from sync_assets.sources import DEMO_SOURCE_PATH, demo_source
-from sync_assets.storage import PartitionState, Store, TableSpec, open_store
+from sync_assets.storage import PartitionState, Store, TableSpec
 from sync_assets.windows import Window, contiguous_end
 
 
@@ -33,9 +33,8 @@ def test_contiguous_end_waits_for_gaps_to_fill() -> None:
 
 
 def test_state_command_prints_merged_slices_and_refresh_progress(
-    store_location: str, capsys: pytest.CaptureFixture[str]
+    store: Store, store_location: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = open_store(store_location)
     for n, hour in ((1, 5), (2, 7), (4, 3)):
         commit_day(store, n, hour)
     store.refreshes(TableSpec("demo", "customers")).current()

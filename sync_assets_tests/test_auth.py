@@ -14,7 +14,7 @@ import yaml
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
-from sync_assets_tests.helpers import TOKEN, make_source, read_all
+from sync_assets_tests.helpers import TOKEN, ClientFor, make_source, read_all
 from sync_assets_tests.test_pagination import CUSTOMERS
 from sync_assets_tests.test_rate_limit import STORES, _run_readers, _source_file
 
@@ -71,11 +71,11 @@ SURVEYS = {"name": "surveys", "path": "/v3/surveys", "records_path": "data", "pr
 
 @pytest.mark.parametrize("kind", ["client_credentials", "refresh_token", "session"])
 def test_a_token_that_expires_is_renewed_under_a_concurrent_range(
-    kind: str, demo_api: Callable[..., DemoApi], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    kind: str, demo_api: Callable[..., DemoApi], client_for: ClientFor, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from datetime import UTC, datetime
 
-    from sync_assets.http import open_client
     from sync_assets.reader import StreamReader
     from sync_assets.storage import open_store
     from sync_assets.window_sync import sync_windows
@@ -86,7 +86,7 @@ def test_a_token_that_expires_is_renewed_under_a_concurrent_range(
     api = demo_api(token_lifetime=0.6, latency_ms=40, surveys=400)
     windowed = {**SURVEYS, "incremental": {**SURVEYS["incremental"], "slicing": "window"}}
     source = make_source(api, [windowed], auth=_renewing(api, kind), concurrency=4)
-    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    client, store = client_for(source), open_store(tmp_path / "store")
     days = [(partition_key(w.start, "daily"), w) for w in windows_between(
         datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 22, tzinfo=UTC), "daily")]
     assert len(days) == 81
@@ -98,7 +98,6 @@ def test_a_token_that_expires_is_renewed_under_a_concurrent_range(
     assert stats["tokens_issued"] == stats["token_requests"] <= stats["requests"] / 4  # ...once for all threads
     assert stats["responses_401"] <= 1  # renewed before it expired (a request may still meet the edge once)
     assert caplog.records and not re.search(r"issued-[0-9a-f]{16}", caplog.text)  # no token in any log line
-    client.close()
 
 
 def test_a_refused_client_secret_is_a_configuration_error_before_any_data_request(
@@ -115,13 +114,12 @@ def test_a_refused_client_secret_is_a_configuration_error_before_any_data_reques
 
 @pytest.mark.parametrize("kind", ["client_credentials", "session"])
 def test_refused_credentials_are_sent_once_for_a_whole_concurrent_range(
-    kind: str, demo_api: Callable[..., DemoApi], tmp_path: Path
+    kind: str, demo_api: Callable[..., DemoApi], client_for: ClientFor, tmp_path: Path
 ) -> None:
     """Every window of a range needs a token; once the endpoint has refused ours, none asks again
     (a login retried by every window can lock the account)."""
     from datetime import UTC, datetime
 
-    from sync_assets.http import open_client
     from sync_assets.reader import StreamReader
     from sync_assets.storage import open_store
     from sync_assets.window_sync import sync_windows
@@ -129,7 +127,7 @@ def test_refused_credentials_are_sent_once_for_a_whole_concurrent_range(
 
     api = demo_api(token_lifetime=5, surveys=400)
     source = make_source(api, [SURVEYS], auth=_renewing(api, kind, "wrong-secret"), concurrency=4)
-    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    client, store = client_for(source), open_store(tmp_path / "store")
     days = [(partition_key(w.start, "daily"), w) for w in windows_between(
         datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 13, tzinfo=UTC), "daily")]
     results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, days, 4))
@@ -137,7 +135,6 @@ def test_refused_credentials_are_sent_once_for_a_whole_concurrent_range(
     assert all("wrong-secret" not in str(r.error) for r in results)
     stats = api.stats()
     assert stats["token_requests"] == 1 and stats["tokens_issued"] == 0 and stats["by_path"] == {}
-    client.close()
     store.close()
 
 

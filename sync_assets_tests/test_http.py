@@ -13,7 +13,7 @@ import requests
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError, SyncSystemError, TransientError
-from sync_assets_tests.helpers import make_source, read_all
+from sync_assets_tests.helpers import ClientFor, make_source, read_all
 from sync_assets_tests.test_pagination import CUSTOMERS, EVENTS, ORDERS, SURVEYS
 
 
@@ -149,28 +149,25 @@ def test_an_api_announcing_its_budget_in_headers_is_never_refused(
 
 @pytest.mark.parametrize("style", ["ietf", "github"])
 def test_threads_sharing_a_client_never_send_more_than_the_headers_leave(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, style: str
+    demo_api: Callable[..., DemoApi], client_for: ClientFor, style: str
 ) -> None:
     """Six threads, one client, a budget of 5 a second announced only in headers: a thread must not send
     while the requests already on their way could use up what the last answer said was left."""
-    from sync_assets.http import RequestStats, open_client
+    from sync_assets.http import RequestStats
 
     api = demo_api(customers=50, rate_limit=(5, 1), rate_limit_style=style)
-    client = open_client(make_source(api, [CUSTOMERS]), tmp_path)
+    client = client_for(make_source(api, [CUSTOMERS]))
     stats = RequestStats()
 
     def worker() -> None:
         for _ in range(4):
             client.request(client.url_for("/v1/customers"), {"limit": 5}, stats)
 
-    try:
-        threads = [threading.Thread(target=worker) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        client.close()
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     served = server_stats(api)
     assert served["requests"] == stats.requests == 24  # each answered the first time
     assert served["responses_429"] == served["responses_403"] == 0 and served["max_requests_in_window"] <= 5

@@ -11,10 +11,9 @@ import requests
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import SyncSystemError
-from sync_assets.http import RequestStats, open_client
-from sync_assets.reader import StreamReader
+from sync_assets.http import RequestStats
 from sync_assets.windows import Window
-from sync_assets_tests.helpers import TOKEN, make_source, read_all
+from sync_assets_tests.helpers import TOKEN, OpenReader, make_source, read_all
 
 CUSTOMERS = {"name": "customers", "path": "/v1/customers", "records_path": "data",
              "paginator": {"type": "cursor", "token_path": "next_cursor", "param": "cursor",
@@ -68,35 +67,31 @@ def test_next_url_pagination_within_a_window(api: DemoApi, tmp_path: Path) -> No
     assert stats.requests == 4  # 15 rows, 4 a page
 
 
-def test_a_read_resumes_from_any_page_token(api: DemoApi, tmp_path: Path) -> None:
-    source = make_source(api, [CUSTOMERS])
-    client = open_client(source, tmp_path)
-    reader = StreamReader(source, source.stream("customers"), client)
+def test_a_read_resumes_from_any_page_token(api: DemoApi, open_reader: OpenReader) -> None:
+    reader = open_reader(make_source(api, [CUSTOMERS]), "customers")
     pages = reader.pages(RequestStats())
     first = [next(pages) for _ in range(3)]
     resumed = list(reader.pages(RequestStats(), start_token=first[-1].next_token))
-    client.close()
     records = [r for page in first + resumed for r in page.records]
     assert records == data.all_customers(0, 230)
     assert resumed[-1].is_last and not first[-1].is_last
 
 
 @pytest.mark.parametrize("stream", [PRICES, EVENTS])
-def test_next_url_tokens_never_hold_the_api_key(api: DemoApi, tmp_path: Path, stream: dict[str, object]) -> None:
+def test_next_url_tokens_never_hold_the_api_key(
+    api: DemoApi, open_reader: OpenReader, stream: dict[str, object]
+) -> None:
     source = make_source(api, [stream], auth={"type": "api_key", "key": TOKEN, "location": "query", "name": "api_key"})
-    client = open_client(source, tmp_path)
     window = Window(datetime(2024, 1, 5, tzinfo=UTC), datetime(2024, 1, 8, tzinfo=UTC)) if stream is PRICES else None
-    pages = list(StreamReader(source, source.stream(str(stream["name"])), client).pages(RequestStats(), window=window))
-    client.close()
+    pages = list(open_reader(source, str(stream["name"])).pages(RequestStats(), window=window))
     tokens = [str(p.next_token) for p in pages if p.next_token]
     assert len(tokens) >= 3 and all(TOKEN not in t and "api_key" not in t for t in tokens)
 
 
-def test_a_read_that_reaches_where_a_running_read_began_is_no_cycle(api: DemoApi, tmp_path: Path) -> None:
+def test_a_read_that_reaches_where_a_running_read_began_is_no_cycle(api: DemoApi, open_reader: OpenReader) -> None:
     """After a kill, a refresh's chunk resumes while the next chunk, whose start it handed over before dying,
     is read at the same time; both share the refresh's followed tokens."""
-    source = make_source(api, [CUSTOMERS])
-    reader = StreamReader(source, source.stream("customers"), open_client(source, tmp_path))
+    reader = open_reader(make_source(api, [CUSTOMERS]), "customers")
     tokens = [page.next_token for page in reader.pages(RequestStats())]  # tokens[i] leads to page i + 2
     shared: set[int] = set()
     later = reader.pages(RequestStats(), start_token=tokens[2], followed=shared)  # from page 4
@@ -127,29 +122,22 @@ def test_pagination_that_goes_round_in_a_cycle_is_stopped_at_the_first_repeat(
 
 @pytest.mark.parametrize("stream", [EVENTS, PRICES])
 def test_a_saved_next_page_url_resumes_where_the_api_is_now(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, stream: dict[str, object]
+    demo_api: Callable[..., DemoApi], open_reader: OpenReader, stream: dict[str, object]
 ) -> None:
     """A checkpoint holds the API's absolute next URL; if the API moved since (a new host in base_url), the
     read resumes there, and never asks the old address."""
     before, after = demo_api(), demo_api()  # the same data, two addresses
     name = str(stream["name"])
     window = Window(datetime(2024, 1, 5, tzinfo=UTC), datetime(2024, 1, 9, tzinfo=UTC)) if stream is PRICES else None
-    old = make_source(before, [stream])
-    client = open_client(old, tmp_path)
-    pages = StreamReader(old, old.stream(name), client).pages(RequestStats(), window=window)
+    pages = open_reader(make_source(before, [stream]), name).pages(RequestStats(), window=window)
     first = [next(pages), next(pages)]
-    client.close()
     saved = first[-1].next_token
     assert isinstance(saved, str) and saved.startswith(before.url)
     asked_before = before.stats()["requests"]
     moved = make_source(after, [stream])
-    client = open_client(moved, tmp_path)
-    resumed = list(StreamReader(moved, moved.stream(name), client).pages(RequestStats(), window=window,
-                                                                           start_token=saved))
-    client.close()
+    resumed = list(open_reader(moved, name).pages(RequestStats(), window=window, start_token=saved))
     assert before.stats()["requests"] == asked_before and after.stats()["requests"] == len(resumed)
-    whole = [r for p in StreamReader(moved, moved.stream(name), open_client(moved, tmp_path)).pages(
-        RequestStats(), window=window) for r in p.records]
+    whole = [r for p in open_reader(moved, name).pages(RequestStats(), window=window) for r in p.records]
     assert [r for page in first + resumed for r in page.records] == whole and len(whole) > 8
 
 

@@ -14,14 +14,13 @@ from pydantic import ValidationError
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import SyncSystemError
-from sync_assets.http import open_client
 from sync_assets.reader import StreamReader
 from sync_assets.schema import PARTITION_COLUMN
 from sync_assets.slices import Slice, plan_slices
-from sync_assets.storage import TableSpec, open_store
+from sync_assets.storage import Store, TableSpec, open_store
 from sync_assets.window_sync import sync_windows
 from sync_assets.windows import Incremental, Window, parse_cursor, partition_key, windows_between
-from sync_assets_tests.helpers import TOKEN, make_source, stored
+from sync_assets_tests.helpers import TOKEN, ClientFor, make_source, stored
 
 YEAR = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC))
 SPARSE = 1830  # surveys over 2024's 366 days: 5 a day, 19 pages of 100 in one range read
@@ -101,14 +100,13 @@ def _surveys(**incremental: Any) -> dict[str, Any]:
 
 
 def test_a_sparse_year_costs_about_one_range_read_and_each_partition_holds_exactly_its_day(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+    demo_api: Callable[..., DemoApi], client_for: ClientFor, store: Store
 ) -> None:
     api = demo_api(surveys=SPARSE)
     source = make_source(api, [_surveys()], concurrency=10)
     days = [(partition_key(w.start, "daily"), w) for w in _days(*YEAR)]
-    client, store = open_client(source, tmp_path), open_store(store_location)
+    client = client_for(source)
     results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, days, 10))
-    client.close()
     assert all(r.error is None for r in results) and len(results) == 366
     requests = api.stats()["requests"]
     assert requests <= 21  # 10 slices of 183 records: 2 pages each; one range read takes 19
@@ -125,7 +123,7 @@ def test_a_sparse_year_costs_about_one_range_read_and_each_partition_holds_exact
 
 
 def test_a_capped_search_splits_a_slice_that_reaches_the_cap_and_loses_nothing(
-    demo_api: Callable[..., DemoApi], tmp_path: Path
+    demo_api: Callable[..., DemoApi], tmp_path: Path, client_for: ClientFor
 ) -> None:
     api = demo_api(surveys=2000, search_max_results=50)
     search = {"path": "/v3/surveys/search", "method": "POST", "params_in": "body"}
@@ -136,9 +134,8 @@ def test_a_capped_search_splits_a_slice_that_reaches_the_cap_and_loses_nothing(
 
     def sync(cap: int | None, store_dir: str) -> tuple[list[Any], list[int]]:
         source = make_source(api, [{**_surveys(max_records_per_slice=cap), **search}])
-        client, store = open_client(source, tmp_path), open_store(tmp_path / store_dir)
+        client, store = client_for(source), open_store(tmp_path / store_dir)
         results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, march, 2))
-        client.close()
         return results, sorted(r["id"] for r in stored(store, "surveys", [k for k, _ in march]))
 
     api.reset_stats()
@@ -150,9 +147,8 @@ def test_a_capped_search_splits_a_slice_that_reaches_the_cap_and_loses_nothing(
     assert len(lost) < len(truth)
 
     tiny = make_source(api, [{**_surveys(max_records_per_slice=3), **search}])
-    client, store = open_client(tiny, tmp_path), open_store(tmp_path / "tiny")
+    client, store = client_for(tiny), open_store(tmp_path / "tiny")
     failed = list(sync_windows(StreamReader(tiny, tiny.stream("surveys"), client), store, march[:1], 1))
-    client.close()
     assert isinstance(failed[0].error, SyncSystemError) and "max_records_per_slice" in str(failed[0].error)
 
 
@@ -200,7 +196,7 @@ def test_every_front_door_reads_a_sparse_year_with_about_one_range_reads_request
 
 
 def test_a_slice_that_runs_deep_while_threads_are_idle_is_cut_up_for_them(
-    demo_api: Callable[..., DemoApi], tmp_path: Path
+    demo_api: Callable[..., DemoApi], tmp_path: Path, client_for: ClientFor
 ) -> None:
     """Half a year with no records, then ten busy days: the slice that holds them would be read a page at a
     time by one thread while nine are done; it is cut up, and every record still lands in its day."""
@@ -211,9 +207,8 @@ def test_a_slice_that_runs_deep_while_threads_are_idle_is_cut_up_for_them(
     planned = plan_slices(windows, source.stream("surveys").incremental, 10)  # type: ignore[arg-type]
     busy = [s for s in planned if s.window.end > YEAR[0]]
     assert len(busy) == 1 and len(busy[0].windows) > 10  # as planned, one slice holds all ten busy days
-    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    client, store = client_for(source), open_store(tmp_path / "store")
     results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, days, 10))
-    client.close()
     assert all(r.error is None for r in results)
     read_as = {r.slice for r in results if r.window.start >= YEAR[0]}
     assert len(read_as) > 1  # the busy days were read by several slices

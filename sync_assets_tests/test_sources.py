@@ -13,7 +13,6 @@ from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
 from sync_assets.dagster import SyncApiResource, build_definitions
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.home import home_under
-from sync_assets.http import open_client
 from sync_assets.reader import StreamReader
 from sync_assets.sources import github_style_source, stripe_style_source
 from sync_assets.spec import ApiSource, Stream
@@ -21,7 +20,7 @@ from sync_assets.storage import TableSpec, open_store
 from sync_assets.storage.layout import store_dir
 from sync_assets.window_sync import WindowResult, sync_windows
 from sync_assets.windows import Window, partition_key, windows_between
-from sync_assets_tests.helpers import TOKEN
+from sync_assets_tests.helpers import TOKEN, ClientFor
 
 
 @pytest.fixture
@@ -31,27 +30,26 @@ def demo_env(api: DemoApi, monkeypatch: pytest.MonkeyPatch) -> DemoApi:
     return api
 
 
-def _sync_days(source: ApiSource, stream: Stream, tmp_path: Path, start: datetime, end: datetime
-               ) -> tuple[list[WindowResult], list[Any]]:
+def _sync_days(source: ApiSource, stream: Stream, client_for: ClientFor, tmp_path: Path, start: datetime,
+               end: datetime) -> tuple[list[WindowResult], list[Any]]:
     """Every day of ``[start, end)`` of ``stream`` (the source's only one, as given), 4 at a time: the results
     (none failed) and the ids stored."""
     source = source.model_copy(update={"streams": [stream]})
-    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    client, store = client_for(source), open_store(tmp_path / "store")
     days = [(partition_key(w.start, "daily"), w) for w in windows_between(start, end, "daily")]
     results = list(sync_windows(StreamReader(source, stream, client), store, days, 4))
-    client.close()
     assert all(r.error is None for r in results), [r.error for r in results if r.error]
     return results, sorted(r["id"] for r in store.records(TableSpec(source.name, stream.name), [k for k, _ in days]))
 
 
 def test_the_stripe_style_source_reads_windows_by_created_and_pages_by_starting_after(
-    demo_env: DemoApi, tmp_path: Path
+    demo_env: DemoApi, client_for: ClientFor, tmp_path: Path
 ) -> None:
     source = stripe_style_source().model_copy(update={"rate_limits": []})
     stream = source.stream("charges")
     stream = stream.model_copy(update={"paginator": stream.paginator.model_copy(update={"size": 3})})  # pages
     start, end = datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)
-    results, got = _sync_days(source, stream, tmp_path, start, end)
+    results, got = _sync_days(source, stream, client_for, tmp_path, start, end)
     truth = sorted(c["id"] for c in data.charges_created_between(0, 400, start, end))
     assert got == truth and len(truth) > 10
     assert any(r.state is not None and r.state.pages > 1 for r in results)  # starting_after was followed
@@ -76,7 +74,7 @@ def _materialize_a_day(demo_env: DemoApi, instance: DagsterInstance) -> None:
 
 
 def test_the_github_style_source_paces_itself_by_the_headers_and_stops_past_the_window(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    demo_api: Callable[..., DemoApi], client_for: ClientFor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = demo_api(rate_limit=(8, 1.0), rate_limit_style="github", surveys=400)
     monkeypatch.setenv("SYNC_ASSETS_DEMO_URL", api.url)
@@ -84,7 +82,7 @@ def test_the_github_style_source_paces_itself_by_the_headers_and_stops_past_the_
     source = github_style_source()
     stream = source.stream("issues").model_copy(update={"params": {**source.stream("issues").params, "per_page": 4}})
     start, end = datetime(2024, 6, 1, tzinfo=UTC), datetime(2024, 6, 15, tzinfo=UTC)
-    results, got = _sync_days(source, stream, tmp_path, start, end)
+    results, got = _sync_days(source, stream, client_for, tmp_path, start, end)
     truth = sorted(i["id"] for i in data.issues_updated_between(0, 400, start, end))
     assert got == truth and truth
     stats = api.stats()

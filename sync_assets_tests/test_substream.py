@@ -13,7 +13,7 @@ import requests
 from sync_assets.airbyte_state import FULL_REFRESH_COMPLETE, stream_state
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
-from sync_assets.http import RequestStats, open_client
+from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
 from sync_assets.refresh import ChunkResult, FullRefresh
 from sync_assets.spec import ApiSource, StreamKind, source_from_dict
@@ -21,7 +21,7 @@ from sync_assets.storage import Store, TableSpec, open_store
 from sync_assets.substream import PartitionResult, sync_substream
 from sync_assets.window_sync import sync_windows
 from sync_assets.windows import Window
-from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, make_source_data, stored, typed
+from sync_assets_tests.helpers import TICKER_PRICES, TICKERS, ClientFor, make_source_data, stored, typed
 
 SURVEYS = 4000  # about 11 a day
 PAGE = {"type": "page_number", "size": 100, "total_path": "total"}
@@ -40,19 +40,15 @@ def source(api: DemoApi, **overrides: Any) -> ApiSource:
     return source_from_dict(make_source_data(api.url, STREAMS, **overrides))
 
 
-def sync_parents(api: DemoApi, store: Store, state_dir: Path) -> None:
+def sync_parents(api: DemoApi, store: Store, client_for: ClientFor) -> None:
     src = source(api)
-    client = open_client(src, state_dir)
-    assert all(r.state for r in sync_windows(StreamReader(src, src.stream("surveys"), client), store, DAYS, 4))
-    client.close()
+    reader = StreamReader(src, src.stream("surveys"), client_for(src))
+    assert all(r.state for r in sync_windows(reader, store, DAYS, 4))
 
 
-def sync_children(src: ApiSource, store: Store, state_dir: Path) -> list[PartitionResult]:
-    client = open_client(src, state_dir)
-    reader = StreamReader(src, src.stream("survey_responses"), client)
-    results = list(sync_substream(reader, store, DAYS, concurrency=8))
-    client.close()
-    return results
+def sync_children(src: ApiSource, store: Store, client_for: ClientFor) -> list[PartitionResult]:
+    reader = StreamReader(src, src.stream("survey_responses"), client_for(src))
+    return list(sync_substream(reader, store, DAYS, concurrency=8))
 
 
 def expected_children(store: Store, key: str) -> list[str]:
@@ -61,13 +57,12 @@ def expected_children(store: Store, key: str) -> list[str]:
 
 
 def test_children_of_every_stored_parent_land_in_the_parents_partition(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+    demo_api: Callable[..., DemoApi], store: Store, client_for: ClientFor
 ) -> None:
     api = demo_api(surveys=SURVEYS)
-    store = open_store(store_location)
-    sync_parents(api, store, tmp_path)
+    sync_parents(api, store, client_for)
     requests.post(f"{api.url}/stats/reset", timeout=5)
-    results = sync_children(source(api), store, tmp_path)
+    results = sync_children(source(api), store, client_for)
     assert {r.key for r in results if r.state} == {key for key, _ in DAYS}
     for key, _ in DAYS:
         children = [r["id"] for r in stored(store, "survey_responses", [key])]
@@ -78,19 +73,18 @@ def test_children_of_every_stored_parent_land_in_the_parents_partition(
 
 
 def test_a_resumed_substream_asks_nothing_for_parents_already_done(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+    demo_api: Callable[..., DemoApi], store: Store, client_for: ClientFor
 ) -> None:
     healthy = demo_api(surveys=SURVEYS)
-    store = open_store(store_location)
-    sync_parents(healthy, store, tmp_path)
+    sync_parents(healthy, store, client_for)
     flaky = demo_api(surveys=SURVEYS, fail_rate=0.3)
-    first = sync_children(source(flaky, retry={"max_attempts": 1}), store, tmp_path)
+    first = sync_children(source(flaky, retry={"max_attempts": 1}), store, client_for)
     failed = [r for r in first if r.error is not None]
     assert failed and all(r.state is None for r in failed)
     done_before = {r.key: r.parents for r in failed}
 
     requests.post(f"{healthy.url}/stats/reset", timeout=5)
-    second = sync_children(source(healthy), store, tmp_path)
+    second = sync_children(source(healthy), store, client_for)
     assert all(r.state is not None for r in second)
     for result in second:
         if result.key in done_before:
@@ -105,27 +99,26 @@ def test_a_resumed_substream_asks_nothing_for_parents_already_done(
 
 
 def test_parents_without_their_primary_key_fail_the_partition_instead_of_being_skipped(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+    demo_api: Callable[..., DemoApi], store: Store, client_for: ClientFor
 ) -> None:
     api = demo_api(surveys=SURVEYS)
-    store = open_store(store_location)
-    sync_parents(api, store, tmp_path)
+    sync_parents(api, store, client_for)
     streams = [{**STREAMS[0], "primary_key": "uuid"}, STREAMS[1]]  # a field the surveys do not have
     src = source_from_dict(make_source_data(api.url, streams))
-    results = sync_children(src, store, tmp_path)
+    results = sync_children(src, store, client_for)
     assert all(r.state is None and "no value for its primary key uuid" in str(r.error) for r in results)
     assert store.partition_states(TableSpec("demo", "survey_responses")) == {}
 
 
 def test_parent_values_fill_params_and_headers_and_are_copied_into_children(
-    demo_api: Callable[..., DemoApi], tmp_path: Path
+    demo_api: Callable[..., DemoApi], tmp_path: Path, client_for: ClientFor
 ) -> None:
     api = demo_api(surveys=SURVEYS)
     store = open_store(tmp_path / "store")
-    sync_parents(api, store, tmp_path)
+    sync_parents(api, store, client_for)
     by_query = {**STREAMS[1], "path": "/v3/responses", "params": {"survey_id": "{parent[id]}"},
                 "headers": {"X-Survey-Id": "{parent[id]}"}, "include_from_parent": ["id", "title"]}
-    results = sync_children(source_from_dict(make_source_data(api.url, [STREAMS[0], by_query])), store, tmp_path)
+    results = sync_children(source_from_dict(make_source_data(api.url, [STREAMS[0], by_query])), store, client_for)
     assert all(r.state is not None for r in results), [r.error for r in results]
     for key, _ in DAYS:
         parents = {p["id"]: p for p in stored(store, "surveys", [key])}
@@ -149,36 +142,31 @@ FULL_REFRESH_STREAMS: list[dict[str, Any]] = [
 ]
 
 
-def _refresh(api: DemoApi, stream: str, store: Store, state_dir: Path, streams: list[dict[str, Any]] | None = None,
-             **overrides: Any) -> tuple[FullRefresh, list[ChunkResult]]:
+def _refresh(api: DemoApi, stream: str, store: Store, client_for: ClientFor,
+             streams: list[dict[str, Any]] | None = None, **overrides: Any) -> tuple[FullRefresh, list[ChunkResult]]:
     src = source_from_dict(make_source_data(api.url, streams or FULL_REFRESH_STREAMS, **overrides))
-    client = open_client(src, state_dir)
-    runner = FullRefresh(StreamReader(src, src.stream(stream), client), store, concurrency=4)
-    try:
-        return runner, list(runner.run())
-    finally:
-        client.close()
+    runner = FullRefresh(StreamReader(src, src.stream(stream), client_for(src)), store, concurrency=4)
+    return runner, list(runner.run())
 
 
 def test_a_substream_of_a_full_refresh_parent_is_refreshed_over_its_published_parents_and_resumes_by_parent(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+    demo_api: Callable[..., DemoApi], store: Store, client_for: ClientFor
 ) -> None:
     flaky, steady = demo_api(surveys=300, fail_rate=0.03), demo_api(surveys=300)  # one seed: the same data
-    store = open_store(store_location)
-    _, refused = _refresh(steady, "survey_responses", store, tmp_path)
+    _, refused = _refresh(steady, "survey_responses", store, client_for)
     assert "'surveys' has published none yet: refresh 'surveys' first" in str(refused[0].error)
-    assert _refresh(steady, "surveys", store, tmp_path)[0].published is not None
+    assert _refresh(steady, "surveys", store, client_for)[0].published is not None
     parents = [s["id"] for s in stored(store, "surveys")]
     assert len(parents) == 300
     truth = sorted(r["id"] for p in parents for r in data.survey_responses(0, p))
 
-    failing, first = _refresh(flaky, "survey_responses", store, tmp_path, retry={"max_attempts": 1})
+    failing, first = _refresh(flaky, "survey_responses", store, client_for, retry={"max_attempts": 1})
     chunks = -(-300 // 7)  # all registered from the first page
     assert failing.published is None and any(r.error for r in first) and len(first) == chunks
     src = source_from_dict(make_source_data(steady.url, FULL_REFRESH_STREAMS))
     progress = stream_state(store, src, src.stream("survey_responses"))  # a refresh's, not windows'
     assert progress[FULL_REFRESH_COMPLETE] is False and progress["refresh"] == failing.refresh
-    finished, second = _refresh(steady, "survey_responses", store, tmp_path)
+    finished, second = _refresh(steady, "survey_responses", store, client_for)
     assert finished.published is not None and finished.refresh == failing.refresh  # the same refresh, resumed
     assert stream_state(store, src, src.stream("survey_responses")) == {FULL_REFRESH_COMPLETE: True}
     assert len([r for r in second if r.checkpoint is not None]) == sum(1 for r in first if r.error is not None)
@@ -186,9 +174,9 @@ def test_a_substream_of_a_full_refresh_parent_is_refreshed_over_its_published_pa
 
 
 def test_for_each_reads_a_stream_once_per_combination_of_its_lists_as_a_resumable_full_refresh(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+    demo_api: Callable[..., DemoApi], store: Store, client_for: ClientFor
 ) -> None:
-    api, store = demo_api(surveys=50), open_store(store_location)
+    api = demo_api(surveys=50)
     ids = [3, 17, 42, 999]  # survey 999 does not exist: 404, ignored
     responses = {**STREAMS[1], "parent": None, "path": "/v3/surveys/{each[survey_id]}/responses",
                  "ignore_statuses": [404],
@@ -199,21 +187,17 @@ def test_for_each_reads_a_stream_once_per_combination_of_its_lists_as_a_resumabl
     src = source_from_dict(make_source_data(api.url, [responses]))
     assert src.refreshes(src.stream("survey_responses"))
     assert src.describe(src.stream("survey_responses")).startswith("resumable full refresh for each survey_id x size")
-    client = open_client(src, tmp_path)
-    runner = FullRefresh(StreamReader(src, src.stream("survey_responses"), client), store, concurrency=4)
+    runner = FullRefresh(StreamReader(src, src.stream("survey_responses"), client_for(src)), store, concurrency=4)
     results = list(runner.run())
-    client.close()
     assert runner.published is not None and len(results) == 4  # 8 combinations, 2 a chunk
     truth = sorted(r["id"] for survey in ids[:3] for r in data.survey_responses(0, survey))
     assert sorted(r["id"] for r in stored(store, "survey_responses")) == sorted(truth * 2)  # each size reads all
     with pytest.raises(ConfigurationError, match=r"no for_each list has field 'page'"):
         source_from_dict(make_source_data(api.url, [{**responses, "path": "/v3/surveys/{each[page]}/responses"}]))
     unignored = source_from_dict(make_source_data(api.url, [{**responses, "ignore_statuses": []}]))
-    client = open_client(unignored, tmp_path)
-    reader = StreamReader(unignored, unignored.stream("survey_responses"), client)
+    reader = StreamReader(unignored, unignored.stream("survey_responses"), client_for(unignored))
     with pytest.raises(ConfigurationError, match="404 Not Found"):  # not ignored: a failure, as before
         list(reader.pages(RequestStats(), parent={"survey_id": 999, "size": 5}))
-    client.close()
 
 
 @pytest.mark.parametrize(("streams", "kinds"), [
@@ -229,7 +213,7 @@ def test_each_stream_has_one_of_four_kinds_that_every_front_door_dispatches_on(
 
 
 def test_a_substream_of_a_full_refresh_substream_is_refreshed_over_its_parents_published_snapshot(
-    demo_api: Callable[..., DemoApi], tmp_path: Path
+    demo_api: Callable[..., DemoApi], tmp_path: Path, client_for: ClientFor
 ) -> None:
     api, store = demo_api(surveys=20), open_store(tmp_path / "store")
     # each response's survey's responses again: a third level the demo API can serve
@@ -239,7 +223,7 @@ def test_a_substream_of_a_full_refresh_substream_is_refreshed_over_its_parents_p
     src = source_from_dict(make_source_data(api.url, streams))
     assert src.refreshes(src.stream("sibling_responses"))
     for stream in ("surveys", "survey_responses", "sibling_responses"):
-        assert _refresh(api, stream, store, tmp_path, streams=streams)[0].published is not None, stream
+        assert _refresh(api, stream, store, client_for, streams=streams)[0].published is not None, stream
     responses = stored(store, "survey_responses")
     truth = sorted(r["id"] for response in responses for r in data.survey_responses(0, response["survey_id"]))
     assert sorted(r["id"] for r in stored(store, "sibling_responses")) == truth
@@ -249,23 +233,20 @@ def test_a_substream_of_a_full_refresh_substream_is_refreshed_over_its_parents_p
 
 
 def test_a_substream_with_windows_of_its_own_reads_each_window_once_per_parent_of_the_snapshot(
-    api: DemoApi, tmp_path: Path, store_location: str
+    api: DemoApi, store: Store, client_for: ClientFor
 ) -> None:
     """A report per account per day: the windows are the child's, the parents the parent's published snapshot."""
-    store, streams = open_store(store_location), [TICKERS, TICKER_PRICES]
+    streams = [TICKERS, TICKER_PRICES]
     src = source_from_dict(make_source_data(api.url, streams))
     child = src.stream("ticker_prices")
     assert not src.refreshes(child) and "each window read once per published parent" in src.describe(child)
     days = [(f"2024-03-{d:02d}", Window(datetime(2024, 3, d, tzinfo=UTC), datetime(2024, 3, d + 1, tzinfo=UTC)))
             for d in (4, 5, 6)]
-    client = open_client(src, tmp_path)
-    try:
-        (refused,) = sync_substream(StreamReader(src, child, client), store, days[:1], concurrency=4)
-        assert "'tickers' has published none yet: refresh 'tickers' first" in str(refused.error)
-        assert _refresh(api, "tickers", store, tmp_path, streams=streams)[0].published is not None
-        results = list(sync_substream(StreamReader(src, child, client), store, days, concurrency=4))
-    finally:
-        client.close()
+    client = client_for(src)
+    (refused,) = sync_substream(StreamReader(src, child, client), store, days[:1], concurrency=4)
+    assert "'tickers' has published none yet: refresh 'tickers' first" in str(refused.error)
+    assert _refresh(api, "tickers", store, client_for, streams=streams)[0].published is not None
+    results = list(sync_substream(StreamReader(src, child, client), store, days, concurrency=4))
     assert all(r.error is None for r in results) and {r.key for r in results} == {k for k, _ in days}
     assert all(r.parents == len(data.TICKERS) for r in results)
     for key, window in days:
@@ -274,11 +255,11 @@ def test_a_substream_with_windows_of_its_own_reads_each_window_once_per_parent_o
 
 
 def test_a_substream_with_windows_of_its_own_under_a_windowed_parent_reads_every_parent_once_per_slice(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+    demo_api: Callable[..., DemoApi], store: Store, client_for: ClientFor
 ) -> None:
     """Airbyte's cursor per parent under an incremental parent: every parent the parent holds (over all its
     windows), each read through one request sequence for the run's windows, not one per window."""
-    api, store = demo_api(surveys=SURVEYS), open_store(store_location)
+    api = demo_api(surveys=SURVEYS)
     own = {**STREAMS[1], "name": "recent_responses",  # the API cannot filter them: cut client side
            "incremental": {"cursor_field": "submitted_at", "start": "2024-01-01"}}
     src = source_from_dict(make_source_data(api.url, [STREAMS[0], own]))
@@ -287,16 +268,13 @@ def test_a_substream_with_windows_of_its_own_under_a_windowed_parent_reads_every
     assert "each window read once per record surveys holds" in src.describe(child)
     days = [(f"2024-{d:%m-%d}", Window(d, d + timedelta(days=1)))
             for d in (datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=n) for n in range(120))]
-    client = open_client(src, tmp_path)
-    try:
-        refused = list(sync_substream(StreamReader(src, child, client), store, days[:2], concurrency=8))
-        assert all("'surveys' has synced no window yet: sync 'surveys' first" in str(r.error) for r in refused)
-        sync_parents(api, store, tmp_path)
-        parents = stored(store, "surveys", [key for key, _ in DAYS])
-        api.reset_stats()
-        results = list(sync_substream(StreamReader(src, child, client), store, days, concurrency=8))
-    finally:
-        client.close()
+    client = client_for(src)
+    refused = list(sync_substream(StreamReader(src, child, client), store, days[:2], concurrency=8))
+    assert all("'surveys' has synced no window yet: sync 'surveys' first" in str(r.error) for r in refused)
+    sync_parents(api, store, client_for)
+    parents = stored(store, "surveys", [key for key, _ in DAYS])
+    api.reset_stats()
+    results = list(sync_substream(StreamReader(src, child, client), store, days, concurrency=8))
     assert [r.error for r in results if r.error] == [] and len(results) == len(days)
     assert all(r.parents == len(parents) for r in results)
     pages = sum(-(-max(1, data.survey_response_count(0, p["id"])) // 5) for p in parents)  # 5 a page
@@ -309,11 +287,11 @@ def test_a_substream_with_windows_of_its_own_under_a_windowed_parent_reads_every
 
 
 def test_a_chain_of_windowed_substreams_and_a_list_of_a_windowed_streams_values_read_what_the_store_holds(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+    demo_api: Callable[..., DemoApi], store: Store, client_for: ClientFor
 ) -> None:
     """A child with windows of its own under a windowed substream (Airbyte: a cursor per parent two levels
     down), and a for_each list taken from a windowed stream: both read every record their parent holds."""
-    api, store = demo_api(surveys=SURVEYS), open_store(store_location)
+    api = demo_api(surveys=SURVEYS)
     own = {"incremental": {"cursor_field": "submitted_at", "start": "2023-01-01"}}
     responses = {**STREAMS[1], "name": "recent_responses", **own}
     siblings = {**STREAMS[1], "name": "siblings", "path": "/v3/surveys/{parent[survey_id]}/responses",
@@ -324,16 +302,13 @@ def test_a_chain_of_windowed_substreams_and_a_list_of_a_windowed_streams_values_
     assert [src.kind(s) for s in src.streams][1:] == [StreamKind.WINDOWS_OVER_PARENTS] * 2 + [StreamKind.FULL_REFRESH]
     days = [(f"{d:%Y-%m-%d}", Window(d, d + timedelta(days=1)))
             for d in (datetime(2023, 10, 1, tzinfo=UTC) + timedelta(days=n) for n in range(92))]
-    client = open_client(src, tmp_path)
-    try:
-        sync_parents(api, store, tmp_path)
-        for child in ("recent_responses", "siblings"):
-            results = list(sync_substream(StreamReader(src, src.stream(child), client), store, days, concurrency=8))
-            assert [r.error for r in results if r.error] == [] and len(results) == len(days), child
-        refresh = FullRefresh(StreamReader(src, src.stream("held_responses"), client), store, concurrency=4)
-        assert [c.error for c in refresh.run() if c.error] == [] and refresh.published is not None
-    finally:
-        client.close()
+    client = client_for(src)
+    sync_parents(api, store, client_for)
+    for child in ("recent_responses", "siblings"):
+        results = list(sync_substream(StreamReader(src, src.stream(child), client), store, days, concurrency=8))
+        assert [r.error for r in results if r.error] == [] and len(results) == len(days), child
+    refresh = FullRefresh(StreamReader(src, src.stream("held_responses"), client), store, concurrency=4)
+    assert [c.error for c in refresh.run() if c.error] == [] and refresh.published is not None
     surveys = [s["id"] for s in stored(store, "surveys", [key for key, _ in DAYS])]
     keys = [key for key, _ in days]
     in_range = [r for r in stored(store, "recent_responses", keys)]

@@ -13,20 +13,19 @@ from pydantic import SecretStr
 
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.errors import ConfigurationError
-from sync_assets.http import open_client
 from sync_assets.reader import StreamReader
 from sync_assets.sources import demo_source
 from sync_assets.spec import source_from_dict
-from sync_assets.storage import TableSpec, open_store
+from sync_assets.storage import Store, TableSpec, open_store
 from sync_assets.window_sync import sync_windows
 from sync_assets.windows import Window, partition_key, windows_between
-from sync_assets_tests.helpers import TOKEN, make_source, make_source_data, stored, typed
+from sync_assets_tests.helpers import TOKEN, ClientFor, make_source, make_source_data, stored, typed
 
 CONCURRENCY = 5
 
 
 def test_credentials_refused_mid_range_stop_every_window_at_once(
-    demo_api: Callable[..., DemoApi], tmp_path: Path, store_location: str
+    demo_api: Callable[..., DemoApi], client_for: ClientFor, store: Store
 ) -> None:
     """20 windows as 5 slices of 4 pages each, 5 at a time; the API refuses the token after 17 requests:
     at least 2 slices end (15 requests cannot end none), at least 1 does not (20 would end all), and no
@@ -39,10 +38,8 @@ def test_credentials_refused_mid_range_stop_every_window_at_once(
                                        "auth": source.auth.model_copy(update={"token": SecretStr(TOKEN)})})
     windows = [(partition_key(w.start, "daily"), w) for w in
                windows_between(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 21, tzinfo=UTC), "daily")]
-    store = open_store(store_location)
-    client = open_client(source, tmp_path)
+    client = client_for(source)
     results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, windows, CONCURRENCY))
-    client.close()
     stats = requests.get(f"{api.url}/stats", timeout=5).json()
     assert stats["responses_401"] <= CONCURRENCY  # only the requests already in flight when the first was refused
     assert stats["requests"] <= revoke_after + CONCURRENCY
@@ -59,7 +56,7 @@ def test_credentials_refused_mid_range_stop_every_window_at_once(
 
 @pytest.mark.parametrize("missing_cursor", ["fail", "drop", "keep"])
 def test_records_without_a_cursor_fail_are_dropped_or_kept_as_the_stream_says(
-    api: DemoApi, tmp_path: Path, missing_cursor: str
+    api: DemoApi, tmp_path: Path, client_for: ClientFor, missing_cursor: str
 ) -> None:
     stream = {"name": "surveys", "path": "/v3/surveys", "records_path": "data", "primary_key": "id",
               "params": {"_fault": "no_cursor"},
@@ -67,10 +64,9 @@ def test_records_without_a_cursor_fail_are_dropped_or_kept_as_the_stream_says(
               "incremental": {"cursor_field": "date_modified", "start": "2024-01-01", "missing_cursor": missing_cursor,
                               "start_param": "start_modified_at", "end_param": "end_modified_at"}}
     source = make_source(api, [stream])
-    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    client, store = client_for(source), open_store(tmp_path / "store")
     january = ("2024-01", Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)))
     (result,) = sync_windows(StreamReader(source, source.stream("surveys"), client), store, [january], 1)
-    client.close()
     truth = [s["id"] for s in data.surveys_modified_between(0, 400, january[1].start, january[1].end)]
     every_other = truth[1::2]  # the API took the cursor out of these (its pages are in this order)
     if missing_cursor == "fail":
@@ -96,14 +92,13 @@ def _surveys_stream(**incremental: object) -> dict[str, object]:
     ("no parameters, newest first", {"order": "descending", "params": {"sort": "desc"}}, "back to its start"),
 ])
 def test_window_parameters_of_other_shapes_and_ordered_apis_read_exactly_the_window(
-    api: DemoApi, tmp_path: Path, shape: str, incremental: dict[str, object], reads: str
+    api: DemoApi, tmp_path: Path, client_for: ClientFor, shape: str, incremental: dict[str, object], reads: str
 ) -> None:
     source = make_source(api, [_surveys_stream(**incremental)])
-    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    client, store = client_for(source), open_store(tmp_path / "store")
     window = Window(datetime(2024, 11, 1, tzinfo=UTC), datetime(2024, 11, 8, tzinfo=UTC))
     api.reset_stats()
     (result,) = sync_windows(StreamReader(source, source.stream("surveys"), client), store, [("week", window)], 1)
-    client.close()
     truth = sorted(s["id"] for s in data.surveys_modified_between(0, 400, window.start, window.end))
     assert result.error is None and truth, shape
     assert sorted(r["id"] for r in stored(store, "surveys", ["week"])) == truth, shape
@@ -122,15 +117,14 @@ def test_window_parameters_of_other_shapes_and_ordered_apis_read_exactly_the_win
      {"start_modified_at": "header", "end_modified_at": "query", "page": "body", "per_page": "header"}),
 ], ids=["json body", "form body and query", "headers, a GET's body and query"])
 def test_a_search_endpoint_reads_the_parameters_wherever_the_stream_places_them(
-    api: DemoApi, tmp_path: Path, placement: dict[str, Any], arrived: dict[str, str]
+    api: DemoApi, tmp_path: Path, client_for: ClientFor, placement: dict[str, Any], arrived: dict[str, str]
 ) -> None:
     stream = {**_surveys_stream(start_param="start_modified_at", end_param="end_modified_at"),
               "path": "/v3/surveys/search", **placement}
     source = make_source(api, [stream])
-    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    client, store = client_for(source), open_store(tmp_path / "store")
     window = Window(datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))
     (result,) = sync_windows(StreamReader(source, source.stream("surveys"), client), store, [("march", window)], 1)
-    client.close()
     truth = sorted(s["id"] for s in data.surveys_modified_between(0, 400, window.start, window.end))
     assert result.error is None and len(truth) > 5  # more than one page of 5
     assert sorted(r["id"] for r in stored(store, "surveys", ["march"])) == truth
@@ -143,16 +137,15 @@ PRICE_REPORT = {"name": "price_report", "path": "/v1/reports/prices/{param[from]
                                 "end_inclusive": True, "param_format": "%Y%m%d"}}
 
 
-def test_a_report_api_takes_the_window_in_its_path(api: DemoApi, tmp_path: Path) -> None:
+def test_a_report_api_takes_the_window_in_its_path(api: DemoApi, tmp_path: Path, client_for: ClientFor) -> None:
     """Wikimedia's shape: /daily/20240301/20240307. A range's adjacent days are read as request slices, each
     slice's days written into the path (both inclusive), and each day lands in its own partition."""
     source = make_source(api, [PRICE_REPORT])
-    client, store = open_client(source, tmp_path), open_store(tmp_path / "store")
+    client, store = client_for(source), open_store(tmp_path / "store")
     days = [(partition_key(w.start, "daily"), w) for w in windows_between(
         datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 8, tzinfo=UTC), "daily")]
     requests.post(f"{api.url}/stats/reset", timeout=5)
     results = list(sync_windows(StreamReader(source, source.stream("price_report"), client), store, days, 4))
-    client.close()
     assert all(r.error is None for r in results) and len(results) == 7
     for key, window in days:
         day = window.start.date()

@@ -63,9 +63,9 @@ def _holders(instance: DagsterInstance) -> set[str]:
 
 
 def test_only_runs_whose_lease_is_free_in_this_store_are_reaped(
-    pooled_instance: DagsterInstance, store_location: str, tmp_path: Path
+    pooled_instance: DagsterInstance, store: Store, tmp_path: Path
 ) -> None:
-    instance, store, another = pooled_instance, open_store(store_location), open_store(str(tmp_path / "another"))
+    instance, another = pooled_instance, open_store(str(tmp_path / "another"))
     dead = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, store)
     alive = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, None)
     elsewhere = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, another)
@@ -77,17 +77,16 @@ def test_only_runs_whose_lease_is_free_in_this_store_are_reaped(
     assert _holders(instance) == {alive, elsewhere, unleased}
     assert {run_id: instance.get_run_by_id(run_id).status for run_id in (dead, alive, ended)} == {  # type: ignore[union-attr]
         dead: DagsterRunStatus.FAILURE, alive: DagsterRunStatus.STARTED, ended: DagsterRunStatus.SUCCESS}
-    store.close()
     another.close()
 
 
 def test_a_dead_run_holding_no_slot_is_reaped_once_it_has_gone_quiet(
-    pooled_instance: DagsterInstance, store_location: str
+    pooled_instance: DagsterInstance, store: Store
 ) -> None:
     """Killed before its first step took a slot (or on an instance with no pool limit), a run would stay
     STARTED for ever, and the sensors would never start its work again. One that ends well frees its
     lease just before Dagster records its success: its fresh last event keeps it from being taken for dead."""
-    instance, store = pooled_instance, open_store(store_location)
+    instance = pooled_instance
     dead = _leased_run(instance, DagsterRunStatus.STARTED, store)
     ending = _leased_run(instance, DagsterRunStatus.STARTED, store)
     time.sleep(1.2)  # both are quiet for a second (a deployment waits 30 s) ...
@@ -96,11 +95,12 @@ def test_a_dead_run_holding_no_slot_is_reaped_once_it_has_gone_quiet(
     assert reap_dead_runs(instance, store, reaper="test", quiet_after=1.0) == [dead]
     assert instance.get_run_by_id(dead).status == DagsterRunStatus.FAILURE  # type: ignore[union-attr]
     assert instance.get_run_by_id(ending).status == DagsterRunStatus.STARTED  # type: ignore[union-attr]
-    store.close()
 
 
-def test_the_dead_run_sensor_reaps_without_a_new_run(pooled_instance: DagsterInstance, store_location: str) -> None:
-    instance, store = pooled_instance, open_store(store_location)
+def test_the_dead_run_sensor_reaps_without_a_new_run(
+    pooled_instance: DagsterInstance, store: Store, store_location: str
+) -> None:
+    instance = pooled_instance
     dead = _run_holding_a_slot(instance, DagsterRunStatus.STARTED, store)
     io_manager = SyncStoreIOManager(url=store_location) if store_location.startswith("postgresql://") \
         else SyncStoreIOManager(base_dir=store_location)
@@ -111,7 +111,6 @@ def test_the_dead_run_sensor_reaps_without_a_new_run(pooled_instance: DagsterIns
     assert not _holders(instance)
     failure = instance.all_logs(dead, of_type=DagsterEventType.RUN_FAILURE)[0]
     assert "the process running this run is gone" in (failure.message or "")
-    store.close()
 
 
 def _requests(api: DemoApi) -> int:
@@ -176,11 +175,11 @@ def test_runs_killed_while_holding_every_pool_slot_never_block_later_runs(
 
 
 def test_a_step_refuses_a_store_or_budget_that_is_not_its_orchestrators(
-    pooled_instance: DagsterInstance, store_location: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pooled_instance: DagsterInstance, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker missing a setting would quietly keep data, pages and budgets on its own disk."""
     instance = pooled_instance
-    store, own = open_store(store_location), open_store(str(tmp_path / "a-worker's-own-disk"))
+    own = open_store(str(tmp_path / "a-worker's-own-disk"))
     budget = "postgresql://sync:hunter2@db.internal/budgets"
     monkeypatch.setenv(SHARED_BUDGET_ENV, budget)  # the orchestrator's
     run_id = _leased_run(instance, DagsterRunStatus.STARTED, store)
@@ -194,21 +193,19 @@ def test_a_step_refuses_a_store_or_budget_that_is_not_its_orchestrators(
         assert "hunter2" not in str(wrong_store.value) + str(no_budget.value)
         monkeypatch.setenv(SHARED_BUDGET_ENV, budget)
         follow_run(instance, run_id, store)()  # the same store and budget: it follows, then stops following
-    store.close()
     own.close()
 
 
 def test_a_step_of_a_run_whose_lease_is_free_stops_before_any_request_and_an_unleased_run_is_left_alone(
-    pooled_instance: DagsterInstance, store_location: str,
+    pooled_instance: DagsterInstance, store: Store,
 ) -> None:
-    instance, store = pooled_instance, open_store(store_location)
+    instance = pooled_instance
     with pytest.raises(OrchestratorGone, match="stops before sending a request"):
         # a Celery task delivered again after its run died
         follow_run(instance, _leased_run(instance, DagsterRunStatus.STARTED, store), store)
     # a run of an executor without leases (or a re-execution, which copies no event of its parent)
     follow_run(instance, _leased_run(instance, DagsterRunStatus.STARTED, None), store)()
     assert not instance.get_run_by_id(_leased_run(instance, DagsterRunStatus.STARTED, store)).tags  # type: ignore[union-attr]
-    store.close()
 
 
 def _follow_then_wait(ref: InstanceRef, run_id: str, location: str, ready: Any) -> None:
@@ -218,11 +215,11 @@ def _follow_then_wait(ref: InstanceRef, run_id: str, location: str, ready: Any) 
 
 
 def test_a_step_process_stops_as_soon_as_its_runs_lease_is_free(
-    pooled_instance: DagsterInstance, store_location: str
+    pooled_instance: DagsterInstance, store: Store, store_location: str
 ) -> None:
     """Wherever the step runs (a child process, a Celery worker, a pod): not only under the multiprocess
     executor, whose children could watch their parent instead."""
-    instance, store = pooled_instance, open_store(store_location)
+    instance = pooled_instance
     spawn = multiprocessing.get_context("spawn")
     ready = spawn.Event()
     run_id = create_run_for_test(instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED).run_id
@@ -236,4 +233,3 @@ def test_a_step_process_stops_as_soon_as_its_runs_lease_is_free(
     step.join(10)
     assert step.exitcode == -signal.SIGKILL
     assert time.monotonic() - released < 2.0
-    store.close()

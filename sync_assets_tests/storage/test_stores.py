@@ -1,4 +1,4 @@
-"""Every storage guarantee, once, on every backend (``store_location``: DuckDB and PostgreSQL).
+"""Every storage guarantee, once, on every backend (the ``store`` fixture: DuckDB and PostgreSQL).
 
 Engine-level: stages and publishes are driven directly, with records chosen to exercise each
 guarantee. The sync kinds that use them (windows, refreshes, substreams) are tested end to end, on
@@ -54,8 +54,7 @@ def query(store: Store, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in db.execute(sql).fetchall()]
 
 
-def test_a_partition_is_replaced_with_its_state(store_location: str) -> None:
-    store = open_store(store_location)
+def test_a_partition_is_replaced_with_its_state(store: Store) -> None:
     publish(store, "2024-01-01", [order(1), order(2), order(3)])
     publish(store, "2024-01-01", [order(4), order(5)])
     assert [r["id"] for r in store.records(ORDERS, ["2024-01-01"])] == [4, 5]
@@ -63,8 +62,7 @@ def test_a_partition_is_replaced_with_its_state(store_location: str) -> None:
     assert query(store, "SELECT count(*) FROM shop.orders") == [(2,)]
 
 
-def test_two_writers_of_one_partition_leave_data_and_state_of_the_same_writer(store_location: str) -> None:
-    store = open_store(store_location)
+def test_two_writers_of_one_partition_leave_data_and_state_of_the_same_writer(store: Store) -> None:
     barrier = threading.Barrier(6)
 
     def writer(n: int) -> None:
@@ -89,10 +87,9 @@ def test_two_writers_of_one_partition_leave_data_and_state_of_the_same_writer(st
                                                               (1500, True, True)],  # a page here is 630 bytes
                          ids=["held in memory", "spilled to disk", "partly spilled"])
 def test_a_window_of_many_pages_is_published_whole_and_in_order(
-    store_location: str, spill_bytes: int, spilled: bool, held: bool, monkeypatch: pytest.MonkeyPatch
+    store: Store, spill_bytes: int, spilled: bool, held: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(PrivateStage, "SPILL_BYTES", spill_bytes)
-    store = open_store(store_location)
     stage = store.private_stage(ORDERS, "2024-01-01")
     for page in range(5):
         stage.append([order(page * 10 + i, DAY + timedelta(minutes=page)) for i in range(10)],
@@ -105,9 +102,8 @@ def test_a_window_of_many_pages_is_published_whole_and_in_order(
 
 
 def test_a_publish_that_fails_keeps_the_previous_partition_and_its_state(
-    store_location: str, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = open_store(store_location)
     publish(store, "2024-01-01", [order(1), order(2)])
     before = store.partition_states(ORDERS)["2024-01-01"]
 
@@ -123,8 +119,7 @@ def test_a_publish_that_fails_keeps_the_previous_partition_and_its_state(
     assert store.partition_states(ORDERS)["2024-01-01"] == before
 
 
-def test_columns_are_typed_widened_as_data_arrives_and_each_change_is_reported(store_location: str) -> None:
-    store = open_store(store_location)
+def test_columns_are_typed_widened_as_data_arrives_and_each_change_is_reported(store: Store) -> None:
     first = publish(store, "2024-01-01", [order(1, meta={"tier": "gold"}, tags=["a"])])
     assert first.drift == [] and first.columns["amount"] == "integer" and first.columns["meta"] == "json"
     second = publish(store, "2024-01-02", [order(2, amount=12.5, note="late", tags=[])])
@@ -140,8 +135,7 @@ def test_columns_are_typed_widened_as_data_arrives_and_each_change_is_reported(s
     assert query(store, f"SELECT {json_get} FROM shop.orders WHERE id = 1") == [("gold",)]
 
 
-def test_iso_dates_are_date_columns_the_database_compares_until_a_value_is_not_one(store_location: str) -> None:
-    store = open_store(store_location)
+def test_iso_dates_are_date_columns_the_database_compares_until_a_value_is_not_one(store: Store) -> None:
     first = publish(store, "2024-01-01", [order(1, due="2024-02-01", paid_at="2024-01-05T10:00:00+02:00")])
     assert (first.columns["due"], first.columns["paid_at"]) == ("date", "timestamp") and first.drift == []
     assert query(store, "SELECT id FROM shop.orders WHERE due < DATE '2024-03-01' "
@@ -152,23 +146,20 @@ def test_iso_dates_are_date_columns_the_database_compares_until_a_value_is_not_o
     assert (rows[1]["due"], rows[2]["due"]) == ("2024-02-01", "end of month")
 
 
-def test_the_current_view_holds_the_latest_version_of_each_key(store_location: str) -> None:
-    store = open_store(store_location)
+def test_the_current_view_holds_the_latest_version_of_each_key(store: Store) -> None:
     publish(store, "2024-01-01", [order(1, DAY + timedelta(hours=3), status="open"), order(2)])
     publish(store, "2024-01-02", [order(1, DAY + timedelta(days=1, hours=2), status="paid")])
     assert query(store, "SELECT count(*) FROM shop.orders WHERE id = 1") == [(2,)]  # history: one row a day
     assert query(store, "SELECT id, status FROM shop.orders_current ORDER BY id") == [(1, "paid"), (2, None)]
 
 
-def test_duplicate_keys_are_counted_by_typed_value_and_nulls_never_count(store_location: str) -> None:
-    store = open_store(store_location)
+def test_duplicate_keys_are_counted_by_typed_value_and_nulls_never_count(store: Store) -> None:
     table = TableSpec("shop", "codes", primary_key=("code",))
     published = publish(store, "2024-01-01", [{"code": c} for c in ["1", "1", "None", None, None, "2"]], table)
     assert published.duplicate_keys == 1  # "1" twice; "None" is a string, and two nulls are no duplicate
 
 
-def test_a_stage_lock_has_one_holder_at_a_time_and_leaves_nothing_behind(store_location: str) -> None:
-    store = open_store(store_location)
+def test_a_stage_lock_has_one_holder_at_a_time_and_leaves_nothing_behind(store: Store) -> None:
     scope, holders, most = "shop/orders/partition/2024-01-01", [0], [0]
     guard = threading.Lock()
 
@@ -308,8 +299,7 @@ def _days(count: int, rows: int, first_id: int = 0) -> list[tuple[str, list[dict
              [order(first_id + d * rows + i, DAY + timedelta(days=d)) for i in range(rows)]) for d in range(count)]
 
 
-def test_partitions_published_together_stay_replaceable_one_by_one(store_location: str) -> None:
-    store = open_store(store_location)
+def test_partitions_published_together_stay_replaceable_one_by_one(store: Store) -> None:
     days = _days(3, 2)
     staged = [_stage(store, key, records) for key, records in days]
     published = store.publish_partitions([s for s, _ in staged], [p for _, p in staged])
