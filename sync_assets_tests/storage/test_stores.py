@@ -399,11 +399,11 @@ def test_eight_processes_opening_a_fresh_store_at_once_all_succeed(store_locatio
 
 
 def test_a_stream_whose_first_partitions_are_empty_gets_its_views_with_its_first_rows(
-    store_location: str, caplog: pytest.LogCaptureFixture
+    store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Nothing declares the columns: until rows come there is no key to take the latest version by, and no
     warning about a view that cannot be made yet."""
-    store, events = open_store(store_location), TableSpec("shop", "events", primary_key=("id",), cursor=True)
+    events = TableSpec("shop", "events", primary_key=("id",), cursor=True)
     for key in ("2024-01-01", "2024-01-02"):
         publish(store, key, [], events)
     publish(store, "2024-01-03", [order(1), order(2, updated=DAY + timedelta(hours=1))], events)
