@@ -27,7 +27,7 @@ from sync_assets.reader import StreamReader
 from sync_assets.refresh import FullRefresh
 from sync_assets.spec import ApiSource, source_from_dict
 from sync_assets.storage import open_store
-from sync_assets.storage.statedb import StateDB
+from sync_assets.storage.bookkeeping import Bookkeeping
 
 
 def source(url: str, page_size: int) -> ApiSource:
@@ -63,15 +63,15 @@ def no_checkpoints(src: ApiSource, state_dir: Path) -> int:
 def child(url: str, page_size: int, state_dir: Path, die_at: int) -> None:
     """Run in a subprocess: a refresh that SIGKILLs itself at checkpoint ``die_at`` (0 = never)."""
     if die_at:
-        original, commits = StateDB.append_page, [0]
+        original, commits = Bookkeeping.append_page, [0]
 
-        def append_page(self: StateDB, *args: object) -> None:
+        def append_page(self: Bookkeeping, *args: object) -> None:
             commits[0] += 1
             original(self, *args)  # type: ignore[arg-type]
             if commits[0] == die_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        StateDB.append_page = append_page  # type: ignore[method-assign]
+        Bookkeeping.append_page = append_page  # type: ignore[method-assign]
     refresh(source(url, page_size), state_dir)
 
 

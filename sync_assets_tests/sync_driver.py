@@ -25,7 +25,7 @@ from sync_assets.reader import StreamReader
 from sync_assets.refresh import FullRefresh
 from sync_assets.spec import source_from_dict
 from sync_assets.storage import TableSpec, open_store
-from sync_assets.storage.statedb import StateDB
+from sync_assets.storage.bookkeeping import Bookkeeping
 from sync_assets.substream import sync_substream
 from sync_assets.window_sync import sync_windows
 from sync_assets.windows import Window, as_utc, partition_key, windows_between
@@ -40,15 +40,15 @@ def days(first: str, last: str) -> list[tuple[str, Window]]:
 
 def _die_at_checkpoint(n: int) -> None:
     commits = {"n": 0}
-    original = StateDB.append_page
+    original = Bookkeeping.append_page
 
-    def append_page(self: StateDB, *a: object, **k: object) -> None:
+    def append_page(self: Bookkeeping, *a: object, **k: object) -> None:
         commits["n"] += 1
         if commits["n"] == n:
             os.kill(os.getpid(), signal.SIGKILL)
         original(self, *a, **k)  # type: ignore[arg-type]
 
-    StateDB.append_page = append_page  # type: ignore[method-assign]
+    Bookkeeping.append_page = append_page  # type: ignore[method-assign]
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """Where synced records and sync state live: the ``Store`` contract (``store``) and its backends.
 
 The names below are imported when first used: ``sync-assets sql`` reaches the store's bookkeeping
-(``catalog``, ``statedb``) through this package and must not wait for Arrow and the source models
+(``catalog``, ``bookkeeping``) through this package and must not wait for Arrow and the source models
 that the contract needs.
 """
 
@@ -11,8 +11,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sync_assets.storage.bookkeeping import Checkpoint, PartitionState, RefreshState
     from sync_assets.storage.refreshes import RefreshLedger
-    from sync_assets.storage.statedb import Checkpoint, PartitionState, RefreshState
     from sync_assets.storage.store import (
         KeyTally,
         Part,
@@ -40,13 +40,13 @@ __all__ = [
     "Tallies",
     "open_store",
 ]
-_BOOKKEEPING = {"Checkpoint", "PartitionState", "RefreshState"}  # statedb's; the rest is the contract's (store)
+_BOOKKEEPING = {"Checkpoint", "PartitionState", "RefreshState"}  # bookkeeping's; the rest is the contract's (store)
 
 
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module 'sync_assets.storage' has no attribute {name!r}")
-    module = "statedb" if name in _BOOKKEEPING else "refreshes" if name == "RefreshLedger" else "store"
+    module = "bookkeeping" if name in _BOOKKEEPING else "refreshes" if name == "RefreshLedger" else "store"
     value = getattr(import_module(f"sync_assets.storage.{module}"), name)
     globals()[name] = value  # looked up once
     return value

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from sync_assets.storage.statedb import Dialect, StateDB
+from sync_assets.storage.bookkeeping import Bookkeeping, Dialect
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,13 @@ def _write_ahead_log(path: Path, patience: float = 60.0) -> None:
 
 
 class Catalog:
-    """``state.sqlite`` (as a ``StateDB``) and ``warehouse.duckdb`` of the store under ``root``."""
+    """``state.sqlite`` (as a ``Bookkeeping``) and ``warehouse.duckdb`` of the store under ``root``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         bookkeeping = root / "state.sqlite"
         _write_ahead_log(bookkeeping)
-        self.state = StateDB(Dialect(connect=lambda: _sqlite_connect(bookkeeping), begin="BEGIN IMMEDIATE",
+        self.books = Bookkeeping(Dialect(connect=lambda: _sqlite_connect(bookkeeping), begin="BEGIN IMMEDIATE",
                                      blob="BLOB", one_writer=True))
         self.path = root / "warehouse.duckdb"
         self._views: dict[tuple[str, str], str] = {}  # views known to be created, so a publish skips the check
@@ -65,7 +65,7 @@ class Catalog:
         """Record ``sql`` as the statements of a stream's views, and create them if they changed."""
         if self._views.get((source, stream)) == sql:
             return
-        with self.state.transaction() as db:
+        with self.books.transaction() as db:
             db.execute("SELECT sql, applied FROM sync_views WHERE source = ? AND stream = ?", (source, stream))
             row = db.fetchone()
             if row is None or row[0] != sql:
@@ -85,7 +85,7 @@ class Catalog:
         DuckDB is loaded here, not with the module: a step whose views exist never needs it (about 50 MB).
         """
         with _CATALOG_LOCK:
-            pending = self.state.rows("SELECT source, stream, sql FROM sync_views WHERE applied = 0")
+            pending = self.books.rows("SELECT source, stream, sql FROM sync_views WHERE applied = 0")
             if not pending:
                 return True
             import duckdb
@@ -120,7 +120,7 @@ class Catalog:
         with catalog:
             for *_, sql in pending:
                 catalog.execute(sql)
-        with self.state.transaction() as db:
+        with self.books.transaction() as db:
             for source, stream, sql in pending:
                 db.execute("UPDATE sync_views SET applied = 1 WHERE source = ? AND stream = ? AND sql = ?",
                            (source, stream, sql))

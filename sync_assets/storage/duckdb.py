@@ -51,9 +51,9 @@ import pyarrow.parquet as pq
 from sync_assets.concurrency import page_work
 from sync_assets.errors import ConfigurationError
 from sync_assets.schema import CURSOR_COLUMN, EXTRACTED_AT_COLUMN, PARTITION_COLUMN, arrow_schema, conform
+from sync_assets.storage.bookkeeping import Cursor, PartitionState
 from sync_assets.storage.catalog import Catalog
 from sync_assets.storage.layout import chunk_key, legacy_store_dir, quote, safe_name
-from sync_assets.storage.statedb import Cursor, PartitionState
 from sync_assets.storage.store import (
     KeyTally,
     Part,
@@ -91,8 +91,8 @@ class DuckDBStore(Store):
             (root / folder).mkdir(parents=True, exist_ok=True)
         self.spool_dir = root / "spool"  # beside the tables: the same disk, not a RAM-backed /tmp
         self.catalog = Catalog(root)
-        self._state = self.catalog.state
-        with self._state.transaction() as db:  # which file holds each partition: this backend's own bookkeeping
+        self._books = self.catalog.books
+        with self._books.transaction() as db:  # which file holds each partition: this backend's own bookkeeping
             db.execute("CREATE TABLE IF NOT EXISTS sync_partition_files (source TEXT NOT NULL, stream TEXT NOT NULL, "
                        "partition_key TEXT NOT NULL, file TEXT NOT NULL, PRIMARY KEY (source, stream, partition_key))")
         # One publish at a time in a process: they take SQLite's one write lock and sync one folder anyway,
@@ -196,7 +196,7 @@ class DuckDBStore(Store):
         folder = self.stream_dir(table)
         folder.mkdir(parents=True, exist_ok=True)
         written: list[tuple[Path, Path]] = []
-        with self._publishing, self._state.transaction() as db:  # SQLite's write lock: one publisher at a time
+        with self._publishing, self._books.transaction() as db:  # SQLite's write lock: one publisher at a time
             merged, drift = self._merge_stream_columns(db, table, columns)
             schema = arrow_schema(merged)
             tallies = {key: KeyTally(table, schema) for key in published}
@@ -215,8 +215,8 @@ class DuckDBStore(Store):
                 for tmp, _ in written:
                     tmp.unlink(missing_ok=True)
             for stage, state in zip(stages, states, strict=True):
-                self._state.save_partition(db, table.source, table.stream, state)
-                self._state.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
+                self._books.save_partition(db, table.source, table.stream, state)
+                self._books.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
             for name, keys in placed.items():
                 for key in keys:
                     db.execute("INSERT INTO sync_partition_files (source, stream, partition_key, file) "
@@ -268,12 +268,12 @@ class DuckDBStore(Store):
             stale.unlink()
         _fsync_dir(folder)
         link = self.stream_dir(table) / "snapshot"
-        with self._state.transaction() as db:
+        with self._books.transaction() as db:
             tmp = link.with_name(f".snapshot.{uuid.uuid4().hex}")
             tmp.symlink_to(folder.name)
             os.replace(tmp, link)  # readers of the view switch here, at once
             _fsync_dir(link.parent)
-            self._state.mark_published(db, table.source, table.stream, refresh, chunks)
+            self._books.mark_published(db, table.source, table.stream, refresh, chunks)
             merged, drift = self._merge_stream_columns(db, table, columns)
         self._remove_superseded(table)
         self._ensure_views(table)
@@ -292,7 +292,7 @@ class DuckDBStore(Store):
 
     def read_partitions(self, table: TableSpec, keys: list[str]) -> Iterator[pa.RecordBatch]:
         schema = self.read_schema(table)
-        rows = self._state.rows("SELECT partition_key, file FROM sync_partition_files WHERE source = ? AND stream = ?",
+        rows = self._books.rows("SELECT partition_key, file FROM sync_partition_files WHERE source = ? AND stream = ?",
                                (table.source, table.stream))
         files: dict[str, str] = dict(rows)
         by_file: dict[str, list[str]] = {}
@@ -314,7 +314,7 @@ class DuckDBStore(Store):
 
     def read_snapshot(self, table: TableSpec) -> Iterator[pa.RecordBatch]:
         for _ in range(5):  # a publish can remove the snapshot between our look and our open: look again
-            published = self._state.latest_refresh(table.source, table.stream, "published")
+            published = self._books.latest_refresh(table.source, table.stream, "published")
             if published is None:
                 return
             folder = self.refresh_dir(table, published.refresh)
@@ -338,7 +338,7 @@ class DuckDBStore(Store):
             f"CREATE SCHEMA IF NOT EXISTS {schema}",
             f"CREATE OR REPLACE VIEW {schema}.{name} AS SELECT * FROM read_parquet('{files}', union_by_name = true)",
         ]
-        known = self._state.columns(table.source, table.stream)
+        known = self._books.columns(table.source, table.stream)
         # The latest version of each key needs the key's columns: not yet while every partition published
         # so far was empty (the view comes with the first rows: its text changes, so it is created then).
         if table.primary_key and table.kind == "partitions" and all(k in known for k in table.primary_key):

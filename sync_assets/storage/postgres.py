@@ -43,8 +43,8 @@ from sync_assets.schema import (
     arrow_schema,
     merge_schemas,
 )
+from sync_assets.storage.bookkeeping import Bookkeeping, Cursor, Dialect, PartitionState
 from sync_assets.storage.layout import quote, safe_name
-from sync_assets.storage.statedb import Cursor, Dialect, PartitionState, StateDB
 from sync_assets.storage.store import (
     KeyTally,
     Part,
@@ -145,7 +145,7 @@ class PostgresStore(Store):
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {STATE_SCHEMA}")
         self._connect = connect
         self._locks = _LockSession(connect)
-        self._state = StateDB(Dialect(connect=connect, begin="BEGIN", blob="BYTEA", placeholder="%s",
+        self._books = Bookkeeping(Dialect(connect=connect, begin="BEGIN", blob="BYTEA", placeholder="%s",
                                      schema_lock=schema_lock))
         self._prepared: set[str] = set()  # streams whose table this process has checked against their columns
 
@@ -170,7 +170,7 @@ class PostgresStore(Store):
         key = _lock_id(scope)
         # Advisory locks belong to a database, but pg_locks shows the whole server's: another store's database
         # holding the same key (the same source and stream) must not look like a reader of this one.
-        rows = self._state.rows("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        rows = self._books.rows("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
                                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                                "AND ((classid::bigint << 32) | objid::bigint) = ?", (key,))
         return bool(rows)
@@ -182,7 +182,7 @@ class PostgresStore(Store):
 
     def _prepare(self, db: Cursor, table: TableSpec, columns: dict[str, str]) -> tuple[dict[str, str], list[Drift]]:
         """The stream's table holds (at least) ``columns``, widened where needed: returns its columns, and drift."""
-        known = self._state.columns_in(db, table.source, table.stream)
+        known = self._books.columns_in(db, table.source, table.stream)
         merged, drift = merge_schemas(known, [arrow_schema(columns)])
         if merged == known and table.name in self._prepared:
             return merged, drift  # the table is as this process last left it: no DDL, no catalog query
@@ -217,7 +217,7 @@ class PostgresStore(Store):
             db.execute(f"CREATE OR REPLACE VIEW {current} AS SELECT DISTINCT ON ({', '.join(keys)}) * FROM {name} "
                        f"ORDER BY {', '.join(keys)}, {order}{quote(EXTRACTED_AT_COLUMN)} DESC")
         if merged != known:
-            self._state.save_columns(db, table.source, table.stream, merged)
+            self._books.save_columns(db, table.source, table.stream, merged)
         self._prepared.add(table.name)
         return merged, drift
 
@@ -239,7 +239,7 @@ class PostgresStore(Store):
         parts: list[Part] = [(state.partition_key, stage.batches) for stage, state in zip(stages, states, strict=True)]
         columns, _ = self._partition_columns(parts, table)
         name = self._table(table)
-        with self._state.transaction() as db:
+        with self._books.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(f"publish:{table.name}"),))
             merged, drift = self._prepare(db, table, columns)
             tallies = {state.partition_key: KeyTally(table, arrow_schema(merged)) for state in states}
@@ -247,8 +247,8 @@ class PostgresStore(Store):
                        ([state.partition_key for state in states],))
             self._copy(db, name, parts, merged, tallies.get)
             for stage, state in zip(stages, states, strict=True):
-                self._state.save_partition(db, table.source, table.stream, state)
-                self._state.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
+                self._books.save_partition(db, table.source, table.stream, state)
+                self._books.drop_stage(db, stage.scope)  # a substream's stage; a window's has no rows here
         for stage in stages:
             stage.close()
         return self._published(merged, drift, tallies, states)
@@ -257,7 +257,7 @@ class PostgresStore(Store):
         parts = self._chunk_parts(table, refresh, chunks)
         columns, _ = self._partition_columns(parts, table)
         name, loading = self._table(table), self._table(table, f"__refresh_{refresh}")
-        with self._state.transaction() as db:
+        with self._books.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(f"publish:{table.name}"),))
             merged, drift = self._prepare(db, table, columns)  # the stream's columns, and its table to copy
             db.execute(f"DROP TABLE IF EXISTS {loading}")
@@ -266,12 +266,12 @@ class PostgresStore(Store):
             self._copy(db, loading, parts, merged, lambda _: keys)
             db.execute(f"DROP TABLE {name}")  # waits for readers of the old snapshot; new ones wait for the commit
             db.execute(f"ALTER TABLE {loading} RENAME TO {quote(table.stream)}")
-            self._state.mark_published(db, table.source, table.stream, refresh, chunks)
+            self._books.mark_published(db, table.source, table.stream, refresh, chunks)
         self._remove_superseded(table)
         return Published(merged, drift, keys.duplicates())
 
     def _remove_refresh_data(self, table: TableSpec, refresh: int) -> None:
-        with self._state.transaction() as db:  # a refresh abandoned while being swapped in leaves its table
+        with self._books.transaction() as db:  # a refresh abandoned while being swapped in leaves its table
             db.execute(f"DROP TABLE IF EXISTS {self._table(table, f'__refresh_{refresh}')}")
 
     # --- reading ---
@@ -294,7 +294,7 @@ class PostgresStore(Store):
             conn.close()
 
     def read_partitions(self, table: TableSpec, keys: list[str]) -> Iterator[pa.RecordBatch]:
-        committed = self._state.partition_states(table.source, table.stream)
+        committed = self._books.partition_states(table.source, table.stream)
         missing = [key for key in keys if key not in committed]
         if missing:
             raise ConfigurationError(
@@ -304,7 +304,7 @@ class PostgresStore(Store):
                                 f"array_position(%s, {quote(PARTITION_COLUMN)}), {quote(_SEQ)}", (keys, keys))
 
     def read_snapshot(self, table: TableSpec) -> Iterator[pa.RecordBatch]:
-        if self._state.latest_refresh(table.source, table.stream, "published") is None:
+        if self._books.latest_refresh(table.source, table.stream, "published") is None:
             return
         yield from self._select(table, "", quote(_SEQ), ())
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sync_assets.storage.bookkeeping import Checkpoint, RefreshState
 from sync_assets.storage.layout import refresh_scope
-from sync_assets.storage.statedb import Checkpoint, RefreshState
 
 if TYPE_CHECKING:
     from sync_assets.storage.store import Store, TableSpec
@@ -31,32 +31,32 @@ class RefreshLedger:
     # --- which refresh ---
 
     def running(self) -> RefreshState | None:
-        return self.store._state.latest_refresh(self.table.source, self.table.stream, "running")
+        return self.store._books.latest_refresh(self.table.source, self.table.stream, "running")
 
     def published(self) -> RefreshState | None:
         """The refresh that is the stream's snapshot now, if any."""
-        return self.store._state.latest_refresh(self.table.source, self.table.stream, "published")
+        return self.store._books.latest_refresh(self.table.source, self.table.stream, "published")
 
     def latest(self) -> RefreshState | None:
         """The newest refresh whatever its status: the one whose chunks Dagster should know."""
-        return self.store._state.latest_refresh(self.table.source, self.table.stream)
+        return self.store._books.latest_refresh(self.table.source, self.table.stream)
 
     def published_at(self) -> datetime | None:
         """When the current snapshot was published (None before the first)."""
         published = self.published()
         if published is None:
             return None
-        return self.store._state.refresh_finished_at(self.table.source, self.table.stream, published.refresh)
+        return self.store._books.refresh_finished_at(self.table.source, self.table.stream, published.refresh)
 
     def next_number(self) -> int:
         """The refresh a run would work on now: the running one, or the one after the latest."""
-        return self.store._state.next_refresh(self.table.source, self.table.stream)
+        return self.store._books.next_refresh(self.table.source, self.table.stream)
 
     # --- its lifecycle ---
 
     def current(self) -> RefreshState:
         """The running refresh, or a new one from the first page; two runs starting at once get one."""
-        return self.running() or self.store._state.start_refresh(self.table.source, self.table.stream)
+        return self.running() or self.store._books.start_refresh(self.table.source, self.table.stream)
 
     def abandon(self) -> int | None:
         """Give up the running refresh (its cursor expired, say); the next run starts from the first page.
@@ -67,7 +67,7 @@ class RefreshLedger:
 
     def checkpoints(self, refresh: RefreshState) -> dict[int, Checkpoint | None]:
         """Where each chunk of ``refresh`` stands, in reading order (None: not started)."""
-        return self.store._state.chunk_checkpoints(self.table.source, self.table.stream, refresh)
+        return self.store._books.chunk_checkpoints(self.table.source, self.table.stream, refresh)
 
     def resume_chunk(self, refresh: RefreshState) -> int:
         """The chunk a run continues ``refresh`` from: the first not done, or (all done, but the refresh not
@@ -95,12 +95,12 @@ class RefreshLedger:
 
     def followed_tokens(self, refresh: int) -> set[int]:
         """Every page token ``refresh`` followed so far, in any chunk and any run (hashes)."""
-        return self.store._state.followed_tokens(refresh_scope(self.table.source, self.table.stream, refresh))
+        return self.store._books.followed_tokens(refresh_scope(self.table.source, self.table.stream, refresh))
 
     def set_chunk_start(self, refresh: int, chunk: int, start_token: Any) -> None:
         """Register ``chunk`` at ``start_token``, or move its start there if nothing of it is read yet."""
-        self.store._state.set_chunk_start(self.table.source, self.table.stream, refresh, chunk, start_token)
+        self.store._books.set_chunk_start(self.table.source, self.table.stream, refresh, chunk, start_token)
 
     def add_chunks(self, refresh: int, start_tokens: dict[int, Any]) -> None:
         """Register chunks whose starts are known at once (random access)."""
-        self.store._state.add_chunks(self.table.source, self.table.stream, refresh, start_tokens)
+        self.store._books.add_chunks(self.table.source, self.table.stream, refresh, start_tokens)

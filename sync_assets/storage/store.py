@@ -13,7 +13,7 @@ The three kinds of sync need four things of storage, and nothing more:
   gets a table without a copy per row.
 
 The contract every reader relies on: **state is never ahead of data**. Staging, checkpoints,
-refreshes and state rows are the same SQL on every backend (``statedb``); a backend adds where
+refreshes and state rows are the same SQL on every backend (``bookkeeping``); a backend adds where
 published data lives and how a publish swaps it in: ``duckdb`` (Parquet files a DuckDB database
 exposes as views; the embedded default) and ``postgres`` (typed tables; runs on several machines).
 """
@@ -48,9 +48,9 @@ from sync_assets.schema import (
     page_batch,
 )
 from sync_assets.spec import ApiSource, Stream
+from sync_assets.storage.bookkeeping import Bookkeeping, Checkpoint, PartitionState
 from sync_assets.storage.layout import chunk_key, chunk_scope, store_dir
 from sync_assets.storage.refreshes import RefreshLedger
-from sync_assets.storage.statedb import Checkpoint, PartitionState, StateDB
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +158,14 @@ class ResumableStage(Stage):
         if batch is not None:
             with page_work:
                 data = _ipc(batch)
-        self.store._state.append_page(self.scope, data, checkpoint, item)
+        self.store._books.append_page(self.scope, data, checkpoint, item)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         yield from self.store.staged_batches(self.scope)
 
     def discard(self) -> None:
-        with self.store._state.transaction() as db:
-            self.store._state.drop_stage(db, self.scope)
+        with self.store._books.transaction() as db:
+            self.store._books.drop_stage(db, self.scope)
         self.close()
 
     def close(self) -> None:
@@ -295,7 +295,7 @@ class Store(ABC):
     ``refreshes`` and a window's of ``partition_states``.
     """
 
-    _state: StateDB
+    _books: Bookkeeping
 
     def refreshes(self, table: TableSpec) -> RefreshLedger:
         """``table``'s full refreshes: the running one, its chunks and where it resumes, the published one."""
@@ -303,7 +303,7 @@ class Store(ABC):
 
     def checkpoint(self, scope: str) -> Checkpoint | None:
         """Where the stage of ``scope`` stands (None: never opened, or dropped when its data was published)."""
-        return self._state.checkpoint(scope)
+        return self._books.checkpoint(scope)
 
     # --- staging ---
 
@@ -312,11 +312,11 @@ class Store(ABC):
         lock = self.lock(scope)
         lock.__enter__()
         try:
-            checkpoint = self._state.checkpoint(scope)
+            checkpoint = self._books.checkpoint(scope)
             if checkpoint is None:
                 checkpoint = Checkpoint(token=start_token)
-                self._state.reset_stage(scope, checkpoint)
-            return ResumableStage(self, table, scope, checkpoint, self._state.stage_items(scope), lock)
+                self._books.reset_stage(scope, checkpoint)
+            return ResumableStage(self, table, scope, checkpoint, self._books.stage_items(scope), lock)
         except BaseException:
             lock.__exit__(None, None, None)
             raise
@@ -330,7 +330,7 @@ class Store(ABC):
 
     def staged_batches(self, scope: str) -> Iterator[pa.RecordBatch]:
         """A resumable stage's pages, one at a time."""
-        for data in self._state.staged_pages(scope):
+        for data in self._books.staged_pages(scope):
             yield from _batches(data)
 
     @property
@@ -372,14 +372,14 @@ class Store(ABC):
 
     def _abandon_refresh(self, table: TableSpec) -> int | None:
         """Give up the running refresh (its cursor expired, say); the next run starts from the first page."""
-        refresh = self._state.supersede_running(table.source, table.stream)
+        refresh = self._books.supersede_running(table.source, table.stream)
         self._remove_superseded(table)
         return refresh
 
     def _remove_superseded(self, table: TableSpec) -> None:
-        for refresh in self._state.superseded(table.source, table.stream):
+        for refresh in self._books.superseded(table.source, table.stream):
             self._remove_refresh_data(table, refresh)
-            self._state.mark_removed(table.source, table.stream, refresh)
+            self._books.mark_removed(table.source, table.stream, refresh)
 
     def _partition_columns(self, parts: list[Part], table: TableSpec) -> tuple[dict[str, str], pa.Schema]:
         """The columns of what the stages hold (declared first), and the schema to publish it with."""
@@ -390,10 +390,10 @@ class Store(ABC):
     def _merge_stream_columns(self, db: Any, table: TableSpec, columns: dict[str, str]) -> tuple[dict[str, str],
                                                                                                 list[Drift]]:
         """Widen the stream's columns by ``columns`` inside the publish transaction; the changes are drift."""
-        known = self._state.columns_in(db, table.source, table.stream)
+        known = self._books.columns_in(db, table.source, table.stream)
         merged, drift = merge_schemas(known, [arrow_schema(columns)])
         if merged != known:
-            self._state.save_columns(db, table.source, table.stream, merged)
+            self._books.save_columns(db, table.source, table.stream, merged)
         for change in drift:
             log.warning("%s: column %s", table.name, change)
         return merged, drift
@@ -442,16 +442,16 @@ class Store(ABC):
 
     def read_schema(self, table: TableSpec) -> pa.Schema:
         """What reads return: the stream's columns, then its partition (or chunk) key."""
-        columns = self._state.columns(table.source, table.stream)
+        columns = self._books.columns(table.source, table.stream)
         return arrow_schema(columns).append(pa.field(PARTITION_COLUMN, pa.string()))
 
     # --- state ---
 
     def partition_states(self, table: TableSpec) -> dict[str, PartitionState]:
-        return self._state.partition_states(table.source, table.stream)
+        return self._books.partition_states(table.source, table.stream)
 
     def close(self) -> None:
-        self._state.close()
+        self._books.close()
 
 
 def open_store(location: str | Path | None = None, home: Path | None = None) -> Store:

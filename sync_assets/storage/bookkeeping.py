@@ -128,7 +128,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-class StateDB:
+class Bookkeeping:
     """Bookkeeping statements, each one transaction; ``transaction()`` groups several."""
 
     def __init__(self, dialect: Dialect) -> None:
