@@ -354,9 +354,9 @@ class Read:
         if kind is StreamKind.FULL_REFRESH:
             parents = refresh_pages(reader, lambda p: self._read_whole(p, client))
             return lambda: (record for page in parents.pages(RequestStats()) for record in page.records)
-        windows_of = self.source.windows_of(parent)
-        assert windows_of is not None
-        windows = uncovered_windows(windows_of, [], datetime.now(UTC))
+        incremental = self.source.windows_of(parent)
+        assert incremental is not None
+        windows = uncovered_windows(incremental, [], datetime.now(UTC))
         if kind is not StreamKind.WINDOWS:
             assert parent.parent is not None
             grand = self._read_whole(self.source.stream(parent.parent.stream), client)

@@ -124,13 +124,13 @@ class ForEach(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     field: str = Field(pattern=r"^[A-Za-z0-9_]+$", description="The placeholder's name: {each[field]}.")
     values: list[str | int] | None = Field(None, min_length=1, description="The values, when they are fixed.")
-    values_of: ValuesOf | None = Field(None, description="The values, when a full-refresh stream lists them.")
+    values_of: ValuesOf | None = Field(None, description="The values, when another stream's records hold them.")
 
     @model_validator(mode="after")
     def _one_origin(self) -> ForEach:
         if (self.values is None) == (self.values_of is None):
             raise ValueError(f"for_each {self.field!r}: give its values, or values_of: {{stream: ..., key: ...}} "
-                             "to take them from a full-refresh stream's records, one of the two")
+                             "to take them from another stream's records, one of the two")
         return self
 
 

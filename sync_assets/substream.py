@@ -2,9 +2,11 @@
 
 A substream of an **incremental** parent has the parent's windows (``sync_substream``). A substream of a
 **full-refresh** parent is itself a resumable full refresh (``refresh.FullRefresh``) whose pages are its
-parents (``ParentPages``), unless it has windows of its own (an ``incremental`` block: a report per
-account per day): then each of its windows is read once per parent of the parent's published snapshot
-(``sync_substream`` again), which is Airbyte's cursor per partition laid out as Dagster partitions.
+parents (``ParentPages``), as is a stream read over ``for_each`` lists (fixed values, or another
+stream's). A substream with windows of its own (an ``incremental`` block: a report per account per day)
+reads its windows for every parent the store has (a full refresh's published snapshot, or every record a
+windowed parent holds), through request slices (``sync_substream`` again): Airbyte's cursor per
+partition laid out as Dagster partitions.
 
 The parents come from the store (what the parent asset synced), never from the parent's API again.
 Children are fetched on the one scheduler (``concurrency``), shared by all partitions of the run
@@ -85,7 +87,8 @@ def sync_substream(
     parent whole). They are listed once, and each is read once per request slice, not once per window:
     the run's adjacent windows through one request sequence for their union (no wider than the stream's
     ``max_slice``), the records split into their windows by cursor value, as an incremental stream's are
-    (``slices``). A year of daily windows over five tickers costs five request sequences, not 1,825.
+    (``slices``). A year of daily windows over five tickers costs ten request sequences at a concurrency
+    of 10, not 1,825.
 
     Each unit (a parent over one partition, or over one slice of them) is fetched on the one scheduler,
     and a partition is published as soon as every unit that covers it is answered.

@@ -857,7 +857,7 @@ class _Translator:
         placeholder kind (parent or each) and the key in the record that fills it.
 
         One SubstreamPartitionRouter is a parent (of any kind). Anything else is the cartesian product Airbyte
-        reads: one for_each list per router, fixed values or a full-refresh parent's published records."""
+        reads: one for_each list per router, fixed values or the parent's records in the store."""
         router = retriever.get("partition_router")
         if not router:
             return {}
