@@ -6,7 +6,8 @@
 that allows 20 requests per 2 s (the source declares the same budget). One range read needs 19 requests.
 Measured: requests and 429s, and wall time through `sync-assets read` against a single-threaded range read of
 the same data (one request sequence for the whole year, in this process), and through `dagster asset
-materialize` of the 366 partitions against a trivial asset's run (Dagster's fixed cost of a run).
+materialize` of the 366 partitions (with the asset's checks, and without them) against a trivial asset's run
+(Dagster's fixed cost of a run) and a trivial daily asset over the same partitions (Dagster's floor).
 
 **Dense**: 30 daily windows of about 200 records each (73,200 surveys over the year), 100 a page, 100 ms
 latency, no budget: the fetch span of the engine's range read (`spool_windows`, in this process) and its
@@ -78,7 +79,8 @@ def single_range_read(url: str, state_dir: Path) -> float:
 
 def sparse(repeats: int, dagster: bool) -> None:
     rows: dict[str, list[float]] = {k: [] for k in ("single", "read", "read_requests", "read_429s", "trivial",
-                                                    "trivial_daily", "dagster", "dagster_requests", "dagster_429s")}
+                                                    "trivial_daily", "dagster", "dagster_requests", "dagster_429s",
+                                                    "unchecked")}
     with demo_api("--latency-ms", "100", "--surveys", "1830", "--rate-limit", "20/2") as url:
         for _ in range(repeats):
             home = fresh_home()
@@ -105,6 +107,9 @@ def sparse(repeats: int, dagster: bool) -> None:
                 stats = _stats(url)
                 rows["dagster_requests"].append(stats["requests"])
                 rows["dagster_429s"].append(stats["429s"])
+                time.sleep(2.1)
+                unchecked = {**_env(url, fresh_home()), "SYNC_ASSETS_BENCH_ASSET_CHECKS": "off"}
+                rows["unchecked"].append(_timed([*materialize, "--select", "demo/surveys", *year], unchecked))
     m = {k: statistics.median(v) for k, v in rows.items() if v}
     print(f"| sparse year: 366 daily windows x 5 records, 100 ms, 20 req / 2 s (median of {repeats}) | value |")
     print("|---|---|")
@@ -120,6 +125,8 @@ def sparse(repeats: int, dagster: bool) -> None:
               f"{m['trivial_daily']:.2f} |")
         print(f"| materialize - floor, s | {m['dagster'] - m['trivial_daily']:.2f} |")
         print(f"| materialize: requests, 429s | {m['dagster_requests']:.0f}, {m['dagster_429s']:.0f} |")
+        print(f"| the same with the asset's checks off, wall s | {m['unchecked']:.2f} |")
+        print(f"| checks off: materialize - floor, s | {m['unchecked'] - m['trivial_daily']:.2f} |")
 
 
 def dense(repeats: int) -> None:

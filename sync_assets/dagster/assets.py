@@ -66,6 +66,16 @@ SCHEMA_DRIFT_CHECK = "schema_drift"
 _PROGRESS_EVERY_SECONDS = 5.0
 
 
+def _merged(published: Sequence[Published]) -> Published:
+    """Several publishes as one, for checks that judge them together (a snapshot's, or a range run's)."""
+    return Published({}, [d for p in published for d in p.drift], sum(p.duplicate_keys for p in published))
+
+
+def _plain(metadata: dict[str, Any]) -> str:
+    """A check's metadata as a log line shows it."""
+    return ", ".join(f"{key}={getattr(value, 'value', value)}" for key, value in metadata.items())
+
+
 def pool_name(source: ApiSource) -> str:
     """One Dagster pool per API, so concurrent runs cannot pile onto it (limits in dagster.yaml)."""
     return f"sync_assets_{source.rate_limit_key or source.name}"
@@ -84,10 +94,14 @@ class _StreamAsset:
         self.source, self.stream, self.api_key, self.store_key = source, stream, api_key, store_key
         self.spec = translator.get_asset_spec(source, stream)
         self.key = self.spec.key
+        self.checks_enabled = translator.get_asset_checks_enabled(source, stream)
 
     def checks(self, partitions_def: PartitionsDefinition | None) -> list[AssetCheckSpec]:
-        """Every stream asset's checks: per partition for windows (each partition judged on its own rows),
-        on the published table for full refreshes (``partitions_def`` None)."""
+        """Every stream asset's checks, unless the translator turns them off: per partition for windows (each
+        partition judged on its own rows), on the published table for full refreshes (``partitions_def``
+        None)."""
+        if not self.checks_enabled:
+            return []
         checks = [AssetCheckSpec(SCHEMA_DRIFT_CHECK, asset=self.key, partitions_def=partitions_def,
                                  description="No column had to change type (the change is made; this says which).")]
         if self.stream.primary_keys:
@@ -106,19 +120,24 @@ class _StreamAsset:
                              "primary_key": ", ".join(self.stream.primary_keys)}))
         return results
 
-    def check_results(self, published: Sequence[Published]) -> Iterator[AssetCheckResult]:
+    def check_results(self, context: AssetExecutionContext,
+                      published: Sequence[Published]) -> Iterator[AssetCheckResult]:
         """The checks of a full refresh: on what the run published (its snapshot), if anything."""
-        merged = Published({}, [d for p in published for d in p.drift], sum(p.duplicate_keys for p in published))
-        for name, passed, metadata in self._evaluations(merged):
-            yield AssetCheckResult(check_name=name, passed=passed, severity=AssetCheckSeverity.WARN, metadata=metadata)
+        for name, passed, metadata in self._evaluations(_merged(published)):
+            if self.checks_enabled:
+                yield AssetCheckResult(check_name=name, passed=passed, severity=AssetCheckSeverity.WARN,
+                                       metadata=metadata)
+            elif not passed:
+                context.log.warning(f"{name} did not pass on the snapshot (asset checks are off): "
+                                    f"{_plain(metadata)}")
 
     def partition_check_results(self, context: AssetExecutionContext,
                                 published: Sequence[tuple[str, Published]]) -> Iterator[AssetCheckResult]:
         """Each partition's checks, judged on that partition's rows. A run of one partition reports them as
-        its check results; a range run logs one evaluation per partition (Dagster attributes a check result
+        its check results. A range run logs one evaluation per partition (Dagster attributes a check result
         to a run's single partition only), then a result for the run as a whole, which names the partitions
-        that did not pass."""
-        if context.has_partition_key:
+        that did not pass. With checks off, that run's verdict is one warning in its log, if any."""
+        if context.has_partition_key and self.checks_enabled:
             for _, one in published[:1]:
                 for name, passed, metadata in self._evaluations(one):
                     yield AssetCheckResult(check_name=name, passed=passed, severity=AssetCheckSeverity.WARN,
@@ -127,16 +146,22 @@ class _StreamAsset:
         failing: dict[str, list[str]] = {}
         for key, one in published:
             for name, passed, metadata in self._evaluations(one):
-                context.log_event(AssetCheckEvaluation(asset_key=self.key, check_name=name, passed=passed,
-                                                       partition=key, severity=AssetCheckSeverity.WARN,
-                                                       metadata=metadata))
+                if self.checks_enabled:
+                    context.log_event(AssetCheckEvaluation(asset_key=self.key, check_name=name, passed=passed,
+                                                           partition=key, severity=AssetCheckSeverity.WARN,
+                                                           metadata=metadata))
                 if not passed:
                     failing.setdefault(name, []).append(key)
-        for name, _, _ in self._evaluations(Published({}, [], 0)):
+        for name, passed, metadata in self._evaluations(_merged([one for _, one in published])):
             keys = failing.get(name, [])
-            yield AssetCheckResult(check_name=name, passed=not keys, severity=AssetCheckSeverity.WARN,
-                                   metadata={"partitions_checked": len(published), "partitions_not_passed": len(keys),
-                                             "first_not_passed": MetadataValue.json(keys[:20])})
+            if self.checks_enabled:
+                yield AssetCheckResult(check_name=name, passed=passed, severity=AssetCheckSeverity.WARN,
+                                       metadata={**metadata, "partitions_checked": len(published),
+                                                 "partitions_not_passed": len(keys),
+                                                 "first_not_passed": MetadataValue.json(keys[:20])})
+            elif not passed:
+                context.log.warning(f"{name} did not pass on {len(keys)} of {len(published)} partitions "
+                                    f"(asset checks are off), first {keys[:20]}: {_plain(metadata)}")
 
     def define(
         self, partitions_def: PartitionsDefinition, extra_metadata: dict[str, Any], **more: Any
@@ -418,7 +443,7 @@ def build_refresh_asset(
             raise base.fail_keeping(context, done, failed, len(results), common)
         if done:
             yield base.output(context, done, {**common, **run_metadata([], started)})
-        yield from base.check_results(published)
+        yield from base.check_results(context, published)
 
     return _refresh
 

@@ -1,6 +1,7 @@
 """Incremental streams as date-window partitions, run for real on a temporary Dagster instance."""
 
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,7 @@ from dagster import (
 )
 from dagster._core.execution.context.metadata_logging import OutputMetadataAccumulator
 
-from sync_assets.dagster import SyncApiResource, build_definitions
+from sync_assets.dagster import SyncApiResource, SyncAssetsTranslator, build_definitions
 from sync_assets.dagster.assets import add_partition_metadata
 from sync_assets.demo_api import DemoApi, data
 from sync_assets.sources import demo_source
@@ -366,3 +367,24 @@ def test_each_partition_of_a_range_run_gets_its_own_check_results(
     assert by_partition == {"2024-01-03": "SUCCEEDED", "2024-01-04": "FAILED", "2024-01-05": "SUCCEEDED",
                             None: "FAILED"}  # and the run as a whole, naming 2024-01-04
     assert not any(record.status.value == "SKIPPED" for record in history)
+
+
+def test_with_asset_checks_off_a_range_run_logs_one_warning_naming_the_partitions_a_check_would_fail(
+    surveys_api: DemoApi, instance: DagsterInstance
+) -> None:
+    source = demo_source()
+    surveys = Stream.model_validate({**source.stream("surveys").model_dump(by_alias=True),
+                                     "transform": "sync_assets_tests.plugins_for_tests:one_id_on_january_4"})
+    source = source.model_copy(update={"streams": [surveys]})
+    defs = build_definitions(source, SyncAssetsTranslator(enable_asset_checks=False),
+                             api=SyncApiResource(base_url=surveys_api.url, credential=TOKEN, rate_limits=[]))
+    assert not list(defs.resolve_assets_def(SURVEYS).check_specs)  # nothing planned, nothing to evaluate
+    result = run(defs, instance, partition_range=("2024-01-03", "2024-01-05"))
+    assert result.success
+    assert not instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(SURVEYS, "unique_primary_key"), limit=10)
+    logged = [record.user_message for record in instance.all_logs(result.run_id)
+              if record.level >= logging.WARNING]
+    assert [line for line in logged if line.startswith("unique_primary_key")] == [
+        "unique_primary_key did not pass on 1 of 3 partitions (asset checks are off), first ['2024-01-04']: "
+        "duplicate_keys=1, primary_key=id"]  # the day's second survey of id 1

@@ -19,13 +19,14 @@ def test_a_defs_yaml_naming_a_source_file_loads_its_assets() -> None:
         shutil.copy(DEMO_SOURCE_PATH, folder / "demo.yaml")
         (folder / "defs.yaml").write_text(yaml.safe_dump({
             "type": "sync_assets.dagster.SyncAssetsComponent",
-            "attributes": {"source": "demo.yaml", "schedule_lookback": 3},
+            "attributes": {"source": "demo.yaml", "schedule_lookback": 3, "enable_asset_checks": False},
         }))
         with sandbox.load_component_and_build_defs(defs_path=folder) as (_, defs):
             keys = {spec.key for spec in defs.resolve_all_asset_specs()}
             assert AssetKey(["demo", "surveys"]) in keys and AssetKey(["demo", "customers"]) in keys
             assert {s.name for s in defs.schedules or []} == {"demo_schedule"}
             assert sorted(defs.resources or {}) == ["demo_api", "sync_store"]
+            assert not [spec for assets in defs.assets or [] for spec in getattr(assets, "check_specs", [])]
 
 
 def test_a_defs_yaml_naming_a_source_that_names_an_airbyte_manifest_loads_its_streams() -> None:
