@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sync_assets.pagination import token_fingerprint
 from sync_assets.storage.layout import chunk_scope, refresh_scope
-from sync_assets.windows import Window
+
+if TYPE_CHECKING:  # the engine's modules load pydantic; `sync-assets sql` opens the bookkeeping without them
+    from sync_assets.windows import Window
 
 
 class Cursor(Protocol):
@@ -236,6 +237,8 @@ class Bookkeeping:
         know every page token followed before it, or a cursor that points back is followed into a page
         already staged, and its records are stored twice.
         """
+        from sync_assets.pagination import token_fingerprint
+
         with self.transaction() as db:
             if checkpoint.token is not None:
                 db.execute("INSERT INTO sync_stage_tokens (scope, fingerprint) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -433,6 +436,8 @@ class _Placeholders:
 
 
 def _partition_from_row(row: Sequence[Any]) -> PartitionState:
+    from sync_assets.windows import Window
+
     key, start, end, records, pages, requests, bytes_received, max_cursor, completed_at = row
     window = Window(datetime.fromisoformat(start), datetime.fromisoformat(end)) if start and end else None
     return PartitionState(
