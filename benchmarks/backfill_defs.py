@@ -6,8 +6,10 @@ in one run. ``trivial`` measures a Dagster CLI run's own overhead on this machin
 ``trivial_daily_checked`` adds what Dagster spends on the events a stream asset logs per partition
 beside its materialization: one evaluation of each of its two checks (issue 19: check history per
 partition), so the floor and ours log the same events and differ only in our own work.
+``SYNC_ASSETS_BENCH_ASSET_CHECKS=off`` builds the sources' assets without their checks (``TRANSLATOR``).
 """
 
+import os
 import warnings
 from collections.abc import Iterator
 
@@ -24,7 +26,7 @@ from dagster import (
     asset,
 )
 
-from sync_assets.dagster import build_definitions, run_leases
+from sync_assets.dagster import SyncAssetsTranslator, build_definitions, run_leases
 from sync_assets.sources import demo_source
 
 
@@ -33,8 +35,11 @@ def trivial() -> None:
     return None
 
 
+TRANSLATOR = SyncAssetsTranslator(enable_asset_checks=os.environ.get("SYNC_ASSETS_BENCH_ASSET_CHECKS") != "off")
+
+
 def _sources() -> Definitions:
-    return build_definitions(demo_source().model_copy(update={"rate_limits": []}))
+    return build_definitions(demo_source().model_copy(update={"rate_limits": []}), TRANSLATOR)
 
 
 _DAILY = _sources().get_assets_def(AssetKey(["demo", "surveys"])).partitions_def
