@@ -110,11 +110,16 @@ class WindowRead:
     max_cursor: datetime | None = None
 
 
+WindowRecords = tuple[int, list[dict[str, Any]], list[datetime | None] | None]
+"""Records of a page that fall in the slice's window ``index``, with their cursor values."""
+
+
 class SliceSink(Protocol):
     """Where a slice's records go: the one thing the front doors do differently (a store's stages, a spool)."""
 
-    def put(self, index: int, records: list[dict[str, Any]], cursors: list[datetime | None] | None) -> None:
-        """Records of the slice's window ``index``, with their cursor values, as a page brings them."""
+    def put(self, parts: list[WindowRecords]) -> None:
+        """A page's records, window by window (``split_by_window``), as the page brings them: whole, so that
+        a sink can handle a page once however many windows it spans."""
 
     def commit(self, read: SliceRead[Any]) -> None:
         """The slice was read to its end (in the thread that read it)."""
@@ -185,8 +190,9 @@ def read_slice(reader: StreamReader, slice_: Slice, sink: SinkT, idle: Callable[
                     )
                 result.split = slice_.cut(2, result.stats)
                 break
-            for index, records, cursors in split_by_window(page, starts):
-                sink.put(index, records, cursors)
+            parts = list(split_by_window(page, starts))
+            sink.put(parts)
+            for index, records, cursors in parts:
                 read = result.windows[index]
                 read.records += len(records)
                 latest = latest_instant(cursors)
@@ -226,9 +232,7 @@ def _pieces_worth_it(total: int, read: int, idle: Callable[[], int]) -> int:
     return pieces if pieces > 1 and saved > read + pieces - 1 else 0
 
 
-def split_by_window(
-    page: Page, starts: list[datetime],
-) -> Iterator[tuple[int, list[dict[str, Any]], list[datetime | None] | None]]:
+def split_by_window(page: Page, starts: list[datetime]) -> Iterator[WindowRecords]:
     """A page's records grouped by the window of the slice that holds each (``starts``: the windows'
     starts after the first); a record kept without a cursor stays in the first."""
     records, cursors = page.records, page.cursors

@@ -13,11 +13,10 @@ import json
 import tempfile
 from array import array
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 from sync_assets.reader import StreamReader
-from sync_assets.slices import Slice, SliceRead, read_slices
+from sync_assets.slices import Slice, SliceRead, WindowRecords, read_slices
 from sync_assets.windows import Window
 
 encode_record = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -31,9 +30,10 @@ class Spool:
         self._file = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 -- closed by close()
         self._windows = array("I")  # the window of each line, as the slice reader placed it
 
-    def put(self, index: int, records: list[dict[str, Any]], cursors: list[datetime | None] | None) -> None:
-        self._file.write("".join(encode_record(record) + "\n" for record in records))
-        self._windows.extend([index] * len(records))
+    def put(self, parts: list[WindowRecords]) -> None:
+        for index, records, _ in parts:
+            self._file.write("".join(encode_record(record) + "\n" for record in records))
+            self._windows.extend([index] * len(records))
 
     def commit(self, read: SliceRead[Any]) -> None:
         pass  # handed on whole by the caller

@@ -18,8 +18,8 @@ from typing import Any
 
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
-from sync_assets.slices import Slice, SliceRead, read_slices
-from sync_assets.storage import PartitionState, Published, Store, TableSpec
+from sync_assets.slices import Slice, SliceRead, WindowRecords, read_slices
+from sync_assets.storage import PartitionState, Published, Store, TableSpec, typed_page
 from sync_assets.windows import Window
 
 
@@ -51,8 +51,17 @@ class _Stages:
         self.stages = [store.private_stage(table, key) for key in keys]
         self.results: list[WindowResult] = []
 
-    def put(self, index: int, records: list[dict[str, Any]], cursors: list[datetime | None] | None) -> None:
-        self.stages[index].append(records, pages=0, cursors=cursors)
+    def put(self, parts: list[WindowRecords]) -> None:
+        """A page typed once, each window's stage keeping its slice: a sparse range's page spans many windows,
+        and typing each window's few records apart would cost per window, not per record."""
+        if not parts:  # a page without records
+            return
+        records = [record for _, some, _ in parts for record in some]
+        cursors = None if parts[0][2] is None else [instant for _, _, some in parts for instant in some or ()]
+        batch, offset = typed_page(self.stages[0].table, records, cursors), 0
+        for index, some, _ in parts:
+            self.stages[index].append_typed(batch.slice(offset, len(some)), pages=0)
+            offset += len(some)
 
     def commit(self, read: SliceRead[Any]) -> None:
         """The slice's windows published together: one transaction, each window still its own partition."""

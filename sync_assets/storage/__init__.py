@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         TableSpec,
         Tallies,
         open_store,
+        typed_page,
     )
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "TableSpec",
     "Tallies",
     "open_store",
+    "typed_page",
 ]
 _BOOKKEEPING = {"Checkpoint", "PartitionState", "RefreshState"}  # bookkeeping's; the rest is the contract's (store)
 

@@ -91,6 +91,13 @@ class TableSpec:
         return f"{self.source}/{self.stream}"
 
 
+def typed_page(table: TableSpec, records: Sequence[dict[str, Any]],
+               cursors: Sequence[datetime | None] | None = None) -> pa.RecordBatch:
+    """A page's records as a typed batch of ``table`` (its declared columns, the engine's own columns)."""
+    with page_work:
+        return page_batch(records, table.declared, datetime.now(UTC), cursors)
+
+
 class Stage(ABC):
     """A unit of work being read: its pages, its checkpoint, the items it finished.
 
@@ -110,12 +117,18 @@ class Stage(ABC):
         cursors: Sequence[datetime | None] | None = None,
     ) -> Checkpoint:
         """Stage ``records`` with the checkpoint that covers them (``token``, ``item``)."""
-        batch: pa.RecordBatch | None = None
-        if records:
-            with page_work:
-                batch = page_batch(records, self.table.declared, datetime.now(UTC), cursors)
+        batch = typed_page(self.table, records, cursors) if records else None
+        return self.append_typed(batch, requests, bytes_received, pages, token, item, done)
+
+    def append_typed(
+        self, batch: pa.RecordBatch | None, requests: int = 0, bytes_received: int = 0, pages: int = 1,
+        token: Any = None, item: str | None = None, done: bool = False,
+    ) -> Checkpoint:
+        """``append`` of records already typed (``typed_page``): a page that spans several windows is typed
+        once, and each window's stage keeps its slice of the batch."""
         previous = self.checkpoint
-        checkpoint = Checkpoint(previous.records + len(records), previous.pages + pages,
+        count = batch.num_rows if batch is not None else 0
+        checkpoint = Checkpoint(previous.records + count, previous.pages + pages,
                                 previous.requests + requests, previous.bytes_received + bytes_received, token, done)
         self._keep(batch, checkpoint, item)
         self.checkpoint = checkpoint
