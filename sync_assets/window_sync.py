@@ -47,7 +47,7 @@ class _Stages:
     """A slice's sink in the store: a private stage per window, all published together once the slice is read."""
 
     def __init__(self, store: Store, table: TableSpec, keys: list[str]) -> None:
-        self.store, self.keys = store, keys
+        self.store, self.table, self.keys = store, table, keys
         self.stages = [store.private_stage(table, key) for key in keys]
         self.results: list[WindowResult] = []
 
@@ -58,7 +58,7 @@ class _Stages:
             return
         records = [record for _, some, _ in parts for record in some]
         cursors = None if parts[0][2] is None else [instant for _, _, some in parts for instant in some or ()]
-        batch, offset = typed_page(self.stages[0].table, records, cursors), 0
+        batch, offset = typed_page(self.table, records, cursors), 0
         for index, some, _ in parts:
             self.stages[index].append_typed(batch.slice(offset, len(some)), pages=0)
             offset += len(some)
