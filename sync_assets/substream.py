@@ -36,7 +36,7 @@ from sync_assets.reader import Page, PageSource, StreamReader
 from sync_assets.records import dig
 from sync_assets.slices import plan_slices, split_by_window
 from sync_assets.spec import ForEach, Stream
-from sync_assets.storage import PartitionState, Published, Stage, Store, TableSpec
+from sync_assets.storage import PartitionState, Published, Stage, Store, TableSpec, typed_by_window
 from sync_assets.storage.layout import partition_scope
 from sync_assets.windows import Window
 
@@ -161,15 +161,16 @@ def sync_substream(
                     results[key].error = results[key].error or answer
             else:
                 found, pages, stats = answer
+                batches = typed_by_window(table, found)  # the parent's children typed once, cut by window
                 for key in unit.needed:  # the requests are counted once, with the first (every stage's
                     first, result = key == unit.needed[0], results[key]  # append is a page of its own)
                     if first:
                         result.stats.merge(stats)
                     result.parents += 1
                     # Kept even if a sibling failed: a re-run then skips this parent.
-                    records, cursors = found[unit.keys.index(key)]
-                    stages[key].append(records, stats.requests if first else 0, stats.bytes if first else 0,
-                                       pages=pages if first else 1, item=unit.ident, cursors=cursors)
+                    stages[key].append_typed(batches[unit.keys.index(key)], stats.requests if first else 0,
+                                             stats.bytes if first else 0, pages=pages if first else 1,
+                                             item=unit.ident)
             yield from _publish_ready(store, stages, results, open_units, listed)
         yield from _publish_ready(store, stages, results, open_units, listed)
     finally:

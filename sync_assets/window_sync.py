@@ -19,7 +19,7 @@ from typing import Any
 from sync_assets.http import RequestStats
 from sync_assets.reader import StreamReader
 from sync_assets.slices import Slice, SliceRead, WindowRecords, read_slices
-from sync_assets.storage import PartitionState, Published, Store, TableSpec, typed_page
+from sync_assets.storage import PartitionState, Published, Store, TableSpec, typed_by_window
 from sync_assets.windows import Window
 
 
@@ -52,16 +52,9 @@ class _Stages:
         self.results: list[WindowResult] = []
 
     def put(self, parts: list[WindowRecords]) -> None:
-        """A page typed once, each window's stage keeping its slice: a sparse range's page spans many windows,
-        and typing each window's few records apart would cost per window, not per record."""
-        if not parts:  # a page without records
-            return
-        records = [record for _, some, _ in parts for record in some]
-        cursors = None if parts[0][2] is None else [instant for _, _, some in parts for instant in some or ()]
-        batch, offset = typed_page(self.table, records, cursors), 0
-        for index, some, _ in parts:
-            self.stages[index].append_typed(batch.slice(offset, len(some)), pages=0)
-            offset += len(some)
+        """A page typed once, each window's stage keeping its slice (``typed_by_window``)."""
+        for (index, _, _), batch in zip(parts, typed_by_window(self.table, [(r, c) for _, r, c in parts]), strict=True):
+            self.stages[index].append_typed(batch, pages=0)
 
     def commit(self, read: SliceRead[Any]) -> None:
         """The slice's windows published together: one transaction, each window still its own partition."""

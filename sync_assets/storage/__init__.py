@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         TableSpec,
         Tallies,
         open_store,
-        typed_page,
+        typed_by_window,
     )
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
     "TableSpec",
     "Tallies",
     "open_store",
-    "typed_page",
+    "typed_by_window",
 ]
 _BOOKKEEPING = {"Checkpoint", "PartitionState", "RefreshState"}  # bookkeeping's; the rest is the contract's (store)
 

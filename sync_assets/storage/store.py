@@ -98,6 +98,23 @@ def typed_page(table: TableSpec, records: Sequence[dict[str, Any]],
         return page_batch(records, table.declared, datetime.now(UTC), cursors)
 
 
+def typed_by_window(
+    table: TableSpec, parts: Sequence[tuple[Sequence[dict[str, Any]], Sequence[datetime | None] | None]],
+) -> list[pa.RecordBatch | None]:
+    """Several windows' records (each with its cursor values, or all without) typed as one batch, cut into
+    each window's slice (``None``: a window without records). A page of a sparse range spans many windows;
+    typing each window's few records apart would cost per window, not per record."""
+    records = [record for some, _ in parts for record in some]
+    if not records:
+        return [None] * len(parts)
+    cursors = None if parts[0][1] is None else [instant for _, some in parts for instant in some or ()]
+    batch, offset, cut = typed_page(table, records, cursors), 0, []
+    for some, _ in parts:
+        cut.append(batch.slice(offset, len(some)) if some else None)
+        offset += len(some)
+    return cut
+
+
 class Stage(ABC):
     """A unit of work being read: its pages, its checkpoint, the items it finished.
 
@@ -124,8 +141,7 @@ class Stage(ABC):
         self, batch: pa.RecordBatch | None, requests: int = 0, bytes_received: int = 0, pages: int = 1,
         token: Any = None, item: str | None = None, done: bool = False,
     ) -> Checkpoint:
-        """``append`` of records already typed (``typed_page``): a page that spans several windows is typed
-        once, and each window's stage keeps its slice of the batch."""
+        """``append`` of records already typed: each window's slice of a page typed once (``typed_by_window``)."""
         previous = self.checkpoint
         count = batch.num_rows if batch is not None else 0
         checkpoint = Checkpoint(previous.records + count, previous.pages + pages,
