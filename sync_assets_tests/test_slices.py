@@ -107,7 +107,7 @@ def test_a_sparse_year_costs_about_one_range_read_and_each_partition_holds_exact
     days = [(partition_key(w.start, "daily"), w) for w in _days(*YEAR)]
     client = client_for(source)
     results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, days, 10))
-    assert all(r.error is None for r in results), [repr(r.error) for r in results if r.error][:3] and len(results) == 366
+    assert all(r.error is None for r in results) and len(results) == 366
     requests = api.stats()["requests"]
     assert requests <= 21  # 10 slices of 183 records: 2 pages each; one range read takes 19
     assert sum(r.stats.requests for r in results) == requests  # each slice's requests counted once
@@ -209,7 +209,7 @@ def test_a_slice_that_runs_deep_while_threads_are_idle_is_cut_up_for_them(
     assert len(busy) == 1 and len(busy[0].windows) > 10  # as planned, one slice holds all ten busy days
     client, store = client_for(source), open_store(tmp_path / "store")
     results = list(sync_windows(StreamReader(source, source.stream("surveys"), client), store, days, 10))
-    assert all(r.error is None for r in results), [repr(r.error) for r in results if r.error][:3]
+    assert all(r.error is None for r in results)
     read_as = {r.slice for r in results if r.window.start >= YEAR[0]}
     assert len(read_as) > 1  # the busy days were read by several slices
     assert sum(r.stats.requests for r in results) == api.stats()["requests"]  # the cut-up read's too
