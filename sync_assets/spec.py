@@ -237,6 +237,10 @@ class Stream(BaseModel):
         if self.for_each and (self.incremental is not None or self.parent is not None):
             raise ValueError("for_each is supported on full-refresh streams without a parent (not yet on "
                              "incremental streams or substreams)")
+        if self.parent is not None and self.incremental is not None and self.incremental.max_records_per_slice:
+            # A substream's reads do not split at the cap yet: refused, rather than lose records past it.
+            raise ValueError("incremental.max_records_per_slice is not applied to a substream's reads yet; "
+                             "remove it and keep each read under the API's cap with a small incremental.max_slice")
         return self
 
     def path_for(self, parent_record: dict[str, Any] | None) -> str:

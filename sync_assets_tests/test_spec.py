@@ -247,6 +247,14 @@ def test_streams_read_over_other_streams_name_existing_full_refresh_streams_with
         _over(LISTED, *streams)
 
 
+def test_a_substream_that_sets_max_records_per_slice_is_refused_rather_than_read_past_the_cap() -> None:
+    with pytest.raises(ValidationError, match="max_records_per_slice is not applied to a substream's reads yet"):
+        Stream(name="lines", path="/l/{parent[id]}", parent={"stream": "accounts"},
+               incremental={"cursor_field": "at", "start": "2024-01-01", "max_records_per_slice": 1000})
+    Stream(name="lines", path="/l/{parent[id]}", parent={"stream": "accounts"},  # the way the message gives
+           incremental={"cursor_field": "at", "start": "2024-01-01", "max_slice": "P7D"})
+
+
 def test_a_for_each_list_has_values_or_values_of_never_both_nor_neither() -> None:
     for both_or_neither in ({"values": [1], "values_of": {"stream": "accounts", "key": "id"}}, {}):
         with pytest.raises(ValidationError, match="for_each 'a': give its values, or values_of"):
