@@ -16,6 +16,7 @@ from dagster import (
     AssetKey,
     DagsterInstance,
     DailyPartitionsDefinition,
+    Definitions,
     asset,
     materialize,
 )
@@ -352,14 +353,21 @@ def test_a_process_that_runs_many_steps_keeps_no_store_connection_of_the_earlier
         assert connections() == 0  # every step's store connections released when the step ended
 
 
-def test_each_partition_of_a_range_run_gets_its_own_check_results(
-    surveys_api: DemoApi, instance: DagsterInstance
-) -> None:
+def _surveys_repeating_a_key_on_january_4(api: DemoApi, translator: SyncAssetsTranslator | None = None
+                                          ) -> Definitions:
+    """The demo's surveys alone, every survey of 2024-01-04 given the same id: a partition that fails
+    ``unique_primary_key``."""
     source = demo_source()
     surveys = Stream.model_validate({**source.stream("surveys").model_dump(by_alias=True),
                                      "transform": "sync_assets_tests.plugins_for_tests:one_id_on_january_4"})
-    source = source.model_copy(update={"streams": [surveys]})
-    defs = build_definitions(source, api=SyncApiResource(base_url=surveys_api.url, credential=TOKEN, rate_limits=[]))
+    return build_definitions(source.model_copy(update={"streams": [surveys]}), translator,
+                             api=SyncApiResource(base_url=api.url, credential=TOKEN, rate_limits=[]))
+
+
+def test_each_partition_of_a_range_run_gets_its_own_check_results(
+    surveys_api: DemoApi, instance: DagsterInstance
+) -> None:
+    defs = _surveys_repeating_a_key_on_january_4(surveys_api)
     assert run(defs, instance, partition_range=("2024-01-03", "2024-01-05")).success
     history = instance.event_log_storage.get_asset_check_execution_history(
         AssetCheckKey(SURVEYS, "unique_primary_key"), limit=10)
@@ -372,12 +380,7 @@ def test_each_partition_of_a_range_run_gets_its_own_check_results(
 def test_with_asset_checks_off_a_range_run_logs_one_warning_naming_the_partitions_a_check_would_fail(
     surveys_api: DemoApi, instance: DagsterInstance
 ) -> None:
-    source = demo_source()
-    surveys = Stream.model_validate({**source.stream("surveys").model_dump(by_alias=True),
-                                     "transform": "sync_assets_tests.plugins_for_tests:one_id_on_january_4"})
-    source = source.model_copy(update={"streams": [surveys]})
-    defs = build_definitions(source, SyncAssetsTranslator(enable_asset_checks=False),
-                             api=SyncApiResource(base_url=surveys_api.url, credential=TOKEN, rate_limits=[]))
+    defs = _surveys_repeating_a_key_on_january_4(surveys_api, SyncAssetsTranslator(enable_asset_checks=False))
     assert not list(defs.resolve_assets_def(SURVEYS).check_specs)  # nothing planned, nothing to evaluate
     result = run(defs, instance, partition_range=("2024-01-03", "2024-01-05"))
     assert result.success
